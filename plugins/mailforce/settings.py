@@ -1,0 +1,142 @@
+"""Every setting in one frozen dataclass, read and validated once.
+
+Values come from environment variables named ``MAILFORCE_<FIELD>`` (upper case), or from the Airflow
+Variable ``mailforce_settings`` (a JSON object keyed by field name); the environment wins. Lists are
+comma-separated in the environment. A wrong value is reported by its name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+VARIABLE_NAME = "mailforce_settings"
+ENV_PREFIX = "MAILFORCE_"
+
+
+class SettingsError(ValueError):
+    """A setting has a wrong value; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    conn_id: str = "elasticsearch_default"
+    source_index: str = "search-shinobi-email"
+    roles_index: str = "search-message-roles"
+    engagements_index: str = "search-accounts-engagements"
+    account_stats_index: str = "search-accounts_statistics_simple"
+    domains_index: str = "search-domains-engagements"
+    runtime_stats_index: str = "search-runtime-stats"
+    internal_domains: tuple[str, ...] = ()
+    allowed_domains: tuple[str, ...] = ()
+    max_partitions: int = 8
+    scan_page_size: int = 2000
+    bulk_chunk_size: int = 1000
+    lookup_batch_size: int = 1000
+    scroll_keep_alive: str = "5m"
+    schedule: str | None = "@hourly"
+    index_shards: int = 1
+    index_replicas: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_partitions", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise SettingsError(f"setting {name!r} must be a whole number >= 1, got {value!r}")
+        if not isinstance(self.index_replicas, int) or self.index_replicas < 0:
+            raise SettingsError(f"setting 'index_replicas' must be a whole number >= 0, got {self.index_replicas!r}")
+        if self.max_partitions > 1024:
+            raise SettingsError("setting 'max_partitions' must be at most 1024")
+        names = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_index")]
+        for index_name in names:
+            if not isinstance(index_name, str) or not index_name or index_name != index_name.lower() or " " in index_name:
+                raise SettingsError(f"index names must be non-empty lower-case strings, got {index_name!r}")
+        if len(set(names)) != len(names):
+            raise SettingsError("index settings must name six different indices")
+        for name in ("internal_domains", "allowed_domains"):
+            for domain in getattr(self, name):
+                if "." not in domain or domain != domain.strip().lower() or "@" in domain:
+                    raise SettingsError(f"setting {name!r}: {domain!r} is not a lower-case domain name")
+
+    @property
+    def output_indices(self) -> tuple[str, ...]:
+        return (
+            self.roles_index,
+            self.engagements_index,
+            self.account_stats_index,
+            self.domains_index,
+            self.runtime_stats_index,
+        )
+
+    def domain_in_scope(self, domain: str) -> bool:
+        if domain in self.internal_domains:
+            return False
+        return not self.allowed_domains or domain in self.allowed_domains
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Turn a raw value (string from the environment, or JSON) into the field's type."""
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            items = [item.strip().lower() for item in value.split(",")]
+        elif isinstance(value, (list, tuple)):
+            items = [str(item).strip().lower() for item in value]
+        else:
+            raise SettingsError(f"setting {name!r} must be a list, got {value!r}")
+        return tuple(sorted({item for item in items if item}))
+    if isinstance(default, int) and not isinstance(default, bool):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"setting {name!r} must be a whole number, got {value!r}") from None
+    if name == "schedule":
+        if value in (None, "", "none", "None", "null"):
+            return None
+        return str(value)
+    if not isinstance(value, str):
+        raise SettingsError(f"setting {name!r} must be a string, got {value!r}")
+    return value
+
+
+def settings_from_mapping(values: Mapping[str, Any]) -> Settings:
+    known = {f.name: f.default for f in fields(Settings)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise SettingsError(f"unknown settings: {sorted(unknown)}")
+    return Settings(**{name: _coerce(name, value, known[name]) for name, value in values.items()})
+
+
+def _variable_values() -> dict[str, Any]:
+    raw = os.environ.get(f"AIRFLOW_VAR_{VARIABLE_NAME.upper()}")
+    if raw is None:
+        try:
+            from airflow.sdk import Variable
+
+            raw = Variable.get(VARIABLE_NAME, default=None)
+        except Exception:  # no Airflow context (plain scripts, tests): environment only
+            raw = None
+    if not raw:
+        return {}
+    try:
+        values = json.loads(raw)
+    except ValueError as error:
+        raise SettingsError(f"Variable {VARIABLE_NAME!r} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise SettingsError(f"Variable {VARIABLE_NAME!r} must be a JSON object")
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None, use_variable: bool = True) -> Settings:
+    """Settings from the Airflow Variable, overridden by ``MAILFORCE_*`` environment variables."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = _variable_values() if use_variable else {}
+    known = {f.name for f in fields(Settings)}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX):].lower()
+            if name not in known:
+                raise SettingsError(f"unknown setting in environment: {key}")
+            values[name] = value
+    return settings_from_mapping(values)

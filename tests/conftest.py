@@ -1,0 +1,61 @@
+"""Shared fixtures: a real osmem-server per session, a fresh clone per test, Airflow set up once.
+
+Airflow reads its configuration when first imported, so the environment is set here, before any
+test module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="mailforce-airflow-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+for key in [key for key in os.environ if key.startswith("MAILFORCE_")]:
+    del os.environ[key]
+
+CORPUS = ROOT.parent / "shared" / "corpus" / "enron-giskard"
+
+
+@pytest.fixture
+def es_url(osmem_clone) -> str:
+    """A fresh, empty cluster for one test (a copy-on-write clone of the session's server)."""
+    return osmem_clone.url
+
+
+@pytest.fixture
+def es(es_url):
+    """The production client code path, pointed at the embedded engine."""
+    from mailforce.connection import ClientOptions, build_client
+
+    client = build_client(ClientOptions(url=es_url, engine="osmem", max_retries=1, request_timeout=120))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings():
+    from mailforce.settings import Settings
+
+    return Settings(max_partitions=4, scan_page_size=500, bulk_chunk_size=500, lookup_batch_size=200, schedule=None)
+
+
+@pytest.fixture(scope="session")
+def enron_corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared Enron corpus is not at {CORPUS} (a plain clone outside the workspace)")
+    return CORPUS
