@@ -1,0 +1,45 @@
+"""Normalise and validate one email address (pure; docs/SEMANTICS.md, "Addresses")."""
+
+from __future__ import annotations
+
+
+def normalise_address(entry: object) -> str | None:
+    """The normalised address of one header entry, or None when it is not a valid address.
+
+    Display names and angle brackets go (`"Jim" <Jim@Acme.COM>` -> `jim@acme.com`); the result is
+    trimmed and lower-cased, then must be `local@domain` with a domain of two or more labels.
+    """
+    if not isinstance(entry, str):
+        return None
+    text = entry
+    opening = text.rfind("<")
+    if opening != -1:
+        closing = text.find(">", opening)
+        if closing != -1:
+            text = text[opening + 1 : closing]
+    address = text.strip().lower()
+    return address if is_valid_address(address) else None
+
+
+def is_valid_address(address: str) -> bool:
+    if not address or any(character.isspace() for character in address):
+        return False
+    local, at, domain = address.partition("@")
+    if not at or not local or "@" in domain:
+        return False
+    labels = domain.split(".")
+    return len(labels) >= 2 and all(labels)
+
+
+def domain_of(address: str) -> str:
+    """The part after `@` of a normalised address."""
+    return address.rpartition("@")[2]
+
+
+def address_entries(value: object) -> list[object]:
+    """The entries of one address field: a string is one entry, a list is many, absent is none."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    return [value]

@@ -1,0 +1,49 @@
+"""Dates at the edges: parse what the source holds, write ISO-8601 UTC to the second (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+UTC = timezone.utc
+
+
+def parse_source_date(value: object) -> datetime | None:
+    """A timezone-aware UTC datetime, or None when the value is missing or unparseable.
+
+    Accepts ISO-8601 date-times with or without zone (no zone means UTC), plain dates (midnight
+    UTC) and epoch milliseconds, as Elasticsearch's default date format does.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if len(text) > 10 and text[10] != "T":  # Elasticsearch refuses `2001-05-14 23:39:00` too
+        return None
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_utc(moment: datetime) -> str:
+    """`2001-05-14T23:39:00Z`: UTC, to the second, with a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_param_date(value: str, name: str) -> datetime:
+    """A date-time given by a person (a param or setting); a clear error names the param."""
+    parsed = parse_source_date(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise ValueError(f"param {name!r}: {value!r} is not an ISO-8601 date-time (e.g. 2001-05-14T23:39:00Z)")
+    return parsed

@@ -1,0 +1,149 @@
+"""Roles documents -> engagement and domain documents (pure; docs/SEMANTICS.md).
+
+The caller feeds every roles document that names one of the partition's domains, grouped by
+`message_id` (the copies of one mail in several mailboxes arrive together), so that a mail seen by
+two mailboxes counts once per domain while memory holds one group, not the partition's messages.
+Dates are kept as `YYYY-MM-DDTHH:MM:SSZ` strings: in one format and zone they order as text.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+ROLE_LIST_FIELDS = {"From": "emails_from", "To": "emails_to", "CC": "emails_cc"}
+ROLE_COUNT_FIELDS = {"From": "from_count", "To": "to_count", "CC": "cc_count"}
+
+
+@dataclass
+class DateSpan:
+    count: int = 0
+    earliest: str = "9999-12-31T23:59:59Z"
+    latest: str = "0000-01-01T00:00:00Z"
+
+    def add(self, date: str) -> None:
+        self.count += 1
+        if date < self.earliest:
+            self.earliest = date
+        if date > self.latest:
+            self.latest = date
+
+
+@dataclass
+class AccountDomain:
+    """One (account, domain): per address and role, how often and when."""
+
+    messages: DateSpan = field(default_factory=DateSpan)
+    roles: dict[str, dict[str, DateSpan]] = field(default_factory=lambda: {role: {} for role in ROLE_LIST_FIELDS})
+
+
+@dataclass
+class AddressContact:
+    role_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLE_COUNT_FIELDS, 0))
+    messages: DateSpan = field(default_factory=DateSpan)
+
+
+@dataclass
+class DomainContact:
+    messages: DateSpan = field(default_factory=DateSpan)
+    accounts: set[str] = field(default_factory=set)
+    addresses: dict[str, AddressContact] = field(default_factory=dict)
+
+
+class PartitionCompiler:
+    """Accumulates the engagement and domain documents of a set of domains."""
+
+    def __init__(self, domains: Iterable[str]) -> None:
+        self.domains = frozenset(domains)
+        self.account_domains: dict[tuple[str, str], AccountDomain] = defaultdict(AccountDomain)
+        self.domain_contacts: dict[str, DomainContact] = defaultdict(DomainContact)
+        self.messages_read = 0
+
+    def add_message(self, copies: list[Mapping[str, Any]]) -> None:
+        """All roles documents (one per account) of one message_id that name the domains."""
+        # Per (domain, address) across the copies: roles united, earliest date of a copy naming it.
+        address_roles: dict[tuple[str, str], set[str]] = defaultdict(set)
+        address_dates: dict[tuple[str, str], str] = {}
+        domain_accounts: dict[str, set[str]] = defaultdict(set)
+        for copy in copies:
+            self.messages_read += 1
+            account, date = copy["account"], copy["date"]
+            touched: set[str] = set()
+            for entry in copy.get("message_roles", ()):
+                domain = entry["domain"]
+                if domain not in self.domains:
+                    continue
+                address, role = entry["email_address"], entry["role"]
+                touched.add(domain)
+                spans = self.account_domains[(account, domain)].roles[role]
+                spans.setdefault(address, DateSpan()).add(date)
+                key = (domain, address)
+                address_roles[key].add(role)
+                if key not in address_dates or date < address_dates[key]:
+                    address_dates[key] = date
+            for domain in touched:
+                self.account_domains[(account, domain)].messages.add(date)
+                domain_accounts[domain].add(account)
+        domain_dates: dict[str, str] = {}
+        for (domain, address), roles in address_roles.items():
+            contact = self.domain_contacts[domain].addresses.setdefault(address, AddressContact())
+            for role in roles:
+                contact.role_counts[role] += 1
+            date = address_dates[(domain, address)]
+            contact.messages.add(date)
+            if domain not in domain_dates or date < domain_dates[domain]:
+                domain_dates[domain] = date
+        for domain, date in domain_dates.items():
+            domain_contact = self.domain_contacts[domain]
+            domain_contact.messages.add(date)
+            domain_contact.accounts |= domain_accounts[domain]
+
+    def engagement_documents(self, updated_at: str) -> Iterator[dict[str, Any]]:
+        for (account, domain), account_domain in sorted(self.account_domains.items()):
+            document: dict[str, Any] = {"account": account, "domain": domain}
+            for role, list_field in ROLE_LIST_FIELDS.items():
+                spans = account_domain.roles[role]
+                document[list_field] = [
+                    {
+                        "email_address": address,
+                        "count": span.count,
+                        "earliest_engagement_date": span.earliest,
+                        "latest_engagement_date": span.latest,
+                    }
+                    for address, span in sorted(spans.items())
+                ]
+                document[f"{list_field}_count"] = len(spans)
+            document["total_count"] = account_domain.messages.count
+            document["earliest_engagement_date"] = account_domain.messages.earliest
+            document["latest_engagement_date"] = account_domain.messages.latest
+            document["updated_at"] = updated_at
+            yield document
+
+    def domain_documents(self, updated_at: str) -> Iterator[dict[str, Any]]:
+        for domain, contact in sorted(self.domain_contacts.items()):
+            entries = []
+            totals = dict.fromkeys(ROLE_COUNT_FIELDS, 0)
+            for address, address_contact in sorted(contact.addresses.items()):
+                entry: dict[str, Any] = {"email_address": address}
+                for role, count_field in ROLE_COUNT_FIELDS.items():
+                    entry[count_field] = address_contact.role_counts[role]
+                    totals[role] += address_contact.role_counts[role]
+                entry["total_count"] = address_contact.messages.count
+                entry["first_contact_date"] = address_contact.messages.earliest
+                entry["latest_contact_date"] = address_contact.messages.latest
+                entries.append(entry)
+            yield {
+                "domain": domain,
+                "first_contact_date": contact.messages.earliest,
+                "latest_contact_date": contact.messages.latest,
+                "total_from": totals["From"],
+                "total_to": totals["To"],
+                "total_cc": totals["CC"],
+                "total_emails": contact.messages.count,
+                "accounts": sorted(contact.accounts),
+                "accounts_count": len(contact.accounts),
+                "addresses_count": len(entries),
+                "email_engagements": entries,
+                "updated_at": updated_at,
+            }

@@ -1,0 +1,185 @@
+"""Output index mappings, deterministic document ids, and creating what is missing.
+
+Every output index is created with an explicit, strict mapping before the first write: a field that
+is not declared is refused rather than guessed by dynamic mapping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from mailforce.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KEYWORD = {"type": "keyword"}
+DATE = {"type": "date", "format": "strict_date_optional_time"}
+INTEGER = {"type": "integer"}
+LONG = {"type": "long"}
+BOOLEAN = {"type": "boolean"}
+FLOAT = {"type": "float"}
+
+ROLE_ENTRY = {"email_address": KEYWORD, "domain": KEYWORD, "role": KEYWORD}
+ACCOUNT_ENGAGEMENT_ENTRY = {
+    "email_address": KEYWORD,
+    "count": INTEGER,
+    "earliest_engagement_date": DATE,
+    "latest_engagement_date": DATE,
+}
+DOMAIN_ENGAGEMENT_ENTRY = {
+    "email_address": KEYWORD,
+    "from_count": INTEGER,
+    "to_count": INTEGER,
+    "cc_count": INTEGER,
+    "total_count": INTEGER,
+    "first_contact_date": DATE,
+    "latest_contact_date": DATE,
+}
+
+
+def _nested(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "nested", "properties": properties}
+
+
+ROLES_PROPERTIES = {
+    "account": KEYWORD,
+    "message_id": KEYWORD,
+    "date": DATE,
+    "domains": KEYWORD,
+    "message_roles": _nested(ROLE_ENTRY),
+    "role_count": INTEGER,
+    "updated_at": DATE,
+}
+ENGAGEMENTS_PROPERTIES = {
+    "account": KEYWORD,
+    "domain": KEYWORD,
+    "emails_from": _nested(ACCOUNT_ENGAGEMENT_ENTRY),
+    "emails_to": _nested(ACCOUNT_ENGAGEMENT_ENTRY),
+    "emails_cc": _nested(ACCOUNT_ENGAGEMENT_ENTRY),
+    "emails_from_count": INTEGER,
+    "emails_to_count": INTEGER,
+    "emails_cc_count": INTEGER,
+    "total_count": INTEGER,
+    "earliest_engagement_date": DATE,
+    "latest_engagement_date": DATE,
+    "updated_at": DATE,
+}
+ACCOUNT_STATS_PROPERTIES = {
+    "account": KEYWORD,
+    "emails_from_count": INTEGER,
+    "emails_to_count": INTEGER,
+    "emails_cc_count": INTEGER,
+    "total_emails_count": INTEGER,
+    "updated_at": DATE,
+}
+DOMAINS_PROPERTIES = {
+    "domain": KEYWORD,
+    "first_contact_date": DATE,
+    "latest_contact_date": DATE,
+    "total_from": INTEGER,
+    "total_to": INTEGER,
+    "total_cc": INTEGER,
+    "total_emails": INTEGER,
+    "accounts": KEYWORD,
+    "accounts_count": INTEGER,
+    "addresses_count": INTEGER,
+    "email_engagements": _nested(DOMAIN_ENGAGEMENT_ENTRY),
+    "updated_at": DATE,
+}
+RUNTIME_STATS_PROPERTIES = {
+    "run_id": KEYWORD,
+    "run_date": DATE,
+    "window_start": DATE,
+    "window_start_inclusive": BOOLEAN,
+    "window_end": DATE,
+    "backfill": BOOLEAN,
+    "backfilled_accounts": KEYWORD,
+    "exclude_accounts": KEYWORD,
+    "email_accounts_processed": INTEGER,
+    "domains_processed": INTEGER,
+    "emails_processed": INTEGER,
+    "source_documents": INTEGER,
+    "from_roles": INTEGER,
+    "to_roles": INTEGER,
+    "cc_roles": INTEGER,
+    "skipped_no_date": INTEGER,
+    "skipped_no_account": INTEGER,
+    "invalid_addresses": INTEGER,
+    "filtered_addresses": INTEGER,
+    "undated_source_documents": INTEGER,
+    "partitions": INTEGER,
+    "documents_written": {
+        "properties": {
+            "message_roles": INTEGER,
+            "accounts_engagements": INTEGER,
+            "domains_engagements": INTEGER,
+            "accounts_statistics": INTEGER,
+        }
+    },
+    "duration_seconds": FLOAT,
+    "updated_at": DATE,
+}
+
+
+def index_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Index name -> its mapping, for the five outputs."""
+    return {
+        settings.roles_index: ROLES_PROPERTIES,
+        settings.engagements_index: ENGAGEMENTS_PROPERTIES,
+        settings.account_stats_index: ACCOUNT_STATS_PROPERTIES,
+        settings.domains_index: DOMAINS_PROPERTIES,
+        settings.runtime_stats_index: RUNTIME_STATS_PROPERTIES,
+    }
+
+
+def ensure_output_indices(es, settings: Settings) -> list[str]:
+    """Create each missing output index with its explicit mapping; returns the ones created.
+
+    An existing index whose mapping lacks a field we write is reported, not silently extended.
+    """
+    created = []
+    for name, properties in index_mappings(settings).items():
+        if es.indices.exists(index=name):
+            _check_mapping(es, name, properties)
+            continue
+        body = {
+            "settings": {"number_of_shards": settings.index_shards, "number_of_replicas": settings.index_replicas},
+            "mappings": {"dynamic": "strict", "properties": properties},
+        }
+        try:
+            es.indices.create(index=name, **body)
+            created.append(name)
+            log.info("Created index %s with an explicit mapping", name)
+        except Exception as error:  # another task created it first: fine if it is there now
+            if not es.indices.exists(index=name):
+                raise
+            log.info("Index %s appeared meanwhile (%s)", name, type(error).__name__)
+    return created
+
+
+def _check_mapping(es, name: str, properties: dict[str, Any]) -> None:
+    response = es.indices.get_mapping(index=name)
+    for index_body in response.body.values():
+        existing = index_body.get("mappings", {}).get("properties", {})
+        missing = sorted(set(properties) - set(existing))
+        conflicting = sorted(
+            field
+            for field, spec in properties.items()
+            if field in existing and existing[field].get("type", "object") != spec.get("type", "object")
+        )
+        if conflicting:
+            raise RuntimeError(
+                f"index {name} has a mapping that conflicts with this version for {conflicting}; "
+                "reindex it or point the settings at a new index name"
+            )
+        if missing:
+            es.indices.put_mapping(index=name, properties={field: properties[field] for field in missing})
+            log.info("Added fields %s to the mapping of %s", missing, name)
+
+
+def document_id(*natural_key: str) -> str:
+    """A deterministic id from a natural key only: rewriting the same facts overwrites."""
+    joined = "\x1f".join(natural_key)
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:40]

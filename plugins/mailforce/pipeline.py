@@ -1,0 +1,293 @@
+"""The run's stages as plain functions: a client, settings and small summaries in, summaries out.
+
+The DAG calls these in order; tests call them directly. Data moves Elasticsearch to Elasticsearch;
+what is returned is small enough for XCom (counts, names, partitions).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from itertools import islice
+from typing import Any, Iterable, Iterator, Sequence
+
+from mailforce.dates import format_utc
+from mailforce.engagements import PartitionCompiler
+from mailforce.indices import document_id, ensure_output_indices
+from mailforce.partitions import plan_partitions
+from mailforce.roles import (
+    ExtractionCounts,
+    Message,
+    message_from_hit,
+    message_from_roles_document,
+    message_key,
+    roles_document,
+)
+from mailforce.settings import Settings
+from mailforce.watermark import RunRequest, read_watermark, resolve_window, runtime_stats_document
+from mailforce.source import (
+    Window,
+    count_undated,
+    fetch_documents,
+    index_is_empty,
+    scan_sorted,
+    scan_window_messages,
+)
+from mailforce.writer import bulk_write, index_actions
+
+log = logging.getLogger(__name__)
+
+ROLES_READ_FIELDS = ["account", "message_id", "date", "message_roles"]
+# Domains per terms query: far below Elasticsearch's index.max_terms_count (65,536).
+DOMAINS_PER_QUERY = 5_000
+ACCOUNTS_PER_QUERY = 1_000
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def prepare_indices(es, settings: Settings) -> list[str]:
+    """Create missing output indices before anything is written."""
+    return ensure_output_indices(es, settings)
+
+
+def _united_messages(hits: Iterable[dict], settings: Settings, counts: ExtractionCounts) -> Iterator[Message]:
+    """Copies of one (account, messageId) arrive together (the scan's sort): unite them."""
+    current: Message | None = None
+    for hit in hits:
+        message = message_from_hit(hit, settings.domain_in_scope, counts)
+        if message is None:
+            continue
+        _, from_message_id = message_key(hit)
+        if not from_message_id:  # keyed by its own document id: a message by itself
+            yield message
+            continue
+        if current is not None and (current.account, current.message_id) == (message.account, message.message_id):
+            current.merge(message)
+            continue
+        if current is not None:
+            yield current
+        current = message
+    if current is not None:
+        yield current
+
+
+def extract_message_roles(es, settings: Settings, window: Window, updated_at: str | None = None) -> dict[str, Any]:
+    """Read the window's source copies once and write one roles document per message.
+
+    Messages already in the roles index (copies seen by an earlier run) are united with the new
+    copies, so a message's roles and earliest date cover every run. Returns the run summary: the
+    accounts seen, the work per domain for partitioning, and counts.
+    """
+    updated_at = updated_at or format_utc(utc_now())
+    counts = ExtractionCounts()
+    unite_with_written = not index_is_empty(es, settings.roles_index)
+    work_by_domain: Counter = Counter()
+    role_entries: Counter = Counter()
+    accounts: set[str] = set()
+    messages = 0
+
+    def actions() -> Iterator[dict[str, Any]]:
+        nonlocal messages
+        hits = scan_window_messages(es, settings.source_index, window, settings.scan_page_size, settings.scroll_keep_alive)
+        for batch in batched(_united_messages(hits, settings, counts), settings.lookup_batch_size):
+            ids = [document_id(message.account, message.message_id) for message in batch]
+            written = fetch_documents(es, settings.roles_index, ids) if unite_with_written else {}
+            for message_document_id, message in zip(ids, batch):
+                messages += 1
+                accounts.add(message.account)
+                if message_document_id in written:
+                    message.merge(message_from_roles_document(written[message_document_id]))
+                if not message.roles:
+                    continue
+                for address, role in message.roles:
+                    work_by_domain[address.rpartition("@")[2]] += 1
+                    role_entries[role] += 1
+                yield {
+                    "_op_type": "index",
+                    "_index": settings.roles_index,
+                    "_id": message_document_id,
+                    "_source": roles_document(message, updated_at),
+                }
+
+    started = time.monotonic()
+    roles_written = bulk_write(es, actions(), settings.bulk_chunk_size, "message roles")
+    undated = count_undated(es, settings.source_index, window)
+    elapsed = time.monotonic() - started
+    log.info(
+        "Extracted %d messages of %d accounts from %d source documents in %.1f s: %d roles documents, "
+        "%d domains; skipped %d without date, %d without account; %d invalid addresses; "
+        "%d source documents carry no usable date at all",
+        messages, len(accounts), counts.source_documents, elapsed, roles_written, len(work_by_domain),
+        counts.skipped_no_date, counts.skipped_no_account, counts.invalid_addresses, undated,
+    )
+    return {
+        "messages": messages,
+        "accounts": sorted(accounts),
+        "accounts_count": len(accounts),
+        "work_by_domain": dict(work_by_domain),
+        "domains_count": len(work_by_domain),
+        "role_entries": dict(role_entries),
+        "roles_written": roles_written,
+        "undated_source_documents": undated,
+        "counts": vars(counts),
+    }
+
+
+def list_domain_partitions(extraction: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    partitions = plan_partitions(extraction["work_by_domain"], settings.max_partitions)
+    for partition in partitions:
+        log.info("Partition %s", partition.label)
+    return [partition.to_dict() for partition in partitions]
+
+
+def _message_groups(hits: Iterable[dict]) -> Iterator[list[dict]]:
+    """Roles documents sorted by message_id -> the copies of one message across accounts."""
+    group: list[dict] = []
+    for hit in hits:
+        source = hit["_source"]
+        if group and group[0]["message_id"] != source["message_id"]:
+            yield group
+            group = []
+        group.append(source)
+    if group:
+        yield group
+
+
+def compile_domains(es, settings: Settings, domains: Sequence[str], updated_at: str | None = None) -> dict[str, Any]:
+    """Recompute, over all time, the engagement and domain documents of these domains."""
+    updated_at = updated_at or format_utc(utc_now())
+    engagements_written = domains_written = messages_read = 0
+    started = time.monotonic()
+    for chunk in batched(domains, DOMAINS_PER_QUERY):
+        compiler = PartitionCompiler(chunk)
+        hits = scan_sorted(
+            es,
+            settings.roles_index,
+            {"bool": {"filter": [{"terms": {"domains": chunk}}]}},
+            [{"message_id": "asc"}, {"account": "asc"}],
+            ROLES_READ_FIELDS,
+            settings.scan_page_size,
+            settings.scroll_keep_alive,
+            f"roles of {len(chunk)} domains",
+        )
+        for copies in _message_groups(hits):
+            compiler.add_message(copies)
+        messages_read += compiler.messages_read
+        engagements_written += bulk_write(
+            es,
+            index_actions(
+                settings.engagements_index,
+                ((document_id(doc["account"], doc["domain"]), doc) for doc in compiler.engagement_documents(updated_at)),
+            ),
+            settings.bulk_chunk_size,
+            "account engagements",
+        )
+        domains_written += bulk_write(
+            es,
+            index_actions(
+                settings.domains_index,
+                ((document_id(doc["domain"]), doc) for doc in compiler.domain_documents(updated_at)),
+            ),
+            settings.bulk_chunk_size,
+            "domain engagements",
+        )
+    log.info(
+        "Compiled %d domains from %d roles documents in %.1f s: %d account engagements, %d domain documents",
+        len(domains), messages_read, time.monotonic() - started, engagements_written, domains_written,
+    )
+    return {
+        "domains": len(domains),
+        "roles_read": messages_read,
+        "engagements_written": engagements_written,
+        "domains_written": domains_written,
+    }
+
+
+def account_statistics_documents(es, settings: Settings, accounts: Sequence[str], updated_at: str) -> Iterator[tuple[str, dict]]:
+    """Distinct addresses per role for each account, summed from its engagement documents.
+
+    An address belongs to one domain, so the per-domain counts of distinct addresses add up exactly.
+    """
+    count_fields = ("emails_from_count", "emails_to_count", "emails_cc_count")
+    for batch in batched(sorted(accounts), ACCOUNTS_PER_QUERY):
+        response = es.search(
+            index=settings.engagements_index,
+            size=0,
+            query={"bool": {"filter": [{"terms": {"account": batch}}]}},
+            aggs={
+                "by_account": {
+                    "terms": {"field": "account", "size": len(batch)},
+                    "aggs": {name: {"sum": {"field": name}} for name in count_fields},
+                }
+            },
+        )
+        sums = {
+            bucket["key"]: {name: int(round(bucket[name]["value"] or 0)) for name in count_fields}
+            for bucket in response["aggregations"]["by_account"]["buckets"]
+        }
+        for account in batch:
+            figures = sums.get(account, dict.fromkeys(count_fields, 0))
+            document = {"account": account, **figures}
+            document["total_emails_count"] = sum(figures.values())
+            document["updated_at"] = updated_at
+            yield document_id(account), document
+
+
+def index_account_statistics(es, settings: Settings, accounts: Sequence[str], updated_at: str | None = None) -> int:
+    updated_at = updated_at or format_utc(utc_now())
+    written = bulk_write(
+        es,
+        index_actions(settings.account_stats_index, account_statistics_documents(es, settings, accounts, updated_at)),
+        settings.bulk_chunk_size,
+        "account statistics",
+    )
+    log.info("Wrote statistics of %d accounts", written)
+    return written
+
+
+def publish_runtime_stats(es, settings: Settings, document_id_and_body: tuple[str, dict[str, Any]]) -> None:
+    identifier, body = document_id_and_body
+    es.index(index=settings.runtime_stats_index, id=identifier, document=body, refresh="wait_for")
+    log.info(
+        "Published run stats: window (%s, %s], %d messages, %d accounts, %d domains",
+        body["window_start"], body["window_end"], body["emails_processed"], body["email_accounts_processed"],
+        body["domains_processed"],
+    )
+
+
+def run_once(
+    es,
+    settings: Settings,
+    request: RunRequest,
+    run_end: datetime,
+    run_id: str,
+    stop_after_partitions: int | None = None,
+) -> dict[str, Any]:
+    """Every stage in order, in this process: what the DAG does, without a scheduler.
+
+    `stop_after_partitions` simulates a run that dies after that many partitions were written.
+    """
+    run_started = utc_now()
+    prepare_indices(es, settings)
+    window = resolve_window(request, run_end, read_watermark(es, settings))
+    extraction = extract_message_roles(es, settings, window)
+    partitions = list_domain_partitions(extraction, settings)
+    compiled = []
+    for number, partition in enumerate(partitions):
+        if stop_after_partitions is not None and number >= stop_after_partitions:
+            raise RuntimeError(f"run {run_id} stopped after {number} partitions (simulated failure)")
+        compiled.append(compile_domains(es, settings, partition["domains"]))
+    accounts_written = index_account_statistics(es, settings, extraction["accounts"])
+    stats = runtime_stats_document(run_id, window, extraction, compiled, accounts_written, run_started, utc_now())
+    publish_runtime_stats(es, settings, stats)
+    return stats[1]
