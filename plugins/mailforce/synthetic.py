@@ -54,6 +54,8 @@ INVALID_ADDRESSES = {
     "trailing_dot_domain": "jim@acme.com.",
     "whitespace_inside": "jim smith@acme.com",
 }
+# Dates no parser should accept.
+UNPARSEABLE_DATES = ("not a date", "yesterday", "2001-13-45T99:00:00Z", "")
 # How many To/CC recipients an ordinary message has (value, weight).
 _TO_COUNT_WEIGHTS = ((1, 62), (2, 20), (3, 10), (4, 5), (5, 3))
 _CC_COUNT_WEIGHTS = ((0, 62), (1, 24), (2, 10), (3, 4))
@@ -163,8 +165,9 @@ def _domain_name(rank: int) -> str:
 
 
 def _person(number: int, domain: str) -> str:
+    # (number % 20, (number // 20 + number) % 16) is one-to-one for number < 320: varied, unique names.
     first = _FIRST_NAMES[number % len(_FIRST_NAMES)]
-    last = _LAST_NAMES[(number // len(_FIRST_NAMES)) % len(_LAST_NAMES)]
+    last = _LAST_NAMES[(number // len(_FIRST_NAMES) + number) % len(_LAST_NAMES)]
     suffix = number // (len(_FIRST_NAMES) * len(_LAST_NAMES))
     return f"{first}.{last}{suffix or ''}@{domain}"
 
@@ -183,9 +186,14 @@ def _weighted_count(rng: random.Random, weights: tuple[tuple[int, int], ...]) ->
 
 
 def _draft_message(
-    rng: random.Random, spec: CorpusSpec, book: _AddressBook, sequence: int, previous_date: datetime | None
+    rng: random.Random,
+    spec: CorpusSpec,
+    book: _AddressBook,
+    sequence: int,
+    previous_date: datetime | None,
+    account: str | None = None,
 ) -> _Draft:
-    account = rng.choice(spec.account_names())
+    account = account or rng.choice(spec.account_names())
     owner = book.owners[account]
     primary_domain = book.outside_domain(rng)
     counterpart = book.address_at(rng, primary_domain)
@@ -294,7 +302,7 @@ def _dirty_date(date: datetime, kind: str, rng: random.Random) -> str | None:
     if kind == "missing_date":
         return None
     if kind == "unparseable_date":
-        return rng.choice(("not a date", "yesterday", "2001-13-45T99:00:00Z", ""))
+        return rng.choice(UNPARSEABLE_DATES)
     if kind == "date_without_zone":
         return date.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     if kind == "date_with_offset":
@@ -318,10 +326,10 @@ def apply_dirt(document: dict, kind: str, rng: random.Random) -> None:
         if not isinstance(source["from"]["address"], list):
             source["from"]["address"] = [source["from"]["address"]]
     elif kind in _DATE_DIRT_KINDS:
-        clean = source.get("date")
-        if not (isinstance(clean, str) and _CLEAN_DATE.fullmatch(clean)):
+        clean = _clean_date_of(source)
+        if clean is None:
             return  # one kind of date dirt per document: the date is already dirty
-        date = _dirty_date(datetime.fromisoformat(clean.replace("Z", "+00:00")), kind, rng)
+        date = _dirty_date(clean, kind, rng)
         if date is None:
             source.pop("date")
         else:
@@ -339,6 +347,17 @@ def apply_dirt(document: dict, kind: str, rng: random.Random) -> None:
         source["cc"] = {"address": []}
     else:
         raise ValueError(f"unknown dirt kind {kind!r}")
+
+
+def _clean_date_of(source: dict) -> datetime | None:
+    """The document's date if it is still as the generator wrote it, else None."""
+    value = source.get("date")
+    if not (isinstance(value, str) and _CLEAN_DATE.fullmatch(value)):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:  # "2001-13-45T99:00:00Z" has the clean shape but is no date
+        return None
 
 
 def _address_list(source: dict, field_name: str) -> list:
@@ -446,8 +465,8 @@ def _guaranteed_cases(spec: CorpusSpec, rng: random.Random) -> list[dict]:
         documents.append(document)
         return document
 
-    def fresh() -> _Draft:
-        draft = _draft_message(rng, spec, book, next(sequence), None)
+    def fresh(account: str | None = None) -> _Draft:
+        draft = _draft_message(rng, spec, book, next(sequence), None, account)
         if not draft.cc:  # so "missing_cc" and CC dirt have something to act on
             draft.cc.append(book.address_at(rng, book.outside_domain(rng)))
         return draft
@@ -457,6 +476,8 @@ def _guaranteed_cases(spec: CorpusSpec, rng: random.Random) -> list[dict]:
     for invalid in INVALID_ADDRESSES.values():
         document = add(fresh())
         _address_list(document["_source"], "cc").append(invalid)
+    for unparseable in UNPARSEABLE_DATES:
+        add(fresh())["_source"]["date"] = unparseable
 
     # A message with 500 distinct recipients (To and CC), all valid.
     huge = fresh()
@@ -467,7 +488,7 @@ def _guaranteed_cases(spec: CorpusSpec, rng: random.Random) -> list[dict]:
     # Identical timestamps: three messages of one account, same instant.
     shared_date = fresh().date
     for _ in range(3):
-        add(replace(fresh(), account=spec.account_names()[0], date=shared_date))
+        add(replace(fresh(spec.account_names()[0]), date=shared_date))
 
     # Within one account: copies of one messageId with different roles and dates.
     original = fresh()
