@@ -43,6 +43,9 @@ from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from elasticsearch import BadRequestError
+from elasticsearch.helpers import streaming_bulk
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SOURCE_INDEX = "search-shinobi-email"
@@ -238,8 +241,9 @@ def iter_raw_messages(
     .eml/.txt files, mbox files, or a mix) or a single message or mbox file. The origin label is
     what ``account_from="folder"`` uses as the account: the name of the outermost maildir, the
     mbox file's name without ``.mbox``, or for loose message files the folder directly under the
-    given directory (the given directory itself for files directly in it). Files that cannot be
-    read are logged, counted in ``tally`` and skipped.
+    given directory (the given directory itself for files directly in it, the file's folder when
+    a single file is given). Files that cannot be read are logged, counted in ``tally`` and
+    skipped.
     """
     tally = tally if tally is not None else ReadTally()
     for path in _as_path_list(paths):
@@ -277,10 +281,12 @@ def _iter_directory(
     if is_maildir and not inside_maildir:
         label, inside_maildir = directory.name, True
     for entry in _sorted_entries(directory, tally):
-        if entry.name.startswith(".") and not entry.is_dir():
-            continue  # editor and OS droppings (.DS_Store, .gitkeep), never mail
         if entry.is_symlink():
             continue  # avoids loops and reading the same tree twice
+        if entry.name.startswith(".") and not (inside_maildir and entry.is_dir()):
+            # Hidden files are OS or editor droppings (.DS_Store, .gitkeep); hidden folders are
+            # mail only as Maildir++ subfolders (.Sent), never elsewhere (.git holds hashed blobs).
+            continue
         if entry.is_dir():
             if is_maildir and entry.name in MAILDIR_MESSAGE_FOLDERS:
                 yield from _iter_maildir_folder(entry, label, tally)
@@ -306,7 +312,7 @@ def _iter_maildir_folder(folder: Path, label: str, tally: ReadTally) -> Iterator
 
 def _iter_file(path: Path, label: str, tally: ReadTally) -> Iterator[tuple[str, bytes]]:
     """One loose file: an mbox (by suffix or by its first line), a message, or not mail at all."""
-    if path.suffix.lower() == MBOX_SUFFIX or _starts_like_mbox(path, tally):
+    if path.suffix.lower() == MBOX_SUFFIX or _starts_like_mbox(path):
         mbox_label = path.name[: -len(MBOX_SUFFIX)] if path.suffix.lower() == MBOX_SUFFIX else path.stem
         yield from _iter_mbox(path, mbox_label, tally)
     elif path.suffix.lower() in MESSAGE_SUFFIXES:
@@ -317,7 +323,7 @@ def _iter_file(path: Path, label: str, tally: ReadTally) -> Iterator[tuple[str, 
         log.debug("not a mail file, ignored: %s", path)
 
 
-def _starts_like_mbox(path: Path, tally: ReadTally) -> bool:
+def _starts_like_mbox(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
             return handle.read(len(MBOX_SEPARATOR)) == MBOX_SEPARATOR
@@ -396,8 +402,6 @@ def ensure_source_index(es: Any, index: str = DEFAULT_SOURCE_INDEX) -> bool:
     """
     if es.indices.exists(index=index):
         return False
-    from elasticsearch import BadRequestError
-
     try:
         es.indices.create(index=index, mappings=SOURCE_MAPPING)
     except BadRequestError as error:
@@ -430,9 +434,6 @@ def load_mail(
         raise FileNotFoundError(f"mail paths not found: {missing}")
     ensure_source_index(es, index)
     log.info("loading mail from %s into %s", [str(path) for path in path_list], index)
-
-    from elasticsearch.helpers import streaming_bulk
-
     tally = ReadTally()
     report = LoadReport()
     accounts: set[str] = set()
