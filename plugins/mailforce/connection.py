@@ -180,4 +180,6 @@ class MailforceElasticsearchHook:
     def get_conn(self):
         options = self.get_options()
         log.info("Elasticsearch connection %r: %s", self.elasticsearch_conn_id, describe_options(options))
+        # One line per HTTP request drowns the stage's own progress lines in task logs.
+        logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
         return build_client(options)

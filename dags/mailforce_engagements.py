@@ -1,0 +1,143 @@
+"""
+### Mailforce Engagements
+
+Turns the mailbox index (one document per message per account) into relationship intelligence:
+per account and outside address when the relationship started, when it was last active and how many
+messages went which way (From / To / CC); per domain the same rolled up; per message which address
+held which role; and a runtime-stats record per run that doubles as the incremental watermark.
+
+**Stages**
+
+1. `fetch_watermark`: validates the params, creates missing output indices, and fixes the window:
+   after the last successful run's `window_end` (or `from_date`), up to this run's logical end.
+2. `extract_message_roles`: reads the window's messages once (only the needed fields), unites copies
+   of a message, and writes one `search-message-roles` document per message (the fact table).
+3. `list_domains`: groups the domains the window touched into a bounded number of partitions,
+   balanced by work.
+4. `compile_domain_partition` (mapped, one per partition): recomputes over all time the account
+   engagements and domain documents of its domains from the roles index and bulk-indexes them.
+5. `bulk_index_account_statistics`: per account seen, distinct addresses per role.
+6. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills).
+
+A failed partition can be cleared and retried alone; stats are published only when all succeeded.
+
+**Params** (Trigger DAG w/ config): `from_date`, `to_date`, `backfilled_accounts`, `exclude_accounts`.
+Backfills (`backfilled_accounts`) never move the watermark.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+from mailforce import dag_tasks
+from mailforce.settings import load_settings
+
+DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
+
+
+@dag(
+    dag_id="mailforce_engagements",
+    dag_display_name="Mailforce engagements",
+    description="Mailbox index -> account, domain and message engagement indices, incrementally.",
+    doc_md=__doc__,
+    schedule=DEPLOY_SETTINGS.schedule,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # runs share one watermark: never two windows at once
+    tags=["mailforce", "elasticsearch", "engagements"],
+    default_args={
+        "owner": "mailforce",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=20),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(hours=6),
+    },
+    params={
+        "from_date": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="From date",
+            description="Process messages dated from this moment (inclusive) instead of the watermark. "
+            "ISO-8601, e.g. 2001-05-14T00:00:00Z.",
+            examples=["2001-05-14T00:00:00Z"],
+        ),
+        "to_date": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="To date",
+            description="Process messages dated up to this moment (inclusive) instead of the run's "
+            "logical end; never later than it.",
+            examples=["2001-12-31T23:59:59Z"],
+        ),
+        "backfilled_accounts": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", "minLength": 1},
+            title="Backfilled accounts",
+            description="Only these accounts, from 'From date' or from their very first message. "
+            "Such a run does not move the watermark.",
+            examples=[["kunai-jim", "kunai-sara"]],
+        ),
+        "exclude_accounts": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", "minLength": 1},
+            title="Excluded accounts",
+            description="Never these accounts in this run.",
+            examples=[["kunai-bot"]],
+        ),
+    },
+)
+def mailforce_engagements():
+    @task(task_display_name="Fetch watermark")
+    def fetch_watermark() -> dict[str, Any]:
+        """Validate params, create missing indices, fix the window once for the whole run."""
+        return dag_tasks.fetch_watermark(get_current_context())
+
+    @task(task_display_name="Extract message roles")
+    def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
+        """Read the window's messages once; write the roles fact table."""
+        return dag_tasks.extract_message_roles(window)
+
+    @task(task_display_name="List domains")
+    def list_domains(extraction: dict[str, Any]) -> list[dict[str, Any]]:
+        """Touched domains -> partitions balanced by work."""
+        return dag_tasks.list_domains(extraction)
+
+    @task(task_display_name="Compile domain partition", map_index_template="{{ partition_label }}")
+    def compile_domain_partition(partition: dict[str, Any]) -> dict[str, Any]:
+        """Recompute and bulk-index the engagement and domain documents of one partition."""
+        context = get_current_context()
+        context["partition_label"] = partition["label"]  # type: ignore[typeddict-unknown-key]
+        return dag_tasks.compile_domain_partition(partition)
+
+    # "none_failed": a window without mail maps no partition (skipped), yet its stats are published;
+    # a failed partition still stops both.
+    @task(task_display_name="Bulk index account statistics", trigger_rule="none_failed")
+    def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
+        """Per account seen in the window: distinct addresses per role."""
+        return dag_tasks.index_account_statistics(extraction)
+
+    @task(task_display_name="Publish stats", trigger_rule="none_failed")
+    def publish_stats(
+        window: dict[str, Any], extraction: dict[str, Any], compiled: list[dict[str, Any]], accounts_written: int
+    ) -> dict[str, Any]:
+        """Write the runtime-stats record: the watermark moves only now."""
+        return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, accounts_written)
+
+    window = fetch_watermark()
+    extraction = extract_message_roles(window)
+    partitions = list_domains(extraction)
+    compiled = compile_domain_partition.expand(partition=partitions)
+    accounts_written = bulk_index_account_statistics(extraction, compiled)
+    publish_stats(window, extraction, compiled, accounts_written)
+
+
+mailforce_engagements()

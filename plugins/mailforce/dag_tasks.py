@@ -1,0 +1,112 @@
+"""The DAG's task bodies: read the run's context and settings, open a client, call a stage.
+
+Kept out of the DAG file so that it stays wiring and docs, and so that each body can be called with
+a plain dict standing in for the Airflow context.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Iterator, Mapping
+
+from mailforce import pipeline
+from mailforce.connection import MailforceElasticsearchHook
+from mailforce.dates import format_utc, parse_source_date
+from mailforce.settings import Settings, load_settings
+from mailforce.watermark import (
+    parse_run_params,
+    read_watermark,
+    resolve_window,
+    runtime_stats_document,
+    window_from_dict,
+    window_to_dict,
+)
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def elasticsearch(settings: Settings) -> Iterator[Any]:
+    client = MailforceElasticsearchHook(settings.conn_id).get_conn()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def run_end_from_context(context: Mapping[str, Any]) -> datetime:
+    """The run's logical end, fixed for the run: never a `now()` read later."""
+    dag_run = context["dag_run"]
+    for candidate in (getattr(dag_run, "data_interval_end", None), getattr(dag_run, "run_after", None),
+                      getattr(dag_run, "logical_date", None)):
+        if candidate is not None:
+            moment = parse_source_date(candidate.isoformat()) if hasattr(candidate, "isoformat") else None
+            if moment is not None:
+                return moment
+    raise RuntimeError("the run has no logical end (no data interval, run_after or logical date)")
+
+
+def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
+    settings = load_settings()
+    conf = getattr(context["dag_run"], "conf", None) or {}
+    request = parse_run_params(context["params"], conf)  # refuses bad params before any read
+    run_end = run_end_from_context(context)
+    with elasticsearch(settings) as es:
+        created = pipeline.prepare_indices(es, settings)
+        watermark = read_watermark(es, settings)
+    window = resolve_window(request, run_end, watermark)
+    summary = window_to_dict(window)
+    summary["run_started"] = format_utc(pipeline.utc_now())
+    log.info(
+        "Window (%s, %s]%s; watermark %s; accounts %s; excluded %s; indices created: %s",
+        summary["window_start"] or "beginning", summary["window_end"],
+        " (start inclusive)" if window.start_inclusive else "",
+        format_utc(watermark) if watermark else "none (fresh cluster)",
+        summary["accounts"] or "all", summary["exclude_accounts"] or "none", created or "none",
+    )
+    return summary
+
+
+def extract_message_roles(window: Mapping[str, Any]) -> dict[str, Any]:
+    settings = load_settings()
+    with elasticsearch(settings) as es:
+        return pipeline.extract_message_roles(es, settings, window_from_dict(window))
+
+
+def list_domains(extraction: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return pipeline.list_domain_partitions(dict(extraction), load_settings())
+
+
+def compile_domain_partition(partition: Mapping[str, Any]) -> dict[str, Any]:
+    settings = load_settings()
+    log.info("Partition %s: %d domains", partition["label"], len(partition["domains"]))
+    with elasticsearch(settings) as es:
+        result = pipeline.compile_domains(es, settings, partition["domains"])
+    result["label"] = partition["label"]
+    return result
+
+
+def index_account_statistics(extraction: Mapping[str, Any]) -> int:
+    settings = load_settings()
+    with elasticsearch(settings) as es:
+        return pipeline.index_account_statistics(es, settings, extraction["accounts"])
+
+
+def publish_stats(
+    context: Mapping[str, Any],
+    window: Mapping[str, Any],
+    extraction: Mapping[str, Any],
+    compiled: list[Mapping[str, Any]],
+    accounts_written: int,
+) -> dict[str, Any]:
+    settings = load_settings()
+    run_started = parse_source_date(window["run_started"]) or pipeline.utc_now()
+    stats = runtime_stats_document(
+        context["run_id"], window_from_dict(window), extraction, list(compiled), accounts_written,
+        run_started, pipeline.utc_now(),
+    )
+    with elasticsearch(settings) as es:
+        pipeline.publish_runtime_stats(es, settings, stats)
+    return stats[1]
