@@ -1,0 +1,75 @@
+"""Small helpers the tests share: put source documents in, run the pipeline, read outputs back."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from elasticsearch import helpers
+
+from mailforce.loader import ensure_source_index
+from mailforce.pipeline import run_once
+from mailforce.settings import Settings
+from mailforce.watermark import parse_run_params
+from oracle import Coverage, assert_outputs_equal, expected_outputs, read_outputs
+
+UTC = timezone.utc
+FAR_FUTURE_RUN_END = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def load_source(es, settings: Settings, documents: Iterable[dict[str, Any]]) -> int:
+    ensure_source_index(es, settings.source_index)
+    ok, errors = helpers.bulk(
+        es,
+        ({"_index": settings.source_index, "_id": doc["_id"], "_source": doc["_source"]} for doc in documents),
+        raise_on_error=True,
+    )
+    es.indices.refresh(index=settings.source_index)
+    return ok
+
+
+def read_source(es, settings: Settings) -> list[dict[str, Any]]:
+    return [
+        {"_id": hit["_id"], "_source": hit["_source"]}
+        for hit in helpers.scan(es, index=settings.source_index, query={"query": {"match_all": {}}})
+    ]
+
+
+def run(es, settings: Settings, run_id: str, run_end: datetime = FAR_FUTURE_RUN_END, **params) -> dict[str, Any]:
+    """One run of every stage, with params exactly as a DAG run's conf would carry them."""
+    request = parse_run_params(params, params)
+    return run_once(es, settings, request, run_end, run_id)
+
+
+def index_names(settings: Settings) -> dict[str, str]:
+    return {
+        "roles": settings.roles_index,
+        "engagements": settings.engagements_index,
+        "account_stats": settings.account_stats_index,
+        "domains": settings.domains_index,
+    }
+
+
+def assert_matches_oracle(es, settings: Settings, source: list[dict], coverages: list[Coverage]) -> dict:
+    expected = expected_outputs(source, coverages, settings.internal_domains, settings.allowed_domains)
+    actual = read_outputs(es, index_names(settings))
+    assert_outputs_equal(actual, expected)
+    return expected
+
+
+def raw_outputs(es, settings: Settings) -> dict[str, dict[str, dict]]:
+    """Every output document by index and _id, exactly as stored (updated_at included)."""
+    result = {}
+    for index in settings.output_indices:
+        if es.indices.exists(index=index):
+            result[index] = {hit["_id"]: hit["_source"] for hit in helpers.scan(es, index=index)}
+    return result
+
+
+def with_settings(settings: Settings, **changes) -> Settings:
+    return replace(settings, **changes)

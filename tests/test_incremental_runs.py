@@ -1,0 +1,131 @@
+"""Incremental, idempotent and restartable: sequences of runs equal the oracle over what they covered."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailforce.loader import load_mail
+from mailforce.pipeline import run_once
+from mailforce.synthetic import dirty_corpus
+from mailforce.watermark import RunRequest, read_watermark
+from oracle import Coverage
+from support import (
+    FAR_FUTURE_RUN_END,
+    assert_matches_oracle,
+    load_source,
+    raw_outputs,
+    read_source,
+    run,
+    utc,
+)
+
+CUT_1 = "2000-12-31T23:59:59Z"
+CUT_2 = "2001-06-30T12:00:00Z"
+
+
+def _without_updated_at(outputs: dict) -> dict:
+    return {
+        index: {doc_id: {k: v for k, v in doc.items() if k != "updated_at"} for doc_id, doc in docs.items()}
+        for index, docs in outputs.items()
+    }
+
+
+def test_three_scheduled_windows_equal_one_full_run(es, settings, enron_corpus):
+    load_mail(es, [enron_corpus], index=settings.source_index)
+    source = read_source(es, settings)
+
+    first = run(es, settings, "scheduled-1", run_end=utc(CUT_1))
+    second = run(es, settings, "scheduled-2", run_end=utc(CUT_2))
+    third = run(es, settings, "scheduled-3")
+
+    assert first["window_start"] is None and first["window_end"] == CUT_1
+    assert second["window_start"] == CUT_1 and second["window_end"] == CUT_2
+    assert third["window_start"] == CUT_2
+    assert all(stats["emails_processed"] > 0 for stats in (first, second, third))
+    assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)])
+
+
+def test_a_run_with_nothing_new_changes_nothing_but_the_stats(es, settings):
+    documents = dirty_corpus()
+    load_source(es, settings, documents)
+    run(es, settings, "first", run_end=utc("2029-01-01T00:00:00Z"))
+    before = raw_outputs(es, settings)
+
+    stats = run(es, settings, "nothing-new", run_end=utc("2029-06-01T00:00:00Z"))
+
+    after = raw_outputs(es, settings)
+    stats_index = settings.runtime_stats_index
+    assert stats["emails_processed"] == 0 and stats["documents_written"]["message_roles"] == 0
+    assert {k: v for k, v in after.items() if k != stats_index} == {k: v for k, v in before.items() if k != stats_index}
+    assert len(after[stats_index]) == len(before[stats_index]) + 1
+    assert read_watermark(es, settings) == utc("2029-06-01T00:00:00Z")
+
+
+def test_late_mail_in_an_earlier_window_is_united_with_what_was_written(es, settings):
+    """A copy of a message arriving in a later window joins the message (roles united, earliest date)."""
+    first_copy = {"_id": "copy-1", "_source": {
+        "account": "kunai-jim", "messageId": "<m@x>", "date": "2001-01-01T10:00:00Z",
+        "from": {"address": "ann@acme.com"}, "to": {"address": ["kunai-jim@kunaico.com"]}}}
+    second_copy = {"_id": "copy-2", "_source": {
+        "account": "kunai-jim", "messageId": "<m@x>", "date": "2001-01-02T10:00:00Z",
+        "from": {"address": "ann@acme.com"}, "cc": {"address": ["bob@beta.org"]}}}
+    load_source(es, settings, [first_copy])
+    run(es, settings, "window-1", run_end=utc("2001-01-01T23:00:00Z"))
+    load_source(es, settings, [second_copy])
+    run(es, settings, "window-2", run_end=utc("2001-01-03T00:00:00Z"))
+
+    expected = assert_matches_oracle(es, settings, [first_copy, second_copy], [Coverage(window_end=FAR_FUTURE_RUN_END)])
+    message = expected["roles"][("kunai-jim", "<m@x>")]
+    assert message["date"] == "2001-01-01T10:00:00Z"
+    assert [entry["role"] for entry in message["message_roles"]] == ["From", "CC", "To"]
+    assert es.count(index=settings.roles_index)["count"] == 1
+
+
+def test_the_same_window_twice_leaves_identical_indices(es, settings):
+    documents = dirty_corpus()
+    load_source(es, settings, documents)
+    run(es, settings, "once", from_date="1990-01-01T00:00:00Z")
+    first = _without_updated_at(raw_outputs(es, settings))
+
+    run(es, settings, "twice", from_date="1990-01-01T00:00:00Z")
+
+    second = _without_updated_at(raw_outputs(es, settings))
+    for index in settings.output_indices[:4]:
+        assert second[index] == first[index], index
+    assert_matches_oracle(es, settings, documents, [Coverage(window_end=FAR_FUTURE_RUN_END)])
+
+
+def test_a_run_killed_after_some_partitions_then_rerun(es, settings, enron_corpus):
+    load_mail(es, [enron_corpus], index=settings.source_index)
+    source = read_source(es, settings)
+    run(es, settings, "before", run_end=utc(CUT_1))
+    watermark = read_watermark(es, settings)
+
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        run_once(es, settings, RunRequest(), utc(CUT_2), "dies", stop_after_partitions=2)
+
+    assert read_watermark(es, settings) == watermark == utc(CUT_1)  # no partial watermark
+    assert not es.exists(index=settings.runtime_stats_index, id=_stats_id("dies"))
+    run(es, settings, "rerun", run_end=utc(CUT_2))
+    run(es, settings, "after")
+    assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)])
+
+
+def test_watermark_is_the_window_end_not_the_wall_clock(es, settings):
+    """Mail dated after the run's fixed end (arriving during the run) is processed by the next run."""
+    early = {"_id": "early", "_source": {"account": "a", "messageId": "<e@x>", "date": "2001-01-01T00:00:00Z",
+                                         "from": {"address": "x@acme.com"}}}
+    during = {"_id": "during", "_source": {"account": "a", "messageId": "<d@x>", "date": "2001-01-01T00:00:01Z",
+                                           "from": {"address": "y@acme.com"}}}
+    load_source(es, settings, [early, during])
+    stats = run(es, settings, "fixed-end", run_end=utc("2001-01-01T00:00:00Z"))
+    assert stats["emails_processed"] == 1 and read_watermark(es, settings) == utc("2001-01-01T00:00:00Z")
+    later = run(es, settings, "next")
+    assert later["emails_processed"] == 1
+    assert_matches_oracle(es, settings, [early, during], [Coverage(window_end=FAR_FUTURE_RUN_END)])
+
+
+def _stats_id(run_id: str) -> str:
+    from mailforce.indices import document_id
+
+    return document_id(run_id)
