@@ -46,7 +46,7 @@ class AddressContact:
 
 @dataclass
 class DomainContact:
-    messages: DateSpan = field(default_factory=DateSpan)
+    messages_count: int = 0
     accounts: set[str] = field(default_factory=set)
     addresses: dict[str, AddressContact] = field(default_factory=dict)
 
@@ -85,19 +85,15 @@ class PartitionCompiler:
             for domain in touched:
                 self.account_domains[(account, domain)].messages.add(date)
                 domain_accounts[domain].add(account)
-        domain_dates: dict[str, str] = {}
         for (domain, address), roles in address_roles.items():
             contact = self.domain_contacts[domain].addresses.setdefault(address, AddressContact())
             for role in roles:
                 contact.role_counts[role] += 1
-            date = address_dates[(domain, address)]
-            contact.messages.add(date)
-            if domain not in domain_dates or date < domain_dates[domain]:
-                domain_dates[domain] = date
-        for domain, date in domain_dates.items():
+            contact.messages.add(address_dates[(domain, address)])
+        for domain, accounts in domain_accounts.items():
             domain_contact = self.domain_contacts[domain]
-            domain_contact.messages.add(date)
-            domain_contact.accounts |= domain_accounts[domain]
+            domain_contact.messages_count += 1
+            domain_contact.accounts |= accounts
 
     def engagement_documents(self, updated_at: str) -> Iterator[dict[str, Any]]:
         for (account, domain), account_domain in sorted(self.account_domains.items()):
@@ -124,7 +120,10 @@ class PartitionCompiler:
         for domain, contact in sorted(self.domain_contacts.items()):
             entries = []
             totals = dict.fromkeys(ROLE_COUNT_FIELDS, 0)
+            span = DateSpan()  # the domain's first and latest contact: over its addresses'
             for address, address_contact in sorted(contact.addresses.items()):
+                span.add(address_contact.messages.earliest)
+                span.add(address_contact.messages.latest)
                 entry: dict[str, Any] = {"email_address": address}
                 for role, count_field in ROLE_COUNT_FIELDS.items():
                     entry[count_field] = address_contact.role_counts[role]
@@ -135,12 +134,12 @@ class PartitionCompiler:
                 entries.append(entry)
             yield {
                 "domain": domain,
-                "first_contact_date": contact.messages.earliest,
-                "latest_contact_date": contact.messages.latest,
+                "first_contact_date": span.earliest,
+                "latest_contact_date": span.latest,
                 "total_from": totals["From"],
                 "total_to": totals["To"],
                 "total_cc": totals["CC"],
-                "total_emails": contact.messages.count,
+                "total_emails": contact.messages_count,
                 "accounts": sorted(contact.accounts),
                 "accounts_count": len(contact.accounts),
                 "addresses_count": len(entries),
