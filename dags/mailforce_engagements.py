@@ -36,6 +36,9 @@ from airflow.sdk import Param, dag, get_current_context, task
 from mailforce import dag_tasks
 from mailforce.settings import load_settings
 
+# The form's date-time check: Airflow validates `pattern` before the run starts (`format` alone is
+# only a hint to the form).
+ISO_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
 DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
 
 
@@ -62,36 +65,34 @@ DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment o
             None,
             type=["null", "string"],
             format="date-time",
+            pattern=ISO_DATE_TIME,
             title="From date",
             description="Process messages dated from this moment (inclusive) instead of the watermark. "
             "ISO-8601, e.g. 2001-05-14T00:00:00Z.",
-            examples=["2001-05-14T00:00:00Z"],
         ),
         "to_date": Param(
             None,
             type=["null", "string"],
             format="date-time",
+            pattern=ISO_DATE_TIME,
             title="To date",
             description="Process messages dated up to this moment (inclusive) instead of the run's "
-            "logical end; never later than it.",
-            examples=["2001-12-31T23:59:59Z"],
+            "logical end; never later than it. ISO-8601, e.g. 2001-12-31T23:59:59Z.",
         ),
         "backfilled_accounts": Param(
             None,
             type=["null", "array"],
             items={"type": "string", "minLength": 1},
             title="Backfilled accounts",
-            description="Only these accounts, from 'From date' or from their very first message. "
-            "Such a run does not move the watermark.",
-            examples=[["kunai-jim", "kunai-sara"]],
+            description="Only these accounts, from 'From date' or from their very first message; one "
+            "account id per line, e.g. kunai-jim. Such a run does not move the watermark.",
         ),
         "exclude_accounts": Param(
             None,
             type=["null", "array"],
             items={"type": "string", "minLength": 1},
             title="Excluded accounts",
-            description="Never these accounts in this run.",
-            examples=[["kunai-bot"]],
+            description="Never these accounts in this run; one account id per line, e.g. kunai-bot.",
         ),
     },
 )
@@ -111,9 +112,14 @@ def mailforce_engagements():
         """Touched domains -> partitions balanced by work."""
         return dag_tasks.list_domains(extraction)
 
-    @task(task_display_name="Compile domain partition", map_index_template="{{ partition_label }}")
+    # A mapped task does not take its docstring as doc_md, so it is given here.
+    @task(
+        task_display_name="Compile domain partition",
+        map_index_template="{{ partition_label }}",
+        doc_md="Recompute, over all time, and bulk-index the account engagement and domain documents "
+        "of one partition of domains. Clear one mapped instance to retry just that partition.",
+    )
     def compile_domain_partition(partition: dict[str, Any]) -> dict[str, Any]:
-        """Recompute and bulk-index the engagement and domain documents of one partition."""
         context = get_current_context()
         context["partition_label"] = partition["label"]  # type: ignore[typeddict-unknown-key]
         return dag_tasks.compile_domain_partition(partition)

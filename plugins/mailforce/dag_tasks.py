@@ -15,7 +15,10 @@ from mailforce import pipeline
 from mailforce.connection import MailforceElasticsearchHook
 from mailforce.dates import format_utc, parse_source_date
 from mailforce.settings import Settings, load_settings
+from airflow.sdk.exceptions import AirflowFailException
+
 from mailforce.watermark import (
+    RunParamsError,
     parse_run_params,
     read_watermark,
     resolve_window,
@@ -51,12 +54,18 @@ def run_end_from_context(context: Mapping[str, Any]) -> datetime:
 def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings()
     conf = getattr(context["dag_run"], "conf", None) or {}
-    request = parse_run_params(context["params"], conf)  # refuses bad params before any read
+    try:
+        request = parse_run_params(context["params"], conf)  # refuses bad params before any read
+    except RunParamsError as error:
+        raise AirflowFailException(str(error)) from None  # retrying cannot fix a wrong param
     run_end = run_end_from_context(context)
     with elasticsearch(settings) as es:
         created = pipeline.prepare_indices(es, settings)
         watermark = read_watermark(es, settings)
-    window = resolve_window(request, run_end, watermark)
+    try:
+        window = resolve_window(request, run_end, watermark)
+    except RunParamsError as error:
+        raise AirflowFailException(str(error)) from None
     summary = window_to_dict(window)
     summary["run_started"] = format_utc(pipeline.utc_now())
     log.info(
