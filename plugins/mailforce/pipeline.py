@@ -55,8 +55,21 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+class SourceIndexMissing(RuntimeError):
+    """The configured source index does not exist: a typo must not look like a quiet mailbox."""
+
+
 def prepare_indices(es, settings: Settings) -> list[str]:
-    """Create missing output indices before anything is written."""
+    """Check the source exists, and create missing output indices before anything is written.
+
+    A run over a missing source would record an empty window and move the watermark past mail that
+    appears there later, so it fails instead.
+    """
+    if not es.indices.exists(index=settings.source_index):
+        raise SourceIndexMissing(
+            f"source index {settings.source_index!r} does not exist; check the setting 'source_index' "
+            "(MAILFORCE_SOURCE_INDEX) or load mail first"
+        )
     return ensure_output_indices(es, settings)
 
 
