@@ -34,12 +34,14 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from mailforce import dag_tasks
+from mailforce.assets import output_assets
 from mailforce.settings import load_settings
 
 # The form's date-time check: Airflow validates `pattern` before the run starts (`format` alone is
 # only a hint to the form).
 ISO_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
 DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
+ASSETS = output_assets(DEPLOY_SETTINGS)
 
 
 @dag(
@@ -102,7 +104,7 @@ def mailforce_engagements():
         """Validate params, create missing indices, fix the window once for the whole run."""
         return dag_tasks.fetch_watermark(get_current_context())
 
-    @task(task_display_name="Extract message roles")
+    @task(task_display_name="Extract message roles", outlets=[ASSETS["roles"]])
     def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
         """Read the window's messages once; write the roles fact table."""
         return dag_tasks.extract_message_roles(window)
@@ -115,6 +117,7 @@ def mailforce_engagements():
     # A mapped task does not take its docstring as doc_md, so it is given here.
     @task(
         task_display_name="Compile domain partition",
+        outlets=[ASSETS["engagements"], ASSETS["domains"]],
         map_index_template="{{ partition_label }}",
         doc_md="Recompute, over all time, and bulk-index the account engagement and domain documents "
         "of one partition of domains. Clear one mapped instance to retry just that partition.",
@@ -126,12 +129,16 @@ def mailforce_engagements():
 
     # "none_failed": a window without mail maps no partition (skipped), yet its stats are published;
     # a failed partition still stops both.
-    @task(task_display_name="Bulk index account statistics", trigger_rule="none_failed")
+    @task(
+        task_display_name="Bulk index account statistics",
+        trigger_rule="none_failed",
+        outlets=[ASSETS["account_stats"]],
+    )
     def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
         """Per account seen in the window: distinct addresses per role."""
         return dag_tasks.index_account_statistics(extraction)
 
-    @task(task_display_name="Publish stats", trigger_rule="none_failed")
+    @task(task_display_name="Publish stats", trigger_rule="none_failed", outlets=[ASSETS["runtime_stats"]])
     def publish_stats(
         window: dict[str, Any], extraction: dict[str, Any], compiled: list[dict[str, Any]], accounts_written: int
     ) -> dict[str, Any]:

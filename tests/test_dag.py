@@ -68,6 +68,21 @@ def test_stages_run_in_order(dag):
     assert dag.get_task("publish_stats").trigger_rule == "none_failed"
 
 
+def test_every_output_index_is_an_asset_produced_by_the_dag(dag):
+    produced = {}
+    for task in dag.tasks:
+        outlets = task.outlets or getattr(task, "partial_kwargs", {}).get("outlets") or []
+        for asset in outlets:
+            produced[asset.name] = task.task_id
+    assert produced == {
+        "search-message-roles": "extract_message_roles",
+        "search-accounts-engagements": "compile_domain_partition",
+        "search-domains-engagements": "compile_domain_partition",
+        "search-accounts_statistics_simple": "bulk_index_account_statistics",
+        "search-runtime-stats": "publish_stats",
+    }
+
+
 def test_params_form_has_titles_descriptions_and_formats(dag):
     params = dag.params
     assert set(params.keys()) == {"from_date", "to_date", "backfilled_accounts", "exclude_accounts"}
