@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,25 @@ def test_unknown_conf_key_fails_the_first_task_with_its_name(dag, connection_to_
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert states["fetch_watermark"] == "failed"
     assert states["extract_message_roles"] in ("upstream_failed", None)
+
+
+def test_credentials_never_reach_a_log_line(dag, es_url, es, settings, monkeypatch, capfd, caplog):
+    password, api_key = "Pw-very-secret-4711", "ApiKey-very-secret-0815"
+    host, port = es_url.rsplit("//", 1)[1].split(":")
+    monkeypatch.setenv("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT", json.dumps({
+        "conn_type": "elasticsearch", "host": host, "port": int(port), "schema": "http",
+        "login": "elastic", "password": password, "extra": {"engine": "osmem", "api_key": api_key},
+    }))
+    load_source(es, settings, dirty_corpus()[:50])
+
+    with caplog.at_level("DEBUG"):
+        dag_run = dag.test()
+
+    assert dag_run.state == "success"
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err + "\n".join(record.getMessage() for record in caplog.records)
+    for log_file in (Path(os.environ["AIRFLOW_HOME"]) / "logs").rglob("*"):
+        if log_file.is_file():
+            logs += log_file.read_text(errors="replace")
+    assert "Elasticsearch connection 'elasticsearch_default'" in logs and "auth=api-key" in logs
+    assert password not in logs and api_key not in logs
