@@ -15,9 +15,13 @@ held which role; and a runtime-stats record per run that doubles as the incremen
 3. `list_domains`: groups the domains the window touched into a bounded number of partitions,
    balanced by work.
 4. `compile_domain_partition` (mapped, one per partition): recomputes over all time the account
-   engagements and domain documents of its domains from the roles index and bulk-indexes them.
-5. `bulk_index_account_statistics`: per account seen, distinct addresses per role.
-6. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills).
+   engagements and domain documents of its domains from the roles index and bulk-indexes them
+   (only documents that changed). A domain heavier than a fair share is split into shards over
+   disjoint messages, so that no partition does nearly everything.
+5. `merge_split_domains`: merges the shards of heavy domains into their final documents (exact:
+   counts over disjoint messages add up, dates take min/max).
+6. `bulk_index_account_statistics`: per account seen, distinct addresses per role.
+7. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills).
 
 A failed partition can be cleared and retried alone; stats are published only when all succeeded.
 
@@ -125,7 +129,16 @@ def mailforce_engagements():
     def compile_domain_partition(partition: dict[str, Any]) -> dict[str, Any]:
         context = get_current_context()
         context["partition_label"] = partition["label"]  # type: ignore[typeddict-unknown-key]
-        return dag_tasks.compile_domain_partition(partition)
+        return dag_tasks.compile_domain_partition(context, partition)
+
+    @task(
+        task_display_name="Merge split domains",
+        trigger_rule="none_failed",
+        outlets=[ASSETS["engagements"], ASSETS["domains"]],
+    )
+    def merge_split_domains(compiled: list[dict[str, Any]]) -> dict[str, int]:
+        """Heavy domains were compiled in shards of their messages: merge the shards exactly."""
+        return dag_tasks.merge_split_domains(get_current_context(), compiled)
 
     # "none_failed": a window without mail maps no partition (skipped), yet its stats are published;
     # a failed partition still stops both.
@@ -134,23 +147,28 @@ def mailforce_engagements():
         trigger_rule="none_failed",
         outlets=[ASSETS["account_stats"]],
     )
-    def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
+    def bulk_index_account_statistics(extraction: dict[str, Any], merged: dict[str, int]) -> int:
         """Per account seen in the window: distinct addresses per role."""
         return dag_tasks.index_account_statistics(extraction)
 
     @task(task_display_name="Publish stats", trigger_rule="none_failed", outlets=[ASSETS["runtime_stats"]])
     def publish_stats(
-        window: dict[str, Any], extraction: dict[str, Any], compiled: list[dict[str, Any]], accounts_written: int
+        window: dict[str, Any],
+        extraction: dict[str, Any],
+        compiled: list[dict[str, Any]],
+        merged: dict[str, int],
+        accounts_written: int,
     ) -> dict[str, Any]:
         """Write the runtime-stats record: the watermark moves only now."""
-        return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, accounts_written)
+        return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, merged, accounts_written)
 
     window = fetch_watermark()
     extraction = extract_message_roles(window)
     partitions = list_domains(extraction)
     compiled = compile_domain_partition.expand(partition=partitions)
-    accounts_written = bulk_index_account_statistics(extraction, compiled)
-    publish_stats(window, extraction, compiled, accounts_written)
+    merged = merge_split_domains(compiled)
+    accounts_written = bulk_index_account_statistics(extraction, merged)
+    publish_stats(window, extraction, compiled, merged, accounts_written)
 
 
 mailforce_engagements()

@@ -19,6 +19,7 @@ STAGES = {
     "extract_message_roles",
     "list_domains",
     "compile_domain_partition",
+    "merge_split_domains",
     "bulk_index_account_statistics",
     "publish_stats",
 }
@@ -64,23 +65,25 @@ def test_stages_run_in_order(dag):
     assert "extract_message_roles" in downstream["fetch_watermark"]
     assert "list_domains" in downstream["extract_message_roles"]
     assert "compile_domain_partition" in downstream["list_domains"]
-    assert "bulk_index_account_statistics" in downstream["compile_domain_partition"]
+    assert "merge_split_domains" in downstream["compile_domain_partition"]
+    assert "bulk_index_account_statistics" in downstream["merge_split_domains"]
     assert "publish_stats" in downstream["compile_domain_partition"]
+    assert "publish_stats" in downstream["bulk_index_account_statistics"]
     assert dag.get_task("publish_stats").trigger_rule == "none_failed"
 
 
 def test_every_output_index_is_an_asset_produced_by_the_dag(dag):
-    produced = {}
+    produced: dict[str, set[str]] = {}
     for task in dag.tasks:
         outlets = task.outlets or getattr(task, "partial_kwargs", {}).get("outlets") or []
         for asset in outlets:
-            produced[asset.name] = task.task_id
+            produced.setdefault(asset.name, set()).add(task.task_id)
     assert produced == {
-        "search-message-roles": "extract_message_roles",
-        "search-accounts-engagements": "compile_domain_partition",
-        "search-domains-engagements": "compile_domain_partition",
-        "search-accounts_statistics_simple": "bulk_index_account_statistics",
-        "search-runtime-stats": "publish_stats",
+        "search-message-roles": {"extract_message_roles"},
+        "search-accounts-engagements": {"compile_domain_partition", "merge_split_domains"},
+        "search-domains-engagements": {"compile_domain_partition", "merge_split_domains"},
+        "search-accounts_statistics_simple": {"bulk_index_account_statistics"},
+        "search-runtime-stats": {"publish_stats"},
     }
 
 

@@ -21,6 +21,7 @@ def test_defaults_are_the_seed_index_names():
         "search-message-roles", "search-accounts-engagements", "search-accounts_statistics_simple",
         "search-domains-engagements", "search-runtime-stats",
     )
+    assert settings.partials_index == "search-mailforce-partials"
 
 
 def test_environment_overrides_the_variable(monkeypatch):
@@ -40,7 +41,7 @@ def test_environment_overrides_the_variable(monkeypatch):
         ({"MAILFORCE_MAX_PARTITIONS": "0"}, "'max_partitions' must be a whole number >= 1"),
         ({"MAILFORCE_SCAN_PAGE_SIZE": "-5"}, "'scan_page_size'"),
         ({"MAILFORCE_ROLES_INDEX": "Search-Roles"}, "lower-case"),
-        ({"MAILFORCE_DOMAINS_INDEX": "search-message-roles"}, "six different indices"),
+        ({"MAILFORCE_DOMAINS_INDEX": "search-message-roles"}, "different indices"),
         ({"MAILFORCE_INTERNAL_DOMAINS": "localhost"}, "'internal_domains'"),
         ({"MAILFORCE_MAX_PARTITONS": "4"}, "unknown setting in environment: MAILFORCE_MAX_PARTITONS"),
     ],

@@ -88,13 +88,19 @@ def list_domains(extraction: Mapping[str, Any]) -> list[dict[str, Any]]:
     return pipeline.list_domain_partitions(dict(extraction), load_settings())
 
 
-def compile_domain_partition(partition: Mapping[str, Any]) -> dict[str, Any]:
+def compile_domain_partition(context: Mapping[str, Any], partition: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings()
-    log.info("Partition %s: %d domains", partition["label"], len(partition["domains"]))
+    log.info("Partition %s: %d whole domains, %d shards of heavy domains",
+             partition["label"], len(partition["domains"]), len(partition.get("shards", [])))
     with elasticsearch(settings) as es:
-        result = pipeline.compile_domains(es, settings, partition["domains"])
-    result["label"] = partition["label"]
-    return result
+        return pipeline.compile_partition(es, settings, dict(partition), context["run_id"])
+
+
+def merge_split_domains(context: Mapping[str, Any], compiled: list[Mapping[str, Any]]) -> dict[str, int]:
+    settings = load_settings()
+    split_domains = sorted({domain for result in compiled for domain in result.get("split_domains", [])})
+    with elasticsearch(settings) as es:
+        return pipeline.merge_split_domains(es, settings, split_domains, context["run_id"])
 
 
 def index_account_statistics(extraction: Mapping[str, Any]) -> int:
@@ -108,12 +114,13 @@ def publish_stats(
     window: Mapping[str, Any],
     extraction: Mapping[str, Any],
     compiled: list[Mapping[str, Any]],
+    merged: Mapping[str, Any],
     accounts_written: int,
 ) -> dict[str, Any]:
     settings = load_settings()
     run_started = parse_source_date(window["run_started"]) or pipeline.utc_now()
     stats = runtime_stats_document(
-        context["run_id"], window_from_dict(window), extraction, list(compiled), accounts_written,
+        context["run_id"], window_from_dict(window), extraction, list(compiled), merged, accounts_written,
         run_started, pipeline.utc_now(),
     )
     with elasticsearch(settings) as es:

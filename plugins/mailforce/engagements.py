@@ -146,3 +146,65 @@ class PartitionCompiler:
                 "email_engagements": entries,
                 "updated_at": updated_at,
             }
+
+
+# A heavy domain is compiled in shards, each over a disjoint set of messages (split by a hash of the
+# message id, so every copy of a mail lands in one shard). Counts of disjoint message sets add up and
+# dates take min/max, so the shards' documents merge into exactly the unsplit ones.
+
+
+def _merge_entries(
+    lists: Iterable[list[dict[str, Any]]], count_fields: tuple[str, ...], earliest_field: str, latest_field: str
+) -> list[dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for entries in lists:
+        for entry in entries:
+            current = merged.get(entry["email_address"])
+            if current is None:
+                merged[entry["email_address"]] = dict(entry)
+                continue
+            for name in count_fields:
+                current[name] += entry[name]
+            current[earliest_field] = min(current[earliest_field], entry[earliest_field])
+            current[latest_field] = max(current[latest_field], entry[latest_field])
+    return [merged[address] for address in sorted(merged)]
+
+
+def merge_engagement_documents(parts: list[Mapping[str, Any]], updated_at: str) -> dict[str, Any]:
+    """One (account, domain) document from the documents of its shards."""
+    document: dict[str, Any] = {"account": parts[0]["account"], "domain": parts[0]["domain"]}
+    for list_field in ROLE_LIST_FIELDS.values():
+        document[list_field] = _merge_entries(
+            (part[list_field] for part in parts), ("count",), "earliest_engagement_date", "latest_engagement_date"
+        )
+        document[f"{list_field}_count"] = len(document[list_field])
+    document["total_count"] = sum(part["total_count"] for part in parts)
+    document["earliest_engagement_date"] = min(part["earliest_engagement_date"] for part in parts)
+    document["latest_engagement_date"] = max(part["latest_engagement_date"] for part in parts)
+    document["updated_at"] = updated_at
+    return document
+
+
+def merge_domain_documents(parts: list[Mapping[str, Any]], updated_at: str) -> dict[str, Any]:
+    """One domain document from the documents of its shards."""
+    entries = _merge_entries(
+        (part["email_engagements"] for part in parts),
+        ("from_count", "to_count", "cc_count", "total_count"),
+        "first_contact_date",
+        "latest_contact_date",
+    )
+    accounts = sorted({account for part in parts for account in part["accounts"]})
+    return {
+        "domain": parts[0]["domain"],
+        "first_contact_date": min(part["first_contact_date"] for part in parts),
+        "latest_contact_date": max(part["latest_contact_date"] for part in parts),
+        "total_from": sum(part["total_from"] for part in parts),
+        "total_to": sum(part["total_to"] for part in parts),
+        "total_cc": sum(part["total_cc"] for part in parts),
+        "total_emails": sum(part["total_emails"] for part in parts),
+        "accounts": accounts,
+        "accounts_count": len(accounts),
+        "addresses_count": len(entries),
+        "email_engagements": entries,
+        "updated_at": updated_at,
+    }

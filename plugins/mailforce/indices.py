@@ -50,6 +50,7 @@ ROLES_PROPERTIES = {
     "domains": KEYWORD,
     "message_roles": _nested(ROLE_ENTRY),
     "role_count": INTEGER,
+    "message_bucket": INTEGER,
     "updated_at": DATE,
 }
 ENGAGEMENTS_PROPERTIES = {
@@ -123,6 +124,16 @@ RUNTIME_STATS_PROPERTIES = {
 }
 
 
+PARTIALS_PROPERTIES = {
+    "run_id": KEYWORD,
+    "domain": KEYWORD,
+    "kind": KEYWORD,  # "engagement" or "domain"
+    "shard": INTEGER,
+    "document": {"type": "object", "enabled": False},  # stored, never searched
+    "updated_at": DATE,
+}
+
+
 def index_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
     """Index name -> its mapping, for the five outputs."""
     return {
@@ -131,6 +142,7 @@ def index_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
         settings.account_stats_index: ACCOUNT_STATS_PROPERTIES,
         settings.domains_index: DOMAINS_PROPERTIES,
         settings.runtime_stats_index: RUNTIME_STATS_PROPERTIES,
+        settings.partials_index: PARTIALS_PROPERTIES,
     }
 
 

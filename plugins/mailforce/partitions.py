@@ -1,56 +1,122 @@
 """Domains -> a bounded number of partitions balanced by work (pure).
 
-Longest-processing-time-first: the heaviest domain goes to the lightest partition. With N partitions
-no partition exceeds the ideal share by more than the heaviest single domain.
+Work is the number of role entries the window holds for a domain. A domain heavier than a fair
+share (the company's own domain when no internal domain is set, or gmail.com) is split into shards
+over disjoint sets of messages (by a hash of the message id, `message_bucket`), so no partition is
+left doing nearly everything. Then longest-processing-time-first: the heaviest item goes to the
+lightest partition.
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import asdict, dataclass
+import math
+import zlib
+from dataclasses import dataclass
 from typing import Any, Mapping
+
+MESSAGE_BUCKETS = 1024
+
+
+def message_bucket(message_id: str) -> int:
+    """A stable bucket of a message id: all copies of a mail share it (crc32 is stable everywhere)."""
+    return zlib.crc32(message_id.encode("utf-8")) % MESSAGE_BUCKETS
+
+
+@dataclass(frozen=True)
+class DomainShard:
+    """The messages of one domain whose bucket is in [bucket_from, bucket_to)."""
+
+    domain: str
+    shard: int  # 1-based
+    of: int
+    bucket_from: int
+    bucket_to: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.domain} shard {self.shard}/{self.of}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"domain": self.domain, "shard": self.shard, "of": self.of,
+                "bucket_from": self.bucket_from, "bucket_to": self.bucket_to}
 
 
 @dataclass(frozen=True)
 class Partition:
     number: int  # 1-based, for people
     of: int
-    domains: tuple[str, ...]
-    work: int  # role entries in the window naming these domains
+    domains: tuple[str, ...]  # whole domains, heaviest first
+    shards: tuple[DomainShard, ...]  # shards of heavy domains
+    work: int
     share: float  # of the run's work
 
     @property
     def label(self) -> str:
         """What a mapped task instance covers, for the Airflow UI."""
-        heaviest = self.domains[0] if self.domains else "-"
-        more = f" +{len(self.domains) - 1} domains" if len(self.domains) > 1 else ""
+        names = [shard.label for shard in self.shards] + list(self.domains)
+        heaviest = names[0] if names else "-"
+        more = f" +{len(names) - 1} more" if len(names) > 1 else ""
         return f"{self.number}/{self.of} {heaviest}{more} ({self.share:.0%} of work)"
 
     def to_dict(self) -> dict[str, Any]:
-        summary = asdict(self)
-        summary["domains"] = list(self.domains)
-        summary["label"] = self.label
-        return summary
+        return {
+            "number": self.number,
+            "of": self.of,
+            "domains": list(self.domains),
+            "shards": [shard.to_dict() for shard in self.shards],
+            "work": self.work,
+            "share": self.share,
+            "label": self.label,
+        }
+
+
+def _work_items(work_by_domain: Mapping[str, int], partitions: int) -> list[tuple[float, str, DomainShard | None]]:
+    """(work, domain, shard or None) items; domains above a fair share are split into shards."""
+    fair_share = sum(work_by_domain.values()) / partitions
+    items: list[tuple[float, str, DomainShard | None]] = []
+    for domain, work in work_by_domain.items():
+        shard_count = min(math.ceil(work / fair_share), partitions) if partitions > 1 and fair_share else 1
+        if shard_count <= 1:
+            items.append((work, domain, None))
+            continue
+        for number in range(shard_count):
+            shard = DomainShard(
+                domain=domain,
+                shard=number + 1,
+                of=shard_count,
+                bucket_from=number * MESSAGE_BUCKETS // shard_count,
+                bucket_to=(number + 1) * MESSAGE_BUCKETS // shard_count,
+            )
+            items.append((work / shard_count, domain, shard))
+    return items
 
 
 def plan_partitions(work_by_domain: Mapping[str, int], max_partitions: int) -> list[Partition]:
-    """At most `max_partitions` partitions; each lists its domains heaviest first."""
+    """At most `max_partitions` partitions covering every domain once (whole or in shards)."""
     if max_partitions < 1:
         raise ValueError("max_partitions must be at least 1")
-    ordered = sorted(work_by_domain.items(), key=lambda item: (-item[1], item[0]))
-    count = min(max_partitions, len(ordered))
-    if count == 0:
+    if not work_by_domain:
         return []
-    loads = [(0, number) for number in range(count)]  # (work, partition number)
-    members: list[list[str]] = [[] for _ in range(count)]
-    for domain, work in ordered:
+    items = _work_items(work_by_domain, max_partitions)
+    items.sort(key=lambda item: (-item[0], item[1], item[2].shard if item[2] else 0))
+    count = min(max_partitions, len(items))
+    loads = [(0.0, number) for number in range(count)]  # (work, partition number)
+    members: list[list[tuple[float, str, DomainShard | None]]] = [[] for _ in range(count)]
+    for item in items:
         load, number = heapq.heappop(loads)
-        members[number].append(domain)
-        heapq.heappush(loads, (load + max(work, 1), number))
-    totals = [sum(work_by_domain[domain] for domain in domains) for domains in members]
-    grand_total = max(sum(totals), 1)
-    partitions = [
-        Partition(number=number + 1, of=count, domains=tuple(domains), work=total, share=total / grand_total)
-        for number, (domains, total) in enumerate(zip(members, totals))
-    ]
+        members[number].append(item)
+        heapq.heappush(loads, (load + max(item[0], 1), number))
+    grand_total = max(sum(work_by_domain.values()), 1)
+    partitions = []
+    for number, chosen in enumerate(members):
+        work = sum(item[0] for item in chosen)
+        partitions.append(Partition(
+            number=number + 1,
+            of=count,
+            domains=tuple(domain for _, domain, shard in chosen if shard is None),
+            shards=tuple(shard for _, _, shard in chosen if shard is not None),
+            work=round(work),
+            share=work / grand_total,
+        ))
     return partitions

@@ -13,8 +13,10 @@ from datetime import datetime, timezone
 from itertools import islice
 from typing import Any, Iterable, Iterator, Sequence
 
+from elasticsearch import helpers
+
 from mailforce.dates import format_utc
-from mailforce.engagements import PartitionCompiler
+from mailforce.engagements import PartitionCompiler, merge_domain_documents, merge_engagement_documents
 from mailforce.indices import document_id, ensure_output_indices
 from mailforce.partitions import plan_partitions
 from mailforce.roles import (
@@ -176,54 +178,149 @@ def _message_groups(hits: Iterable[dict]) -> Iterator[list[dict]]:
         yield group
 
 
+def _compile(
+    es, settings: Settings, domains: Sequence[str], bucket_range: tuple[int, int] | None = None
+) -> PartitionCompiler:
+    """Read every roles document naming these domains (all time; optionally one bucket range)."""
+    compiler = PartitionCompiler(domains)
+    filters: list[dict[str, Any]] = [{"terms": {"domains": list(domains)}}]
+    if bucket_range is not None:
+        filters.append({"range": {"message_bucket": {"gte": bucket_range[0], "lt": bucket_range[1]}}})
+    hits = scan_sorted(
+        es,
+        settings.roles_index,
+        {"bool": {"filter": filters}},
+        [{"message_id": "asc"}, {"account": "asc"}],
+        ROLES_READ_FIELDS,
+        settings.scan_page_size,
+        settings.scroll_keep_alive,
+        f"roles of {len(domains)} domains" if bucket_range is None else f"roles of {domains[0]} {bucket_range}",
+    )
+    for copies in _message_groups(hits):
+        compiler.add_message(copies)
+    return compiler
+
+
+def changed_documents(
+    es, index: str, documents: Iterable[tuple[str, dict[str, Any]]], batch_size: int, compare: bool
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Only the documents that differ from what is stored (updated_at aside).
+
+    Rewriting an unchanged document costs a write and tells nobody anything; an incremental run
+    recomputes whole domains but writes only what its new mail changed.
+    """
+    if not compare:
+        yield from documents
+        return
+    for batch in batched(documents, batch_size):
+        stored = fetch_documents(es, index, [identifier for identifier, _ in batch])
+        for identifier, document in batch:
+            previous = stored.get(identifier)
+            if previous is None or _without_updated_at(previous) != _without_updated_at(document):
+                yield identifier, document
+
+
+def _without_updated_at(document: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in document.items() if key != "updated_at"}
+
+
+def write_changed(es, settings: Settings, index: str, documents: Iterable[tuple[str, dict]], what: str) -> int:
+    compare = not index_is_empty(es, index)
+    changed = changed_documents(es, index, documents, settings.lookup_batch_size, compare)
+    return bulk_write(es, index_actions(index, changed), settings.bulk_chunk_size, what)
+
+
+def _final_documents(compiler: PartitionCompiler, updated_at: str):
+    engagements = ((document_id(d["account"], d["domain"]), d) for d in compiler.engagement_documents(updated_at))
+    domains = ((document_id(d["domain"]), d) for d in compiler.domain_documents(updated_at))
+    return engagements, domains
+
+
 def compile_domains(es, settings: Settings, domains: Sequence[str], updated_at: str | None = None) -> dict[str, Any]:
-    """Recompute, over all time, the engagement and domain documents of these domains."""
+    """Recompute, over all time, the engagement and domain documents of these whole domains."""
     updated_at = updated_at or format_utc(utc_now())
     engagements_written = domains_written = messages_read = 0
-    started = time.monotonic()
     for chunk in batched(domains, DOMAINS_PER_QUERY):
-        compiler = PartitionCompiler(chunk)
-        hits = scan_sorted(
-            es,
-            settings.roles_index,
-            {"bool": {"filter": [{"terms": {"domains": chunk}}]}},
-            [{"message_id": "asc"}, {"account": "asc"}],
-            ROLES_READ_FIELDS,
-            settings.scan_page_size,
-            settings.scroll_keep_alive,
-            f"roles of {len(chunk)} domains",
-        )
-        for copies in _message_groups(hits):
-            compiler.add_message(copies)
+        compiler = _compile(es, settings, chunk)
         messages_read += compiler.messages_read
-        engagements_written += bulk_write(
-            es,
-            index_actions(
-                settings.engagements_index,
-                ((document_id(doc["account"], doc["domain"]), doc) for doc in compiler.engagement_documents(updated_at)),
-            ),
-            settings.bulk_chunk_size,
-            "account engagements",
-        )
-        domains_written += bulk_write(
-            es,
-            index_actions(
-                settings.domains_index,
-                ((document_id(doc["domain"]), doc) for doc in compiler.domain_documents(updated_at)),
-            ),
-            settings.bulk_chunk_size,
-            "domain engagements",
-        )
+        engagements, domain_documents = _final_documents(compiler, updated_at)
+        engagements_written += write_changed(es, settings, settings.engagements_index, engagements, "account engagements")
+        domains_written += write_changed(es, settings, settings.domains_index, domain_documents, "domain engagements")
+    return {"roles_read": messages_read, "engagements_written": engagements_written, "domains_written": domains_written}
+
+
+def compile_shard(es, settings: Settings, shard: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """One shard of a heavy domain: its documents go to the partials index until merged."""
+    updated_at = format_utc(utc_now())
+    domain = shard["domain"]
+    compiler = _compile(es, settings, [domain], (shard["bucket_from"], shard["bucket_to"]))
+
+    def partials() -> Iterator[tuple[str, dict[str, Any]]]:
+        for kind, documents in (("engagement", compiler.engagement_documents(updated_at)),
+                                ("domain", compiler.domain_documents(updated_at))):
+            for document in documents:
+                key = document_id(run_id, kind, domain, str(shard["shard"]), document.get("account", ""))
+                yield key, {"run_id": run_id, "domain": domain, "kind": kind, "shard": shard["shard"],
+                            "document": document, "updated_at": updated_at}
+
+    written = bulk_write(es, index_actions(settings.partials_index, partials()), settings.bulk_chunk_size,
+                         f"partials of {domain}")
+    return {"roles_read": compiler.messages_read, "partials_written": written}
+
+
+def compile_partition(es, settings: Settings, partition: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """A mapped task's work: its whole domains, then its shards of heavy domains."""
+    started = time.monotonic()
+    result = {"label": partition.get("label", ""), "roles_read": 0, "engagements_written": 0,
+              "domains_written": 0, "partials_written": 0,
+              "split_domains": sorted({shard["domain"] for shard in partition.get("shards", [])})}
+    if partition["domains"]:
+        for key, value in compile_domains(es, settings, partition["domains"]).items():
+            result[key] += value
+    for shard in partition.get("shards", []):
+        for key, value in compile_shard(es, settings, shard, run_id).items():
+            result[key] += value
     log.info(
-        "Compiled %d domains from %d roles documents in %.1f s: %d account engagements, %d domain documents",
-        len(domains), messages_read, time.monotonic() - started, engagements_written, domains_written,
+        "Partition %s: read %d roles documents, wrote %d account engagements, %d domain documents, "
+        "%d shard partials in %.1f s",
+        result["label"], result["roles_read"], result["engagements_written"], result["domains_written"],
+        result["partials_written"], time.monotonic() - started,
     )
-    return {
-        "domains": len(domains),
-        "roles_read": messages_read,
-        "engagements_written": engagements_written,
-        "domains_written": domains_written,
-    }
+    return result
+
+
+def merge_split_domains(es, settings: Settings, domains: Sequence[str], run_id: str) -> dict[str, int]:
+    """Merge the shards of each heavy domain into its final documents, then drop the partials."""
+    updated_at = format_utc(utc_now())
+    engagements_written = domains_written = 0
+    for domain in sorted(set(domains)):
+        parts_by_account: dict[str, list[dict]] = {}
+        domain_parts: list[dict] = []
+        for hit in helpers.scan(
+            es,
+            index=settings.partials_index,
+            query={"query": {"bool": {"filter": [{"term": {"run_id": run_id}}, {"term": {"domain": domain}}]}}},
+            size=settings.scan_page_size,
+            scroll=settings.scroll_keep_alive,
+        ):
+            partial = hit["_source"]
+            if partial["kind"] == "domain":
+                domain_parts.append(partial["document"])
+            else:
+                parts_by_account.setdefault(partial["document"]["account"], []).append(partial["document"])
+        engagements = (
+            (document_id(account, domain), merge_engagement_documents(parts, updated_at))
+            for account, parts in sorted(parts_by_account.items())
+        )
+        engagements_written += write_changed(es, settings, settings.engagements_index, engagements, "account engagements")
+        if domain_parts:
+            merged = [(document_id(domain), merge_domain_documents(domain_parts, updated_at))]
+            domains_written += write_changed(es, settings, settings.domains_index, merged, "domain engagements")
+    if domains:
+        es.delete_by_query(index=settings.partials_index, query={"term": {"run_id": run_id}}, refresh=True)
+    log.info("Merged %d split domains: %d account engagements, %d domain documents written",
+             len(set(domains)), engagements_written, domains_written)
+    return {"engagements_written": engagements_written, "domains_written": domains_written}
 
 
 def account_statistics_documents(es, settings: Settings, accounts: Sequence[str], updated_at: str) -> Iterator[tuple[str, dict]]:
@@ -299,8 +396,10 @@ def run_once(
     for number, partition in enumerate(partitions):
         if stop_after_partitions is not None and number >= stop_after_partitions:
             raise RuntimeError(f"run {run_id} stopped after {number} partitions (simulated failure)")
-        compiled.append(compile_domains(es, settings, partition["domains"]))
+        compiled.append(compile_partition(es, settings, partition, run_id))
+    split_domains = sorted({domain for result in compiled for domain in result["split_domains"]})
+    merged = merge_split_domains(es, settings, split_domains, run_id)
     accounts_written = index_account_statistics(es, settings, extraction["accounts"])
-    stats = runtime_stats_document(run_id, window, extraction, compiled, accounts_written, run_started, utc_now())
+    stats = runtime_stats_document(run_id, window, extraction, compiled, merged, accounts_written, run_started, utc_now())
     publish_runtime_stats(es, settings, stats)
     return stats[1]

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from mailforce.addresses import address_entries, domain_of, normalise_address
 from mailforce.dates import format_utc, parse_source_date
+from mailforce.partitions import message_bucket
 
 ROLE_FIELDS = (("from", "From"), ("to", "To"), ("cc", "CC"))
 ROLES = tuple(role for _, role in ROLE_FIELDS)
@@ -115,6 +116,7 @@ def roles_document(message: Message, updated_at: str) -> dict[str, Any]:
             for address, role in sorted(message.roles)
         ],
         "role_count": len(message.roles),
+        "message_bucket": message_bucket(message.message_id),
         "updated_at": updated_at,
     }
 

@@ -29,6 +29,7 @@ class Settings:
     account_stats_index: str = "search-accounts_statistics_simple"
     domains_index: str = "search-domains-engagements"
     runtime_stats_index: str = "search-runtime-stats"
+    partials_index: str = "search-mailforce-partials"  # a run's shards of heavy domains, until merged
     internal_domains: tuple[str, ...] = ()
     allowed_domains: tuple[str, ...] = ()
     max_partitions: int = 8
@@ -54,7 +55,7 @@ class Settings:
             if not isinstance(index_name, str) or not index_name or index_name != index_name.lower() or " " in index_name:
                 raise SettingsError(f"index names must be non-empty lower-case strings, got {index_name!r}")
         if len(set(names)) != len(names):
-            raise SettingsError("index settings must name six different indices")
+            raise SettingsError("index settings must name different indices")
         for name in ("internal_domains", "allowed_domains"):
             for domain in getattr(self, name):
                 if "." not in domain or domain != domain.strip().lower() or "@" in domain:

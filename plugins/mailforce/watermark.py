@@ -158,6 +158,7 @@ def runtime_stats_document(
     window: Window,
     extraction: Mapping[str, Any],
     partitions: list[Mapping[str, Any]],
+    merged: Mapping[str, Any],
     accounts_written: int,
     run_started: datetime,
     now: datetime,
@@ -188,8 +189,8 @@ def runtime_stats_document(
         "partitions": len(partitions),
         "documents_written": {
             "message_roles": extraction["roles_written"],
-            "accounts_engagements": sum(p["engagements_written"] for p in partitions),
-            "domains_engagements": sum(p["domains_written"] for p in partitions),
+            "accounts_engagements": sum(p["engagements_written"] for p in partitions) + merged["engagements_written"],
+            "domains_engagements": sum(p["domains_written"] for p in partitions) + merged["domains_written"],
             "accounts_statistics": accounts_written,
         },
         "duration_seconds": round((now - run_started).total_seconds(), 3),

@@ -1,0 +1,463 @@
+"""The DAG in the Airflow UI without Docker: ``airflow standalone`` plus the embedded engine.
+
+    bash scripts/ui.sh start [--mail PATH]... [--timeout SECONDS] | stop | status
+
+``start`` wipes and recreates the UI home (``<repo>/.airflow-ui/``), starts the embedded engine as a
+daemon on port 9200 (or the next free one) and loads the sample mail into it, then starts
+``airflow standalone`` in a session of its own (``setsid``) with ``AIRFLOW__CORE__PARALLELISM=4``,
+the engine's connection and the DAG unpaused. It returns once the API server answers and the DAG is
+registered, printing the URL and the generated admin password.
+
+``stop`` sends SIGINT to the standalone's process group (what Ctrl-C in its terminal would do: a
+plain kill of the parent leaves the scheduler and task workers orphaned), waits, escalates to
+SIGTERM and SIGKILL for whatever is left (including any process still carrying this
+``AIRFLOW_HOME``), then stops the engine. ``status`` says what runs.
+
+Environment: ``UI_HOME`` (default ``<repo>/.airflow-ui``), ``UI_PORT`` (default 8080), ``ENGINE_PORT``
+(default 9200; the next free port is taken when it is in use). ``MAILFORCE_*`` settings are passed
+to Airflow (``MAILFORCE_SCHEDULE=none``: only triggered runs); the calling shell's Airflow settings
+are not. The pids, logs and state live in the UI home. Linux only (reads ``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailforce.demo import (
+    DAG_ID,
+    REPO_ROOT,
+    SAMPLE_MAIL,
+    DemoError,
+    airflow_command,
+    airflow_environment,
+    load_source_mail,
+    prepare_home,
+    tail,
+)
+from mailforce.embedded import EngineError, daemon_pid, daemon_url, port_is_free, start_daemon, stop_daemon
+from mailforce.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOME = REPO_ROOT / ".airflow-ui"
+DEFAULT_UI_PORT = 8080
+DEFAULT_ENGINE_PORT = 9200
+PARALLELISM = 4  # two cores: more task processes only queue for the CPU
+START_TIMEOUT_SECONDS = 300.0
+STOP_TIMEOUT_SECONDS = 60.0
+ADMIN_USER = "admin"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+
+
+class StandaloneError(RuntimeError):
+    """The stack cannot be started or stopped; the message says why and where to look."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one UI stack keeps its state, and the ports it asks for."""
+
+    home: Path
+    ui_port: int
+    engine_port: int
+
+    @classmethod
+    def from_environment(cls) -> "Layout":
+        def port(name: str, default: int) -> int:
+            value = os.environ.get(name, "").strip()
+            if not value:
+                return default
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise StandaloneError(f"{name} must be a port number, got {value!r}")
+            return int(value)
+
+        home = Path(os.environ.get("UI_HOME") or DEFAULT_HOME).expanduser().resolve()
+        return cls(home, port("UI_PORT", DEFAULT_UI_PORT), port("ENGINE_PORT", DEFAULT_ENGINE_PORT))
+
+    @property
+    def standalone_pidfile(self) -> Path:
+        return self.home / "standalone.pid"
+
+    @property
+    def standalone_log(self) -> Path:
+        return self.home / "standalone.log"
+
+    @property
+    def engine_pidfile(self) -> Path:
+        return self.home / "engine.pid"
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "ui.json"
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.home / PASSWORDS_FILE
+
+    def state(self) -> dict[str, Any]:
+        """What ``start`` recorded (URL, ports); empty when it never got that far."""
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def admin_password(self) -> str | None:
+        try:
+            return json.loads(self.passwords_file.read_text()).get(ADMIN_USER)
+        except (FileNotFoundError, ValueError):
+            return None
+
+
+# --------------------------------------------------------------------------------------------
+# Processes, from /proc
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, process group) of a process, None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return fields[0], int(fields[2])
+
+
+def _pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group."""
+    members = []
+    for pid in _pids():
+        stat = _stat(pid)
+        if stat and stat[1] == pgid and stat[0] != "Z":
+            members.append(pid)
+    return members
+
+
+def processes_using(home: Path) -> list[int]:
+    """Live processes whose environment has ``AIRFLOW_HOME=<home>``: every Airflow process of the
+    stack, whichever process group it ended up in (command lines do not show the home)."""
+    needle = f"AIRFLOW_HOME={home}".encode()
+    found = []
+    for pid in _pids():
+        if pid == os.getpid():
+            continue
+        try:
+            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        stat = _stat(pid)
+        if needle in environment and stat and stat[0] != "Z":
+            found.append(pid)
+    return found
+
+
+def _signal_all(pids: Sequence[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_until_gone(find, timeout: float) -> list[int]:
+    """Poll ``find()`` until it returns nothing or ``timeout`` passes; returns what is left."""
+    deadline = time.monotonic() + timeout
+    while (left := find()) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return left
+
+
+def running_standalone(layout: Layout) -> int | None:
+    """The pid (= process group id) of the running standalone, if any."""
+    try:
+        pid = int(layout.standalone_pidfile.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if group_members(pid) else None
+
+
+# --------------------------------------------------------------------------------------------
+# The REST API
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, method: str, path: str, body: str) -> None:
+        super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
+        self.status = status
+
+
+class AirflowApi:
+    """A minimal Airflow 3 REST API client: a JWT from ``/auth/token``, then ``/api/v2`` calls."""
+
+    def __init__(self, base_url: str, username: str = ADMIN_USER, password: str | None = None,
+                 timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self._token: str | None = None
+
+    def _send(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as error:
+            raise ApiError(error.code, method, path, error.read().decode(errors="replace")) from None
+        return json.loads(text) if text else None
+
+    def token(self) -> str:
+        if self._token is None:
+            if self.password is None:
+                raise StandaloneError("no password for the REST API")
+            response = self._send("POST", "/auth/token", {"username": self.username, "password": self.password})
+            self._token = response["access_token"]
+        return self._token
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """An authenticated call; ``path`` starts with ``/api/v2``."""
+        return self._send(method, path, body, self.token())
+
+    def health(self) -> dict[str, Any] | None:
+        """``/api/v2/monitor/health`` (no login needed), None while the server does not answer."""
+        try:
+            return self._send("GET", "/api/v2/monitor/health")
+        except (OSError, ApiError, ValueError):
+            return None
+
+
+# --------------------------------------------------------------------------------------------
+# start / stop / status
+
+
+def _standalone_environment(layout: Layout, engine_url: str) -> dict[str, str]:
+    base_url = f"http://localhost:{layout.ui_port}"
+    return airflow_environment(
+        layout.home,
+        engine_url,
+        {
+            "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__API__PORT": str(layout.ui_port),
+            # Task workers reach the execution API through it; it defaults to port 8080.
+            "AIRFLOW__API__BASE_URL": base_url,
+        },
+    )
+
+
+def _wait_for(what: str, probe, timeout: float, standalone: subprocess.Popen | None, layout: Layout) -> Any:
+    """Poll ``probe()`` until it returns something; fail early when the standalone died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        if standalone is not None and standalone.poll() is not None:
+            raise StandaloneError(f"airflow standalone exited (code {standalone.returncode}) while waiting for "
+                                  f"{what}:\n{tail(layout.standalone_log, 30)}")
+        time.sleep(1.0)
+    raise StandaloneError(f"timed out after {timeout:.0f} s waiting for {what} "
+                          f"(log: {layout.standalone_log}):\n{tail(layout.standalone_log, 30)}")
+
+
+def _dag_registered(api: AirflowApi) -> dict[str, Any] | None:
+    try:
+        return api.request("GET", f"/api/v2/dags/{DAG_ID}")
+    except ApiError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def _import_errors(api: AirflowApi) -> str:
+    try:
+        errors = api.request("GET", "/api/v2/importErrors").get("import_errors", [])
+    except (ApiError, OSError) as error:
+        return f"(could not read import errors: {error})"
+    return "\n".join(f"{item.get('filename')}:\n{item.get('stack_trace')}" for item in errors) or "(no import errors)"
+
+
+def start(layout: Layout, mail: Sequence[Path], timeout: float = START_TIMEOUT_SECONDS) -> int:
+    pid = running_standalone(layout)
+    if pid is not None:
+        print(f"Already running (pid {pid}); `ui.sh stop` first for a fresh stack.\n")
+        return status(layout)
+    left = processes_using(layout.home)
+    if left:
+        raise StandaloneError(f"processes still use {layout.home}: {left}; run `ui.sh stop` first")
+    if not port_is_free(layout.ui_port, "0.0.0.0"):
+        raise StandaloneError(f"port {layout.ui_port} is in use: set UI_PORT to a free port")
+    missing = [str(path) for path in mail if not path.exists()]
+    if missing:
+        raise StandaloneError(f"mail not found: {', '.join(missing)}")
+    settings = load_settings(use_variable=False)
+    prepare_home(layout.home)
+    began = time.monotonic()
+    standalone: subprocess.Popen | None = None
+    try:
+        engine = start_daemon(layout.engine_pidfile, layout.engine_port, next_free=True)
+        print(f"Engine    osmem-server at {engine.url} (pid {engine.pid}, in memory)", flush=True)
+        report = load_source_mail(engine.url, mail, settings)
+        print(f"Source    {report.messages_indexed} messages of {len(report.accounts)} accounts into "
+              f"{settings.source_index}", flush=True)
+        url = f"http://localhost:{layout.ui_port}"
+        layout.state_file.write_text(json.dumps({"url": url, "ui_port": layout.ui_port, "engine_url": engine.url}))
+        with open(layout.standalone_log, "wb") as output:
+            standalone = subprocess.Popen(
+                airflow_command("standalone"),
+                env=_standalone_environment(layout, engine.url),
+                cwd=layout.home,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # setsid: its own process group, stopped as one
+            )
+        layout.standalone_pidfile.write_text(f"{standalone.pid}\n")
+        print(f"Airflow   standalone starting (pid {standalone.pid}, log {layout.standalone_log}) ...", flush=True)
+
+        api = AirflowApi(url, timeout=10.0)
+        _wait_for("the API server to answer", api.health, timeout, standalone, layout)
+        api.password = _wait_for("the admin password", layout.admin_password, 60, standalone, layout)
+        remaining = max(60.0, timeout - (time.monotonic() - began))
+        try:
+            dag = _wait_for(f"the DAG {DAG_ID} to be registered", lambda: _dag_registered(api), remaining,
+                            standalone, layout)
+        except StandaloneError as error:
+            raise StandaloneError(f"{error}\nImport errors:\n{_import_errors(api)}") from None
+        if dag.get("is_paused"):
+            api.request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+    except BaseException as error:
+        print(f"Start failed ({type(error).__name__}): cleaning up", file=sys.stderr, flush=True)
+        stop(layout, quiet=True)
+        if isinstance(error, (EngineError, DemoError)):
+            raise StandaloneError(str(error)) from None
+        raise
+    print(f"\nAirflow UI ready in {time.monotonic() - began:.0f} s: {url}\n"
+          f"  user      {ADMIN_USER}\n"
+          f"  password  {api.password}   (from {layout.passwords_file})\n"
+          f"  DAG       {DAG_ID} (unpaused; trigger it with config from the UI)\n"
+          f"  engine    {engine.url}\n"
+          f"Stop it with: bash scripts/ui.sh stop", flush=True)
+    return 0
+
+
+def stop(layout: Layout, quiet: bool = False) -> int:
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, flush=True)
+
+    pid = running_standalone(layout)
+    if pid is not None:
+        say(f"Stopping airflow standalone (process group {pid}) with SIGINT ...")
+        try:
+            os.killpg(pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        left = _wait_until_gone(lambda: group_members(pid), STOP_TIMEOUT_SECONDS)
+        for signum, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+            if not left:
+                break
+            say(f"  {len(left)} process(es) still running: {signal.Signals(signum).name}")
+            _signal_all(left, signum)
+            left = _wait_until_gone(lambda: group_members(pid), wait)
+    else:
+        say("airflow standalone is not running")
+    stragglers = processes_using(layout.home)  # e.g. task processes in a group of their own
+    if stragglers:
+        say(f"Stopping {len(stragglers)} leftover Airflow process(es) of {layout.home}: {stragglers}")
+        _signal_all(stragglers, signal.SIGTERM)
+        left = _wait_until_gone(lambda: processes_using(layout.home), 15.0)
+        _signal_all(left, signal.SIGKILL)
+        _wait_until_gone(lambda: processes_using(layout.home), 5.0)
+    say("Engine stopped" if stop_daemon(layout.engine_pidfile) else "Engine was not running")
+    layout.standalone_pidfile.unlink(missing_ok=True)
+    left = processes_using(layout.home)
+    if left:
+        print(f"Processes of {layout.home} survived SIGKILL: {left}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def status(layout: Layout) -> int:
+    state = layout.state()
+    pid = running_standalone(layout)
+    url = state.get("url", f"http://localhost:{layout.ui_port}")
+    if pid is None:
+        print(f"airflow standalone: not running ({layout.home})")
+    else:
+        health = AirflowApi(url, timeout=5.0).health()
+        components = ", ".join(
+            f"{name} {info.get('status')}" for name, info in (health or {}).items() if isinstance(info, dict)
+        )
+        print(f"airflow standalone: running, pid {pid}, {len(group_members(pid))} processes; "
+              f"{url} {'answers: ' + components if health else 'does not answer yet'}")
+        print(f"  user {ADMIN_USER}, password {layout.admin_password() or '(not generated yet)'}")
+    engine_pid = daemon_pid(layout.engine_pidfile)
+    print(f"engine: running, pid {engine_pid}, {daemon_url(layout.engine_pidfile)}" if engine_pid
+          else "engine: not running")
+    others = sorted(set(processes_using(layout.home)) - set(group_members(pid) if pid else []))
+    if others:
+        print(f"other processes using {layout.home}: {others}")
+    return 0 if pid is not None else 3
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def _argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bash scripts/ui.sh",
+        description="airflow standalone with the embedded engine and the sample mail: the DAG in the "
+        "Airflow UI, no Docker. Environment: UI_HOME, UI_PORT (8080), ENGINE_PORT (9200).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    start_parser = commands.add_parser("start", help="start the stack; prints URL, user and password")
+    start_parser.add_argument("--mail", action="append", type=Path, metavar="PATH",
+                              help="mail to load instead of sample/mail; repeatable")
+    start_parser.add_argument("--timeout", type=float, default=START_TIMEOUT_SECONDS,
+                              help="seconds to wait for Airflow to come up (default: %(default)s)")
+    commands.add_parser("stop", help="stop Airflow (SIGINT to its process group) and the engine")
+    commands.add_parser("status", help="say what runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = _argument_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        layout = Layout.from_environment()
+        if arguments.command == "start":
+            return start(layout, arguments.mail or [SAMPLE_MAIL], arguments.timeout)
+        if arguments.command == "stop":
+            return stop(layout)
+        return status(layout)
+    except StandaloneError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
