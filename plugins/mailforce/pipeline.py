@@ -120,19 +120,21 @@ def extract_message_roles(es, settings: Settings, window: Window, updated_at: st
             for message_document_id, message in zip(ids, batch):
                 messages += 1
                 accounts.add(message.account)
-                if message_document_id in written:
-                    message.merge(message_from_roles_document(written[message_document_id]))
+                stored = written.get(message_document_id)
+                if stored is not None:
+                    message.merge(message_from_roles_document(stored))
                 if not message.roles:
                     continue
+                # Every message of the window marks its domains, changed or not: a run that died
+                # after this stage left them uncompiled, and its re-run must compile them.
                 for address, role in message.roles:
                     work_by_domain[address.rpartition("@")[2]] += 1
                     role_entries[role] += 1
-                yield {
-                    "_op_type": "index",
-                    "_index": settings.roles_index,
-                    "_id": message_document_id,
-                    "_source": roles_document(message, updated_at),
-                }
+                document = roles_document(message, updated_at)
+                if stored is not None and _without_updated_at(stored) == _without_updated_at(document):
+                    continue
+                yield {"_op_type": "index", "_index": settings.roles_index, "_id": message_document_id,
+                       "_source": document}
 
     started = time.monotonic()
     roles_written = bulk_write(es, actions(), settings.bulk_chunk_size, "message roles")
