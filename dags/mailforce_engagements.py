@@ -39,11 +39,9 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from mailforce import dag_tasks
 from mailforce.assets import output_assets
+from mailforce.dates import ISO_DATE_TIME_PATTERN
 from mailforce.settings import load_settings
 
-# The form's date-time check: Airflow validates `pattern` before the run starts (`format` alone is
-# only a hint to the form).
-ISO_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
 DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
 ASSETS = output_assets(DEPLOY_SETTINGS)
 
@@ -71,7 +69,7 @@ ASSETS = output_assets(DEPLOY_SETTINGS)
             None,
             type=["null", "string"],
             format="date-time",
-            pattern=ISO_DATE_TIME,
+            pattern=ISO_DATE_TIME_PATTERN,  # Airflow checks `pattern` before the run; `format` only hints
             title="From date",
             description="Process messages dated from this moment (inclusive) instead of the watermark. "
             "ISO-8601, e.g. 2001-05-14T00:00:00Z.",
@@ -80,7 +78,7 @@ ASSETS = output_assets(DEPLOY_SETTINGS)
             None,
             type=["null", "string"],
             format="date-time",
-            pattern=ISO_DATE_TIME,
+            pattern=ISO_DATE_TIME_PATTERN,  # Airflow checks `pattern` before the run; `format` only hints
             title="To date",
             description="Process messages dated up to this moment (inclusive) instead of the run's "
             "logical end; never later than it. ISO-8601, e.g. 2001-12-31T23:59:59Z.",

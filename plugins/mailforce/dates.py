@@ -8,7 +8,10 @@ from datetime import datetime, timezone
 UTC = timezone.utc
 # What Elasticsearch's default `strict_date_optional_time` takes, minus its rarer forms (week dates,
 # hour-only times), which the source never holds and which would only make the figures ambiguous.
-ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([zZ]|[+-]\d{2}:?\d{2})?)?$")
+_TIME = r"T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([zZ]|[+-]\d{2}:?\d{2})?"
+ISO_DATE = re.compile(rf"^\d{{4}}-\d{{2}}-\d{{2}}({_TIME})?$")
+# What a person gives as a param: a full date-time (the trigger form validates it with this).
+ISO_DATE_TIME_PATTERN = rf"^\d{{4}}-\d{{2}}-\d{{2}}{_TIME}$"
 
 
 def parse_source_date(value: object) -> datetime | None:
