@@ -42,6 +42,17 @@ from mailforce.assets import output_assets
 from mailforce.dates import ISO_DATE_TIME_PATTERN
 from mailforce.settings import load_settings
 
+def date_time_param(title: str, description: str) -> Param:
+    # Airflow checks `pattern` before the run starts; `format` only guides the form's widget.
+    return Param(None, type=["null", "string"], format="date-time", pattern=ISO_DATE_TIME_PATTERN,
+                 title=title, description=description)
+
+
+def accounts_param(title: str, description: str) -> Param:
+    return Param(None, type=["null", "array"], items={"type": "string", "minLength": 1},
+                 title=title, description=description)
+
+
 DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
 ASSETS = output_assets(DEPLOY_SETTINGS)
 
@@ -65,38 +76,24 @@ ASSETS = output_assets(DEPLOY_SETTINGS)
         "execution_timeout": timedelta(hours=6),
     },
     params={
-        "from_date": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            pattern=ISO_DATE_TIME_PATTERN,  # Airflow checks `pattern` before the run; `format` only hints
-            title="From date",
-            description="Process messages dated from this moment (inclusive) instead of the watermark. "
+        "from_date": date_time_param(
+            "From date",
+            "Process messages dated from this moment (inclusive) instead of the watermark. "
             "ISO-8601, e.g. 2001-05-14T00:00:00Z.",
         ),
-        "to_date": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            pattern=ISO_DATE_TIME_PATTERN,  # Airflow checks `pattern` before the run; `format` only hints
-            title="To date",
-            description="Process messages dated up to this moment (inclusive) instead of the run's "
-            "logical end; never later than it. ISO-8601, e.g. 2001-12-31T23:59:59Z.",
+        "to_date": date_time_param(
+            "To date",
+            "Process messages dated up to this moment (inclusive) instead of the run's logical end; "
+            "never later than it. ISO-8601, e.g. 2001-12-31T23:59:59Z.",
         ),
-        "backfilled_accounts": Param(
-            None,
-            type=["null", "array"],
-            items={"type": "string", "minLength": 1},
-            title="Backfilled accounts",
-            description="Only these accounts, from 'From date' or from their very first message; one "
-            "account id per line, e.g. kunai-jim. Such a run does not move the watermark.",
+        "backfilled_accounts": accounts_param(
+            "Backfilled accounts",
+            "Only these accounts, from 'From date' or from their very first message; one account id "
+            "per line, e.g. kunai-jim. Such a run does not move the watermark.",
         ),
-        "exclude_accounts": Param(
-            None,
-            type=["null", "array"],
-            items={"type": "string", "minLength": 1},
-            title="Excluded accounts",
-            description="Never these accounts in this run; one account id per line, e.g. kunai-bot.",
+        "exclude_accounts": accounts_param(
+            "Excluded accounts",
+            "Never these accounts in this run; one account id per line, e.g. kunai-bot.",
         ),
     },
 )
