@@ -62,12 +62,12 @@ def scan_sorted(
     page_size: int,
     keep_alive: str,
     what: str,
-    progress_every: int = 100_000,
 ) -> Iterator[dict[str, Any]]:
-    """Every hit of the query, in sort order, reading only `source_fields`; logs progress."""
+    """Every hit of the query, in sort order, reading only `source_fields`; logs progress by tenths."""
     started = time.monotonic()
     seen = 0
     total = es.count(index=index, query=query)["count"]
+    progress_every = max(total // 10, 5_000)
     log.info("%s: %d documents to read from %s", what, total, index)
     for hit in helpers.scan(
         es,
