@@ -151,7 +151,7 @@ class TaskOutcome:
 class DagTestProgress:
     """Reads `airflow dags test` output line by line; prints one line per finished task."""
 
-    output: IO[str] = sys.stdout
+    output: IO[str] | None = None  # None: sys.stdout at the time of printing
     tasks: list[TaskOutcome] = field(default_factory=list)
     failed: TaskOutcome | None = None
     _current: TaskOutcome | None = None
@@ -189,7 +189,7 @@ class DagTestProgress:
         assert task is not None
         task.seconds = time.monotonic() - self._started
         self.tasks.append(task)
-        print(task.describe(), file=self.output, flush=True)
+        print(task.describe(), file=self.output or sys.stdout, flush=True)
         if task.state in FAILED_STATES and self.failed is None:
             self.failed = task
 
@@ -207,7 +207,7 @@ def run_dag_test(
     log_path: Path,
     conf: dict[str, Any] | None = None,
     timeout: float = DAG_TEST_TIMEOUT_SECONDS,
-    output: IO[str] = sys.stdout,
+    output: IO[str] | None = None,
 ) -> DagTestResult:
     """Run the DAG once in-process with `airflow dags test`; stop at the first failed task."""
     command = airflow_command("dags", "test", DAG_ID)

@@ -45,7 +45,10 @@ class EngineError(RuntimeError):
 
 
 def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
+    """Nobody listens on it (connections of a stopped server lingering in TIME_WAIT do not count,
+    as servers bind with SO_REUSEADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

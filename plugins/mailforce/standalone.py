@@ -8,10 +8,16 @@ daemon on port 9200 (or the next free one) and loads the sample mail into it, th
 the engine's connection and the DAG unpaused. It returns once the API server answers and the DAG is
 registered, printing the URL and the generated admin password.
 
-``stop`` sends SIGINT to the standalone's process group (what Ctrl-C in its terminal would do: a
-plain kill of the parent leaves the scheduler and task workers orphaned), waits, escalates to
-SIGTERM and SIGKILL for whatever is left (including any process still carrying this
-``AIRFLOW_HOME``), then stops the engine. ``status`` says what runs.
+``stop`` sends SIGINT to ``airflow standalone`` (a plain kill of it would leave the scheduler and
+task workers orphaned; on SIGINT it stops each component itself), waits for its whole process
+group to exit, escalates to SIGTERM then SIGKILL for whatever is left of the group or still carries
+this ``AIRFLOW_HOME``, then stops the engine. ``status`` says what runs.
+
+Why SIGINT to the group leader and not to the whole group (Ctrl-C in a terminal does the latter):
+then the scheduler gets SIGINT from the terminal *and* SIGTERM from standalone; the second signal
+interrupts its LocalExecutor shutdown half-way and it waits forever for workers that never got
+their stop message. Measured on two cores after one DAG run: group SIGINT left 2-7 processes
+running after 40 s in 2 of 2 tries; SIGINT to the leader stopped everything in 6 s in 3 of 3.
 
 Environment: ``UI_HOME`` (default ``<repo>/.airflow-ui``), ``UI_PORT`` (default 8080), ``ENGINE_PORT``
 (default 9200; the next free port is taken when it is in use). ``MAILFORCE_*`` settings are passed
@@ -307,6 +313,8 @@ def start(layout: Layout, mail: Sequence[Path], timeout: float = START_TIMEOUT_S
     left = processes_using(layout.home)
     if left:
         raise StandaloneError(f"processes still use {layout.home}: {left}; run `ui.sh stop` first")
+    if stop_daemon(layout.engine_pidfile):
+        print("Stopped the engine an earlier start left running", flush=True)
     if not port_is_free(layout.ui_port, "0.0.0.0"):
         raise StandaloneError(f"port {layout.ui_port} is in use: set UI_PORT to a free port")
     missing = [str(path) for path in mail if not path.exists()]
@@ -315,7 +323,6 @@ def start(layout: Layout, mail: Sequence[Path], timeout: float = START_TIMEOUT_S
     settings = load_settings(use_variable=False)
     prepare_home(layout.home)
     began = time.monotonic()
-    standalone: subprocess.Popen | None = None
     try:
         engine = start_daemon(layout.engine_pidfile, layout.engine_port, next_free=True)
         print(f"Engine    osmem-server at {engine.url} (pid {engine.pid}, in memory)", flush=True)
@@ -351,7 +358,7 @@ def start(layout: Layout, mail: Sequence[Path], timeout: float = START_TIMEOUT_S
     except BaseException as error:
         print(f"Start failed ({type(error).__name__}): cleaning up", file=sys.stderr, flush=True)
         stop(layout, quiet=True)
-        if isinstance(error, (EngineError, DemoError)):
+        if isinstance(error, (EngineError, DemoError, ApiError)):
             raise StandaloneError(str(error)) from None
         raise
     print(f"\nAirflow UI ready in {time.monotonic() - began:.0f} s: {url}\n"
@@ -370,17 +377,17 @@ def stop(layout: Layout, quiet: bool = False) -> int:
 
     pid = running_standalone(layout)
     if pid is not None:
-        say(f"Stopping airflow standalone (process group {pid}) with SIGINT ...")
-        try:
-            os.killpg(pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
+        say(f"Stopping airflow standalone (pid {pid}) with SIGINT ...")
+        _signal_all([pid], signal.SIGINT)  # the leader only: see the module docstring
         left = _wait_until_gone(lambda: group_members(pid), STOP_TIMEOUT_SECONDS)
         for signum, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
             if not left:
                 break
-            say(f"  {len(left)} process(es) still running: {signal.Signals(signum).name}")
-            _signal_all(left, signum)
+            say(f"  {len(left)} process(es) of the group still running: {signal.Signals(signum).name} to the group")
+            try:
+                os.killpg(pid, signum)
+            except ProcessLookupError:
+                break
             left = _wait_until_gone(lambda: group_members(pid), wait)
     else:
         say("airflow standalone is not running")
