@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from mailforce import pipeline
 from mailforce.connection import MailforceElasticsearchHook
@@ -96,9 +96,16 @@ def compile_domain_partition(context: Mapping[str, Any], partition: Mapping[str,
         return pipeline.compile_partition(es, settings, dict(partition), context["run_id"])
 
 
-def merge_split_domains(context: Mapping[str, Any], compiled: list[Mapping[str, Any]]) -> dict[str, int]:
+def mapped_results(results: Sequence[Any]) -> list[Any]:
+    """A mapped task's results by index: iterating Airflow's lazy sequence reads one past the end
+    and logs that miss as an error, which would mislead whoever reads the log."""
+    return [results[index] for index in range(len(results))]
+
+
+def merge_split_domains(context: Mapping[str, Any], compiled: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     settings = load_settings()
-    split_domains = sorted({domain for result in compiled for domain in result.get("split_domains", [])})
+    results = mapped_results(compiled)
+    split_domains = sorted({domain for result in results for domain in result.get("split_domains", [])})
     with elasticsearch(settings) as es:
         return pipeline.merge_split_domains(es, settings, split_domains, context["run_id"])
 
@@ -113,14 +120,14 @@ def publish_stats(
     context: Mapping[str, Any],
     window: Mapping[str, Any],
     extraction: Mapping[str, Any],
-    compiled: list[Mapping[str, Any]],
+    compiled: Sequence[Mapping[str, Any]],
     merged: Mapping[str, Any],
     accounts_written: int,
 ) -> dict[str, Any]:
     settings = load_settings()
     run_started = parse_source_date(window["run_started"]) or pipeline.utc_now()
     stats = runtime_stats_document(
-        context["run_id"], window_from_dict(window), extraction, list(compiled), merged, accounts_written,
+        context["run_id"], window_from_dict(window), extraction, mapped_results(compiled), merged, accounts_written,
         run_started, pipeline.utc_now(),
     )
     with elasticsearch(settings) as es:
