@@ -31,6 +31,11 @@ def test_a_dominant_domain_is_split_so_no_partition_does_nearly_everything():
     assert sum(len(partition.shards) for partition in partitions) == 4
 
 
+def test_small_domains_are_not_split_whatever_their_share():
+    partitions = plan_partitions({"gmail.com": 900, "acme.com": 50}, 4, min_split_work=1000)
+    assert all(not partition.shards for partition in partitions) and len(partitions) == 2
+
+
 def test_balanced_domains_are_not_split():
     work = {f"d{number}.example": 5 + number % 7 for number in range(50)}
     partitions = plan_partitions(work, 4)
@@ -64,7 +69,7 @@ def test_heavy_domain_compiled_in_shards_matches_the_oracle(es, settings):
                       cross_account_duplicate_rate=0.15, within_account_duplicate_rate=0.05)
     documents = list(iter_corpus(spec))
     load_source(es, settings, documents)
-    sharded = with_settings(settings, max_partitions=4)
+    sharded = with_settings(settings, max_partitions=4, min_split_work=100)
 
     stats = run(es, sharded, "heavy")
 
@@ -78,7 +83,7 @@ def test_incremental_runs_with_a_split_domain_match_the_oracle(es, settings):
                       cross_account_duplicate_rate=0.1)
     documents = list(iter_corpus(spec))
     load_source(es, settings, documents)
-    sharded = with_settings(settings, max_partitions=3)
+    sharded = with_settings(settings, max_partitions=3, min_split_work=100)
     from support import utc
 
     first = run(es, sharded, "heavy-1", run_end=utc("2000-09-01T00:00:00Z"))

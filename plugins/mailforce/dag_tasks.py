@@ -125,7 +125,10 @@ def publish_stats(
     accounts_written: int,
 ) -> dict[str, Any]:
     settings = load_settings()
-    run_started = parse_source_date(window["run_started"]) or pipeline.utc_now()
+    # The run's own start (the scheduler's), else when the window was fixed.
+    dag_run_start = getattr(context["dag_run"], "start_date", None)
+    run_started = (parse_source_date(dag_run_start.isoformat()) if dag_run_start else None) or \
+        parse_source_date(window["run_started"]) or pipeline.utc_now()
     stats = runtime_stats_document(
         context["run_id"], window_from_dict(window), extraction, mapped_results(compiled), merged, accounts_written,
         run_started, pipeline.utc_now(),

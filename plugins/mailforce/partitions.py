@@ -71,13 +71,18 @@ class Partition:
         }
 
 
-def _work_items(work_by_domain: Mapping[str, int], partitions: int) -> list[tuple[float, str, DomainShard | None]]:
-    """(work, domain, shard or None) items; domains above a fair share are split into shards."""
+def _work_items(
+    work_by_domain: Mapping[str, int], partitions: int, min_split_work: int
+) -> list[tuple[float, str, DomainShard | None]]:
+    """(work, domain, shard or None) items; domains above a fair share are split into shards.
+
+    Small domains are never split: merging shards costs more than it saves below `min_split_work`.
+    """
     fair_share = sum(work_by_domain.values()) / partitions
     items: list[tuple[float, str, DomainShard | None]] = []
     for domain, work in work_by_domain.items():
         shard_count = min(math.ceil(work / fair_share), partitions) if partitions > 1 and fair_share else 1
-        if shard_count <= 1:
+        if shard_count <= 1 or work < min_split_work:
             items.append((work, domain, None))
             continue
         for number in range(shard_count):
@@ -92,13 +97,13 @@ def _work_items(work_by_domain: Mapping[str, int], partitions: int) -> list[tupl
     return items
 
 
-def plan_partitions(work_by_domain: Mapping[str, int], max_partitions: int) -> list[Partition]:
+def plan_partitions(work_by_domain: Mapping[str, int], max_partitions: int, min_split_work: int = 1) -> list[Partition]:
     """At most `max_partitions` partitions covering every domain once (whole or in shards)."""
     if max_partitions < 1:
         raise ValueError("max_partitions must be at least 1")
     if not work_by_domain:
         return []
-    items = _work_items(work_by_domain, max_partitions)
+    items = _work_items(work_by_domain, max_partitions, min_split_work)
     items.sort(key=lambda item: (-item[0], item[1], item[2].shard if item[2] else 0))
     count = min(max_partitions, len(items))
     loads = [(0.0, number) for number in range(count)]  # (work, partition number)
