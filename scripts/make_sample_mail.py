@@ -230,7 +230,7 @@ class SampleWriter:
         # A folded To with display names containing commas (jim, inbox).
         folded = mail(self.written(acme[0]), [f'"Okada, Jim" <{jim.address}>', f'"Lindqvist, Sara" <{sara.address}>',
                                               f"{acme[1].name} <{acme[1].address.upper()}>", bluefin[0].address,
-                                              f'"Doe, Jane" <jane.doe@acme-logistics.com>', self.written(ken)],
+                                              '"Doe, Jane" <jane.doe@acme-logistics.com>', self.written(ken)],
                       [], "Re: shipping schedule for all hands", "inbox")
         folded.fold_to = True
         special["kunai-jim"].append(folded)

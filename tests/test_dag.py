@@ -11,7 +11,7 @@ import pytest
 from mailforce.partitions import plan_partitions
 from mailforce.synthetic import dirty_corpus
 from oracle import Coverage
-from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source
+from support import assert_matches_oracle, load_source
 
 DAG_ID = "mailforce_engagements"
 STAGES = {

@@ -7,7 +7,7 @@ import pytest
 from mailforce.loader import load_mail
 from mailforce.synthetic import CorpusSpec, dirty_corpus, iter_corpus
 from oracle import Coverage, summarise
-from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, read_source, run, utc, with_settings
+from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, read_source, run, with_settings
 
 EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
 

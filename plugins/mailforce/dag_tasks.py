@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Iterator, Mapping, Sequence
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from mailforce import pipeline
 from mailforce.connection import MailforceElasticsearchHook
 from mailforce.dates import format_utc, parse_source_date
 from mailforce.settings import Settings, load_settings
-from airflow.sdk.exceptions import AirflowFailException
-
 from mailforce.watermark import (
     RunParamsError,
     parse_run_params,

@@ -16,7 +16,11 @@ from typing import Any, Iterable, Iterator, Sequence
 from elasticsearch import helpers
 
 from mailforce.dates import format_utc
-from mailforce.engagements import PartitionCompiler, merge_domain_documents, merge_engagement_documents
+from mailforce.engagements import (
+    PartitionCompiler,
+    merge_domain_documents,
+    merge_engagement_documents,
+)
 from mailforce.indices import document_id, ensure_output_indices
 from mailforce.partitions import plan_partitions
 from mailforce.roles import (
@@ -28,7 +32,6 @@ from mailforce.roles import (
     roles_document,
 )
 from mailforce.settings import Settings
-from mailforce.watermark import RunRequest, read_watermark, resolve_window, runtime_stats_document
 from mailforce.source import (
     Window,
     count_undated,
@@ -36,6 +39,12 @@ from mailforce.source import (
     index_is_empty,
     scan_sorted,
     scan_window_messages,
+)
+from mailforce.watermark import (
+    RunRequest,
+    read_watermark,
+    resolve_window,
+    runtime_stats_document,
 )
 from mailforce.writer import bulk_write, index_actions
 

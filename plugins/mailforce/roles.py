@@ -6,10 +6,9 @@ The roles index is the pipeline's fact table: one row per message of an account,
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from mailforce.addresses import address_entries, domain_of, normalise_address
 from mailforce.dates import format_utc, parse_source_date
@@ -131,11 +130,3 @@ def message_from_roles_document(document: Mapping[str, Any]) -> Message:
         date=date,
         roles={(entry["email_address"], entry["role"]) for entry in document.get("message_roles", [])},
     )
-
-
-def role_counts(messages: Iterable[Message]) -> Counter:
-    """Role entries per role, e.g. Counter({'To': 120, 'From': 40, 'CC': 12})."""
-    counter: Counter = Counter()
-    for message in messages:
-        counter.update(role for _, role in message.roles)
-    return counter
