@@ -51,7 +51,10 @@ def es(es_url):
 def settings():
     from mailforce.settings import Settings
 
-    return Settings(max_partitions=4, scan_page_size=500, bulk_chunk_size=500, lookup_batch_size=200, schedule=None)
+    return Settings(
+        max_partitions=4, min_partition_work=1, scan_page_size=500, bulk_chunk_size=500, lookup_batch_size=200,
+        schedule=None,
+    )
 
 
 @pytest.fixture(scope="session")

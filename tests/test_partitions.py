@@ -51,6 +51,13 @@ def test_never_more_partitions_than_the_setting(count):
     _covered_once(partitions, work)
 
 
+def test_a_small_window_maps_fewer_tasks():
+    work = {f"d{number}.example": 10 for number in range(300)}  # 3,000 role entries
+    assert len(plan_partitions(work, 8, min_partition_work=1000)) == 3
+    assert len(plan_partitions(work, 8, min_partition_work=100_000)) == 1
+    assert len(plan_partitions(work, 8, min_partition_work=1)) == 8
+
+
 def test_labels_say_what_a_partition_covers():
     partitions = plan_partitions({"gmail.com": 90, "acme.com": 5, "beta.org": 5}, 3)
     labels = [partition.label for partition in partitions]

@@ -97,15 +97,25 @@ def _work_items(
     return items
 
 
-def plan_partitions(work_by_domain: Mapping[str, int], max_partitions: int, min_split_work: int = 1) -> list[Partition]:
-    """At most `max_partitions` partitions covering every domain once (whole or in shards)."""
+def plan_partitions(
+    work_by_domain: Mapping[str, int],
+    max_partitions: int,
+    min_split_work: int = 1,
+    min_partition_work: int = 1,
+) -> list[Partition]:
+    """At most `max_partitions` partitions covering every domain once (whole or in shards).
+
+    A small window gets fewer partitions (about `min_partition_work` role entries each at least):
+    every mapped task costs a scheduling round and reads again the messages it shares with others.
+    """
     if max_partitions < 1:
         raise ValueError("max_partitions must be at least 1")
     if not work_by_domain:
         return []
-    items = _work_items(work_by_domain, max_partitions, min_split_work)
+    wanted = max(1, min(max_partitions, sum(work_by_domain.values()) // max(min_partition_work, 1)))
+    items = _work_items(work_by_domain, wanted, min_split_work)
     items.sort(key=lambda item: (-item[0], item[1], item[2].shard if item[2] else 0))
-    count = min(max_partitions, len(items))
+    count = min(wanted, len(items))
     loads = [(0.0, number) for number in range(count)]  # (work, partition number)
     members: list[list[tuple[float, str, DomainShard | None]]] = [[] for _ in range(count)]
     for item in items:

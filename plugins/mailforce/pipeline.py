@@ -170,7 +170,9 @@ def extract_message_roles(es, settings: Settings, window: Window, updated_at: st
 
 
 def list_domain_partitions(extraction: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
-    partitions = plan_partitions(extraction["work_by_domain"], settings.max_partitions, settings.min_split_work)
+    partitions = plan_partitions(
+        extraction["work_by_domain"], settings.max_partitions, settings.min_split_work, settings.min_partition_work
+    )
     for partition in partitions:
         log.info("Partition %s", partition.label)
     return [partition.to_dict() for partition in partitions]

@@ -34,6 +34,7 @@ class Settings:
     allowed_domains: tuple[str, ...] = ()
     max_partitions: int = 8
     min_split_work: int = 20_000  # role entries: below this a domain is never split into shards
+    min_partition_work: int = 5_000  # role entries per partition, at least, before adding another
     scan_page_size: int = 2000
     bulk_chunk_size: int = 1000
     lookup_batch_size: int = 1000
@@ -43,7 +44,7 @@ class Settings:
     index_replicas: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("max_partitions", "min_split_work", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):
+        for name in ("max_partitions", "min_split_work", "min_partition_work", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SettingsError(f"setting {name!r} must be a whole number >= 1, got {value!r}")
