@@ -128,6 +128,7 @@ PARTIALS_PROPERTIES = {
     "run_id": KEYWORD,
     "domain": KEYWORD,
     "kind": KEYWORD,  # "engagement" or "domain"
+    "account": KEYWORD,
     "shard": INTEGER,
     "document": {"type": "object", "enabled": False},  # stored, never searched
     "updated_at": DATE,

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timezone
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, Iterable, Iterator, Sequence
 
 from elasticsearch import helpers
@@ -274,7 +275,8 @@ def compile_shard(es, settings: Settings, shard: dict[str, Any], run_id: str) ->
             for document in documents:
                 key = document_id(run_id, kind, domain, str(shard["shard"]), document.get("account", ""))
                 yield key, {"run_id": run_id, "domain": domain, "kind": kind, "shard": shard["shard"],
-                            "document": document, "updated_at": updated_at}
+                            "account": document.get("account", ""), "document": document,
+                            "updated_at": updated_at}
 
     written = bulk_write(es, index_actions(settings.partials_index, partials()), settings.bulk_chunk_size,
                          f"partials of {domain}")
@@ -302,33 +304,56 @@ def compile_partition(es, settings: Settings, partition: dict[str, Any], run_id:
     return result
 
 
+def _partial_groups(es, settings: Settings, run_id: str, domain: str) -> Iterator[tuple[tuple[str, str], list[dict]]]:
+    """A split domain's partial documents, grouped by (kind, account): the domain's own parts
+    ("domain" sorts first), then each account's, so memory holds one group's shards at a time."""
+    hits = scan_sorted(
+        es,
+        settings.partials_index,
+        {"bool": {"filter": [{"term": {"run_id": run_id}}, {"term": {"domain": domain}}]}},
+        [{"kind": "asc"}, {"account": "asc"}],
+        ["kind", "account", "document"],
+        min(settings.scan_page_size, 100),
+        settings.scroll_keep_alive,
+        f"shards of {domain}",
+    )
+    key: tuple[str, str] | None = None
+    parts: list[dict] = []
+    for hit in hits:
+        partial = hit["_source"]
+        partial_key = (partial["kind"], partial.get("account") or "")
+        if key is not None and partial_key != key:
+            yield key, parts
+            parts = []
+        key = partial_key
+        parts.append(partial["document"])
+    if key is not None:
+        yield key, parts
+
+
 def merge_split_domains(es, settings: Settings, domains: Sequence[str], run_id: str) -> dict[str, int]:
     """Merge the shards of each heavy domain into its final documents, then drop the partials."""
     updated_at = format_utc(utc_now())
     engagements_written = domains_written = 0
+    # Split domains are the heaviest: their documents are large, so compare and write few at a time.
+    merge_settings = replace(settings, lookup_batch_size=min(settings.lookup_batch_size, 50),
+                             bulk_chunk_size=min(settings.bulk_chunk_size, 50))
     for domain in sorted(set(domains)):
-        parts_by_account: dict[str, list[dict]] = {}
-        domain_parts: list[dict] = []
-        for hit in helpers.scan(
-            es,
-            index=settings.partials_index,
-            query={"query": {"bool": {"filter": [{"term": {"run_id": run_id}}, {"term": {"domain": domain}}]}}},
-            size=settings.scan_page_size,
-            scroll=settings.scroll_keep_alive,
-        ):
-            partial = hit["_source"]
-            if partial["kind"] == "domain":
-                domain_parts.append(partial["document"])
-            else:
-                parts_by_account.setdefault(partial["document"]["account"], []).append(partial["document"])
+        groups = _partial_groups(es, settings, run_id, domain)  # one (kind, account) at a time
+        first = next(groups, None)
+        domain_parts = first[1] if first is not None and first[0][0] == "domain" else []
+        if first is not None and not domain_parts:
+            groups = chain([first], groups)
         engagements = (
             (document_id(account, domain), merge_engagement_documents(parts, updated_at))
-            for account, parts in sorted(parts_by_account.items())
+            for (_, account), parts in groups
         )
-        engagements_written += write_changed(es, settings, settings.engagements_index, engagements, "account engagements")
+        engagements_written += write_changed(
+            es, merge_settings, settings.engagements_index, engagements, "account engagements"
+        )
         if domain_parts:
             merged = [(document_id(domain), merge_domain_documents(domain_parts, updated_at))]
-            domains_written += write_changed(es, settings, settings.domains_index, merged, "domain engagements")
+            domains_written += write_changed(es, merge_settings, settings.domains_index, merged, "domain engagements")
     if domains:
         es.delete_by_query(index=settings.partials_index, query={"term": {"run_id": run_id}}, refresh=True)
     log.info("Merged %d split domains: %d account engagements, %d domain documents written",
