@@ -34,6 +34,7 @@ FIGURES = [
     "I/O floor (scan + bulk)",
     "ratio pipeline / floor (pipeline wall)",
     "incremental fraction of the full run (pipeline wall)",
+    "incremental I/O floor",
     "Partitions vs wall time",
     "largest partition share",
     "parallel compile wall",
