@@ -106,7 +106,7 @@ def mailforce_engagements():
     @task(task_display_name="Extract message roles", outlets=[ASSETS["roles"]])
     def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
         """Read the window's messages once; write the roles fact table."""
-        return dag_tasks.extract_message_roles(window)
+        return dag_tasks.extract_message_roles(get_current_context(), window)
 
     @task(task_display_name="List domains")
     def list_domains(extraction: dict[str, Any]) -> list[dict[str, Any]]:

@@ -60,7 +60,9 @@ class UiStack:
             name: value for name, value in os.environ.items() if not name.startswith(("AIRFLOW", "MAILFORCE_"))
         }
         self.environment.update(
-            UI_HOME=str(home), UI_PORT=str(free_port()), ENGINE_PORT=str(free_port()), MAILFORCE_SCHEDULE="none"
+            UI_HOME=str(home), UI_PORT=str(free_port()), ENGINE_PORT=str(free_port()), MAILFORCE_SCHEDULE="none",
+            # The sample is small: let it map several partitions, as a real window would.
+            MAILFORCE_MIN_PARTITION_WORK="200",
         )
 
     def ui(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:

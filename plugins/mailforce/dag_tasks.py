@@ -78,10 +78,10 @@ def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def extract_message_roles(window: Mapping[str, Any]) -> dict[str, Any]:
+def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings()
     with elasticsearch(settings) as es:
-        return pipeline.extract_message_roles(es, settings, window_from_dict(window))
+        return pipeline.extract_message_roles(es, settings, window_from_dict(window), context["run_id"])
 
 
 def list_domains(extraction: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -93,7 +93,9 @@ def compile_domain_partition(context: Mapping[str, Any], partition: Mapping[str,
     log.info("Partition %s: %d whole domains, %d shards of heavy domains",
              partition["label"], len(partition["domains"]), len(partition.get("shards", [])))
     with elasticsearch(settings) as es:
-        return pipeline.compile_partition(es, settings, dict(partition), context["run_id"])
+        # Only a first attempt may add the window to stored documents; a retry recomputes.
+        first_attempt = getattr(context["ti"], "try_number", 1) <= 1
+        return pipeline.compile_partition(es, settings, dict(partition), context["run_id"], first_attempt)
 
 
 def mapped_results(results: Sequence[Any]) -> list[Any]:

@@ -51,6 +51,7 @@ ROLES_PROPERTIES = {
     "message_roles": _nested(ROLE_ENTRY),
     "role_count": INTEGER,
     "message_bucket": INTEGER,
+    "run_id": KEYWORD,
     "updated_at": DATE,
 }
 ENGAGEMENTS_PROPERTIES = {

@@ -106,12 +106,29 @@ def _united_messages(hits: Iterable[dict], settings: Settings, counts: Extractio
         yield current
 
 
-def extract_message_roles(es, settings: Settings, window: Window, updated_at: str | None = None) -> dict[str, Any]:
+def _accounts_by_message_id(es, settings: Settings, message_ids: Sequence[str]) -> dict[str, set[str]]:
+    """message_id -> the accounts whose roles documents already hold it."""
+    found: dict[str, set[str]] = {}
+    for hit in helpers.scan(
+        es,
+        index=settings.roles_index,
+        query={"query": {"terms": {"message_id": list(message_ids)}}, "_source": ["account", "message_id"]},
+        size=settings.scan_page_size,
+        scroll=settings.scroll_keep_alive,
+    ):
+        found.setdefault(hit["_source"]["message_id"], set()).add(hit["_source"]["account"])
+    return found
+
+
+def extract_message_roles(
+    es, settings: Settings, window: Window, run_id: str = "", updated_at: str | None = None
+) -> dict[str, Any]:
     """Read the window's source copies once and write one roles document per message.
 
     Messages already in the roles index (copies seen by an earlier run) are united with the new
     copies, so a message's roles and earliest date cover every run. Returns the run summary: the
-    accounts seen, the work per domain for partitioning, and counts.
+    accounts seen, the work per domain for partitioning, the domains that must be recomputed over
+    all time (those of a message some run already counted), and counts.
     """
     updated_at = updated_at or format_utc(utc_now())
     counts = ExtractionCounts()
@@ -119,6 +136,7 @@ def extract_message_roles(es, settings: Settings, window: Window, updated_at: st
     work_by_domain: Counter = Counter()
     role_entries: Counter = Counter()
     accounts: set[str] = set()
+    recompute_domains: set[str] = set()
     messages = 0
 
     def actions() -> Iterator[dict[str, Any]]:
@@ -127,6 +145,10 @@ def extract_message_roles(es, settings: Settings, window: Window, updated_at: st
         for batch in batched(_united_messages(hits, settings, counts), settings.lookup_batch_size):
             ids = [document_id(message.account, message.message_id) for message in batch]
             written = fetch_documents(es, settings.roles_index, ids) if unite_with_written else {}
+            holders = (
+                _accounts_by_message_id(es, settings, [message.message_id for message in batch])
+                if unite_with_written else {}
+            )
             for message_document_id, message in zip(ids, batch):
                 messages += 1
                 accounts.add(message.account)
@@ -140,8 +162,12 @@ def extract_message_roles(es, settings: Settings, window: Window, updated_at: st
                 for address, role in message.roles:
                     work_by_domain[address.rpartition("@")[2]] += 1
                     role_entries[role] += 1
-                document = roles_document(message, updated_at)
-                if stored is not None and _without_updated_at(stored) == _without_updated_at(document):
+                # A message that some run already counted (this copy or another mailbox's) cannot
+                # simply be added to the stored figures: its domains are recomputed over all time.
+                if stored is not None or holders.get(message.message_id, set()) - {message.account}:
+                    recompute_domains.update(message.domains)
+                document = roles_document(message, updated_at, run_id)
+                if stored is not None and _without_run_fields(stored) == _without_run_fields(document):
                     continue
                 yield {"_op_type": "index", "_index": settings.roles_index, "_id": message_document_id,
                        "_source": document}
@@ -162,6 +188,7 @@ def extract_message_roles(es, settings: Settings, window: Window, updated_at: st
         "accounts": sorted(accounts),
         "accounts_count": len(accounts),
         "work_by_domain": dict(work_by_domain),
+        "recompute_domains": sorted(recompute_domains),
         "domains_count": len(work_by_domain),
         "role_entries": dict(role_entries),
         "roles_written": roles_written,
@@ -174,9 +201,16 @@ def list_domain_partitions(extraction: dict[str, Any], settings: Settings) -> li
     partitions = plan_partitions(
         extraction["work_by_domain"], settings.max_partitions, settings.min_split_work, settings.min_partition_work
     )
+    recompute = set(extraction.get("recompute_domains", ()))
+    planned = []
     for partition in partitions:
         log.info("Partition %s", partition.label)
-    return [partition.to_dict() for partition in partitions]
+        summary = partition.to_dict()
+        summary["recompute_domains"] = [domain for domain in partition.domains if domain in recompute]
+        planned.append(summary)
+    log.info("%d of %d domains are recomputed over all time; the others add the window's messages",
+             len(recompute), len(extraction["work_by_domain"]))
+    return planned
 
 
 def _message_groups(hits: Iterable[dict]) -> Iterator[list[dict]]:
@@ -193,11 +227,18 @@ def _message_groups(hits: Iterable[dict]) -> Iterator[list[dict]]:
 
 
 def _compile(
-    es, settings: Settings, domains: Sequence[str], bucket_range: tuple[int, int] | None = None
+    es,
+    settings: Settings,
+    domains: Sequence[str],
+    bucket_range: tuple[int, int] | None = None,
+    written_by_run: str | None = None,
 ) -> PartitionCompiler:
-    """Read every roles document naming these domains (all time; optionally one bucket range)."""
+    """Read the roles documents naming these domains: all time, or one bucket range, or only
+    those a given run wrote."""
     compiler = PartitionCompiler(domains)
     filters: list[dict[str, Any]] = [{"terms": {"domains": list(domains)}}]
+    if written_by_run is not None:
+        filters.append({"term": {"run_id": written_by_run}})
     if bucket_range is not None:
         filters.append({"range": {"message_bucket": {"gte": bucket_range[0], "lt": bucket_range[1]}}})
     hits = scan_sorted(
@@ -238,6 +279,10 @@ def _without_updated_at(document: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in document.items() if key != "updated_at"}
 
 
+def _without_run_fields(document: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in document.items() if key not in ("updated_at", "run_id")}
+
+
 def write_changed(es, settings: Settings, index: str, documents: Iterable[tuple[str, dict]], what: str) -> int:
     compare = not index_is_empty(es, index)
     changed = changed_documents(es, index, documents, settings.lookup_batch_size, compare)
@@ -263,6 +308,47 @@ def compile_domains(es, settings: Settings, domains: Sequence[str], updated_at: 
     return {"roles_read": messages_read, "engagements_written": engagements_written, "domains_written": domains_written}
 
 
+def _added_to_stored(
+    es, settings: Settings, index: str, documents: Iterable[tuple[str, dict]], merge, updated_at: str
+) -> Iterator[tuple[str, dict]]:
+    """Each new-messages document merged with the stored one (the same sums as shard merging)."""
+    compare = not index_is_empty(es, index)
+    for batch in batched(documents, settings.lookup_batch_size):
+        stored = fetch_documents(es, index, [identifier for identifier, _ in batch]) if compare else {}
+        for identifier, document in batch:
+            previous = stored.get(identifier)
+            yield identifier, (merge([previous, document], updated_at) if previous else document)
+
+
+def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id: str) -> dict[str, Any]:
+    """Domains whose window messages no run counted before: add them to the stored documents.
+
+    Counts over disjoint sets of messages add up and dates take min/max, so this equals a
+    recomputation over all time while reading only the window's roles documents.
+    """
+    updated_at = format_utc(utc_now())
+    engagements_written = domains_written = messages_read = 0
+    for chunk in batched(domains, DOMAINS_PER_QUERY):
+        compiler = _compile(es, settings, chunk, written_by_run=run_id)
+        messages_read += compiler.messages_read
+        engagements, domain_documents = _final_documents(compiler, updated_at)
+        engagements_written += bulk_write(
+            es,
+            index_actions(settings.engagements_index, _added_to_stored(
+                es, settings, settings.engagements_index, engagements, merge_engagement_documents, updated_at)),
+            settings.bulk_chunk_size,
+            "account engagements",
+        )
+        domains_written += bulk_write(
+            es,
+            index_actions(settings.domains_index, _added_to_stored(
+                es, settings, settings.domains_index, domain_documents, merge_domain_documents, updated_at)),
+            settings.bulk_chunk_size,
+            "domain engagements",
+        )
+    return {"roles_read": messages_read, "engagements_written": engagements_written, "domains_written": domains_written}
+
+
 def compile_shard(es, settings: Settings, shard: dict[str, Any], run_id: str) -> dict[str, Any]:
     """One shard of a heavy domain: its documents go to the partials index until merged."""
     updated_at = format_utc(utc_now())
@@ -283,15 +369,27 @@ def compile_shard(es, settings: Settings, shard: dict[str, Any], run_id: str) ->
     return {"roles_read": compiler.messages_read, "partials_written": written}
 
 
-def compile_partition(es, settings: Settings, partition: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """A mapped task's work: its whole domains, then its shards of heavy domains."""
+def compile_partition(
+    es, settings: Settings, partition: dict[str, Any], run_id: str, add_window: bool = True
+) -> dict[str, Any]:
+    """A mapped task's work: its whole domains, then its shards of heavy domains.
+
+    Whole domains whose window messages are all new add them to the stored documents; the others
+    are recomputed over all time. `add_window=False` recomputes every domain: a retry must, since
+    a failed attempt may already have added the window to some documents.
+    """
     started = time.monotonic()
     result = {"label": partition.get("label", ""), "roles_read": 0, "engagements_written": 0,
               "domains_written": 0, "partials_written": 0,
               "split_domains": sorted({shard["domain"] for shard in partition.get("shards", [])})}
-    if partition["domains"]:
-        for key, value in compile_domains(es, settings, partition["domains"]).items():
-            result[key] += value
+    recompute = set(partition.get("recompute_domains", ())) if add_window else set(partition["domains"])
+    recomputed = [domain for domain in partition["domains"] if domain in recompute]
+    added = [domain for domain in partition["domains"] if domain not in recompute]
+    for domains, stage in ((recomputed, compile_domains), (added, add_window_to_domains)):
+        if domains:
+            arguments = (run_id,) if stage is add_window_to_domains else ()
+            for key, value in stage(es, settings, domains, *arguments).items():
+                result[key] += value
     for shard in partition.get("shards", []):
         for key, value in compile_shard(es, settings, shard, run_id).items():
             result[key] += value
@@ -428,7 +526,7 @@ def run_once(
     run_started = utc_now()
     prepare_indices(es, settings)
     window = resolve_window(request, run_end, read_watermark(es, settings))
-    extraction = extract_message_roles(es, settings, window)
+    extraction = extract_message_roles(es, settings, window, run_id)
     partitions = list_domain_partitions(extraction, settings)
     compiled = []
     for number, partition in enumerate(partitions):

@@ -104,7 +104,7 @@ def message_from_hit(
     return Message(account=account, message_id=key, date=date, roles=roles)
 
 
-def roles_document(message: Message, updated_at: str) -> dict[str, Any]:
+def roles_document(message: Message, updated_at: str, run_id: str = "") -> dict[str, Any]:
     return {
         "account": message.account,
         "message_id": message.message_id,
@@ -116,6 +116,7 @@ def roles_document(message: Message, updated_at: str) -> dict[str, Any]:
         ],
         "role_count": len(message.roles),
         "message_bucket": message_bucket(message.message_id),
+        "run_id": run_id,  # the run that last changed it: its compile adds exactly these messages
         "updated_at": updated_at,
     }
 
