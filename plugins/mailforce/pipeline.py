@@ -320,6 +320,11 @@ def _added_to_stored(
             yield identifier, (merge([previous, document], updated_at) if previous else document)
 
 
+def _write_added(es, settings: Settings, index: str, documents, merge, updated_at: str) -> int:
+    added = _added_to_stored(es, settings, index, documents, merge, updated_at)
+    return bulk_write(es, index_actions(index, added), settings.bulk_chunk_size, index)
+
+
 def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id: str) -> dict[str, Any]:
     """Domains whose window messages no run counted before: add them to the stored documents.
 
@@ -332,20 +337,11 @@ def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id
         compiler = _compile(es, settings, chunk, written_by_run=run_id)
         messages_read += compiler.messages_read
         engagements, domain_documents = _final_documents(compiler, updated_at)
-        engagements_written += bulk_write(
-            es,
-            index_actions(settings.engagements_index, _added_to_stored(
-                es, settings, settings.engagements_index, engagements, merge_engagement_documents, updated_at)),
-            settings.bulk_chunk_size,
-            "account engagements",
+        engagements_written += _write_added(
+            es, settings, settings.engagements_index, engagements, merge_engagement_documents, updated_at
         )
-        domains_written += bulk_write(
-            es,
-            index_actions(settings.domains_index, _added_to_stored(
-                es, settings, settings.domains_index, domain_documents, merge_domain_documents, updated_at)),
-            settings.bulk_chunk_size,
-            "domain engagements",
-        )
+        domains_written += _write_added(es, settings, settings.domains_index, domain_documents,
+                                        merge_domain_documents, updated_at)
     return {"roles_read": messages_read, "engagements_written": engagements_written, "domains_written": domains_written}
 
 
