@@ -14,9 +14,10 @@ held which role; and a runtime-stats record per run that doubles as the incremen
    of a message, and writes one `search-message-roles` document per message (the fact table).
 3. `list_domains`: groups the domains the window touched into a bounded number of partitions,
    balanced by work.
-4. `compile_domain_partition` (mapped, one per partition): recomputes over all time the account
-   engagements and domain documents of its domains from the roles index and bulk-indexes them
-   (only documents that changed). A domain heavier than a fair share is split into shards over
+4. `compile_domain_partition` (mapped, one per partition): brings the account engagements and
+   domain documents of its domains up to date: adds the window's new messages to the stored
+   documents, or recomputes a domain over all time when one of its window messages was already
+   counted (or when the task is a retry). A domain heavier than a fair share is split into shards over
    disjoint messages, so that no partition does nearly everything.
 5. `merge_split_domains`: merges the shards of heavy domains into their final documents (exact:
    counts over disjoint messages add up, dates take min/max).
