@@ -407,7 +407,7 @@ def _partial_groups(es, settings: Settings, run_id: str, domain: str) -> Iterato
         {"bool": {"filter": [{"term": {"run_id": run_id}}, {"term": {"domain": domain}}]}},
         [{"kind": "asc"}, {"account": "asc"}],
         ["kind", "account", "document"],
-        min(settings.scan_page_size, 100),
+        min(settings.scan_page_size, 10),
         settings.scroll_keep_alive,
         f"shards of {domain}",
     )
@@ -430,8 +430,8 @@ def merge_split_domains(es, settings: Settings, domains: Sequence[str], run_id: 
     updated_at = format_utc(utc_now())
     engagements_written = domains_written = 0
     # Split domains are the heaviest: their documents are large, so compare and write few at a time.
-    merge_settings = replace(settings, lookup_batch_size=min(settings.lookup_batch_size, 50),
-                             bulk_chunk_size=min(settings.bulk_chunk_size, 50))
+    merge_settings = replace(settings, lookup_batch_size=min(settings.lookup_batch_size, 5),
+                             bulk_chunk_size=min(settings.bulk_chunk_size, 5))
     for domain in sorted(set(domains)):
         groups = _partial_groups(es, settings, run_id, domain)  # one (kind, account) at a time
         first = next(groups, None)
