@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -42,12 +42,10 @@ def elasticsearch(settings: Settings) -> Iterator[Any]:
 def run_end_from_context(context: Mapping[str, Any]) -> datetime:
     """The run's logical end, fixed for the run: never a `now()` read later."""
     dag_run = context["dag_run"]
-    for candidate in (getattr(dag_run, "data_interval_end", None), getattr(dag_run, "run_after", None),
-                      getattr(dag_run, "logical_date", None)):
-        if candidate is not None:
-            moment = parse_source_date(candidate.isoformat()) if hasattr(candidate, "isoformat") else None
-            if moment is not None:
-                return moment
+    for name in ("data_interval_end", "run_after", "logical_date"):
+        candidate = getattr(dag_run, name, None)
+        if isinstance(candidate, datetime):
+            return candidate.astimezone(timezone.utc)
     raise RuntimeError("the run has no logical end (no data interval, run_after or logical date)")
 
 
@@ -129,7 +127,7 @@ def publish_stats(
     settings = load_settings()
     # The run's own start (the scheduler's), else when the window was fixed.
     dag_run_start = getattr(context["dag_run"], "start_date", None)
-    run_started = (parse_source_date(dag_run_start.isoformat()) if dag_run_start else None) or \
+    run_started = (dag_run_start.astimezone(timezone.utc) if isinstance(dag_run_start, datetime) else None) or \
         parse_source_date(window["run_started"]) or pipeline.utc_now()
     stats = runtime_stats_document(
         context["run_id"], window_from_dict(window), extraction, mapped_results(compiled), merged, accounts_written,

@@ -167,7 +167,7 @@ def extract_message_roles(
                 if stored is not None or holders.get(message.message_id, set()) - {message.account}:
                     recompute_domains.update(message.domains)
                 document = roles_document(message, updated_at, run_id)
-                if stored is not None and _without_run_fields(stored) == _without_run_fields(document):
+                if stored is not None and _without(stored, "updated_at", "run_id") == _without(document, "updated_at", "run_id"):
                     continue
                 yield {"_op_type": "index", "_index": settings.roles_index, "_id": message_document_id,
                        "_source": document}
@@ -264,23 +264,23 @@ def changed_documents(
     Rewriting an unchanged document costs a write and tells nobody anything; an incremental run
     recomputes whole domains but writes only what its new mail changed.
     """
-    if not compare:
-        yield from documents
-        return
+    for identifier, document, previous in _with_stored(es, index, documents, batch_size, compare):
+        if previous is None or _without(previous, "updated_at") != _without(document, "updated_at"):
+            yield identifier, document
+
+
+def _with_stored(
+    es, index: str, documents: Iterable[tuple[str, dict]], batch_size: int, look_up: bool
+) -> Iterator[tuple[str, dict, dict | None]]:
+    """(id, document, the stored version or None), looked up a batch at a time."""
     for batch in batched(documents, batch_size):
-        stored = fetch_documents(es, index, [identifier for identifier, _ in batch])
+        stored = fetch_documents(es, index, [identifier for identifier, _ in batch]) if look_up else {}
         for identifier, document in batch:
-            previous = stored.get(identifier)
-            if previous is None or _without_updated_at(previous) != _without_updated_at(document):
-                yield identifier, document
+            yield identifier, document, stored.get(identifier)
 
 
-def _without_updated_at(document: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in document.items() if key != "updated_at"}
-
-
-def _without_run_fields(document: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in document.items() if key not in ("updated_at", "run_id")}
+def _without(document: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {key: value for key, value in document.items() if key not in names}
 
 
 def write_changed(es, settings: Settings, index: str, documents: Iterable[tuple[str, dict]], what: str) -> int:
@@ -312,12 +312,9 @@ def _added_to_stored(
     es, settings: Settings, index: str, documents: Iterable[tuple[str, dict]], merge, updated_at: str
 ) -> Iterator[tuple[str, dict]]:
     """Each new-messages document merged with the stored one (the same sums as shard merging)."""
-    compare = not index_is_empty(es, index)
-    for batch in batched(documents, settings.lookup_batch_size):
-        stored = fetch_documents(es, index, [identifier for identifier, _ in batch]) if compare else {}
-        for identifier, document in batch:
-            previous = stored.get(identifier)
-            yield identifier, (merge([previous, document], updated_at) if previous else document)
+    look_up = not index_is_empty(es, index)
+    for identifier, document, previous in _with_stored(es, index, documents, settings.lookup_batch_size, look_up):
+        yield identifier, (merge([previous, document], updated_at) if previous else document)
 
 
 def _write_added(es, settings: Settings, index: str, documents, merge, updated_at: str) -> int:
