@@ -159,7 +159,7 @@ DOC_WRITE_OPS = frozenset({"index", "create", "update", "delete", "bulk", "delet
 @dataclass(frozen=True)
 class BulkItem:
     action: str  # index | create | update | delete
-    index: str | None
+    index: str | None  # the line's _index, else the URL's
     id: str | None
 
 
@@ -195,13 +195,8 @@ class Record:
         if not self.forwarded or self.op not in DOC_WRITE_OPS:
             return ()
         if self.op == "bulk":
-            default = self.indices[0] if len(self.indices) == 1 else None
-            out = []
-            for pos, item in enumerate(self.bulk_items):
-                name = item.index or default
-                if pos not in self.rejected_items and name and name not in out:
-                    out.append(name)
-            return tuple(out)
+            return tuple(dict.fromkeys(item.index for pos, item in enumerate(self.bulk_items)
+                                       if item.index and pos not in self.rejected_items))
         return self.indices
 
     def __str__(self) -> str:
@@ -364,11 +359,9 @@ def required_privileges(records: Iterable[Record]) -> dict[str, set[str]]:
         if r.op in _CLUSTER_PRIVILEGES:
             out.setdefault(CLUSTER, set()).add(_CLUSTER_PRIVILEGES[r.op])
         if r.op == "bulk":
-            default = r.indices[0] if len(r.indices) == 1 else None
             for item in r.bulk_items:
-                name = item.index or default
-                if name:
-                    out.setdefault(name, set()).add(_BULK_PRIVILEGES.get(item.action, "write"))
+                if item.index:
+                    out.setdefault(item.index, set()).add(_BULK_PRIVILEGES.get(item.action, "write"))
             continue
         for name in r.indices:
             for priv in _OP_PRIVILEGES.get(r.op, ()):
@@ -521,11 +514,11 @@ def _rejected_bulk_body(nbytes: int) -> dict:
         f"max_coordinating_and_primary_bytes={limit}]")
 
 
-def _rejected_item(item: BulkItem, default_index: str | None) -> dict:
-    reason = ("rejected execution of primary operation [shard_detail=[" + str(item.index or default_index) +
+def _rejected_item(item: BulkItem) -> dict:
+    reason = ("rejected execution of primary operation [shard_detail=[" + str(item.index) +
               "][0][es-node-1], shard_primary_bytes=0, shard_operation_bytes=1024, "
               "shard_max_coordinating_and_primary_bytes=0]")
-    return {item.action: {"_index": item.index or default_index, "_id": item.id, "status": 429,
+    return {item.action: {"_index": item.index, "_id": item.id, "status": 429,
                           "error": {"type": "es_rejected_execution_exception", "reason": reason}}}
 
 
@@ -663,16 +656,16 @@ class EsProxy:
 
     def _choose(self, method: str, target: str, op: str, indices: Sequence[str],
                 query: Mapping[str, str]) -> tuple[list[tuple[int, Rule]], tuple[int, Rule] | None]:
-        """(latency rules that fire, the first other rule that fires)."""
+        """(latency rules that fire, the first other rule that fires: one fault per request besides latency)."""
         latencies: list[tuple[int, Rule]] = []
         chosen = None
         with self._lock:
             for i, rule in enumerate(self.plan.rules):
-                if chosen is not None and rule.fault != LATENCY:
-                    continue
                 if not rule.matches(method, target, op, indices, query):
                     continue
-                self._matched[i] += 1
+                self._matched[i] += 1  # every matching request counts, whichever rule fires
+                if chosen is not None and rule.fault != LATENCY:
+                    continue
                 if rule.nth is not None and self._matched[i] != rule.nth:
                     continue
                 if rule.max_count is not None and self._fired[i] >= rule.max_count:
@@ -776,6 +769,9 @@ class _Handler(BaseHTTPRequestHandler):
                 bulk = _parse_bulk(body)
             except (ValueError, AttributeError):
                 bulk = []
+            default = indices[0] if len(indices) == 1 else None  # the URL's index, for lines without _index
+            bulk = [(BulkItem(item.action, item.index or default, item.id), lines) for item, lines in bulk]
+            indices = tuple(dict.fromkeys([*indices, *(item.index for item, _ in bulk if item.index)]))
         if op == "mget" and isinstance(parsed, dict):
             indices = tuple(dict.fromkeys([*indices, *(d.get("_index") for d in parsed.get("docs", [])
                                                        if isinstance(d, dict) and d.get("_index"))]))
@@ -830,10 +826,9 @@ class _Handler(BaseHTTPRequestHandler):
                 p._log(seq, kind, chosen[0], method, path, op, indices, positions=list(rejected),
                        ids=[bulk[i][0].id for i in rejected])
                 if len(rejected) == len(bulk):
-                    default = indices[0] if len(indices) == 1 else None
                     p._record(Record(**base, status=200, forwarded=False, fault=kind, rejected_items=rejected))
                     return self._reply(200, {"errors": True, "took": 0,
-                                             "items": [_rejected_item(b[0], default) for b in bulk]})
+                                             "items": [_rejected_item(b[0]) for b in bulk]})
                 body = b"".join(line + b"\n" for pos, (_, lines) in enumerate(bulk)
                                 if pos not in rejected for line in lines)
         elif kind == BULK_ITEM_429:
@@ -851,6 +846,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._remember_contexts(op, indices, data, status)
             return self._drop()
 
+        if (kind == PARTIAL_SHARDS and 200 <= status < 300 and op in ("search", "scroll")
+                and query.get("allow_partial_search_results") == "false"):
+            # What Elasticsearch does when partial results are refused: the whole search fails.
+            p._log(seq, kind, chosen[0], method, path, op, indices, refused=True)
+            p._record(Record(**base, status=503, fault=kind))
+            return self._reply(503, {"error": {
+                "root_cause": [_shard_failure(first)["reason"]], "type": "search_phase_execution_exception",
+                "reason": "Partial shards failure", "phase": "query", "grouped": True,
+                "failed_shards": [_shard_failure(first)]}, "status": 503})
         if kind is not None and 200 <= status < 300 and data:
             data = self._rewrite(seq, kind, chosen[0], rule, base, bulk, rejected, data)
         self._remember_contexts(op, indices, data, status)
@@ -864,8 +868,7 @@ class _Handler(BaseHTTPRequestHandler):
         doc = json.loads(data)
         if kind == BULK_ITEM_429:
             upstream_items = iter(doc.get("items", []))
-            default = indices[0] if len(indices) == 1 else None
-            doc["items"] = [_rejected_item(item, default) if pos in rejected else next(upstream_items)
+            doc["items"] = [_rejected_item(item) if pos in rejected else next(upstream_items)
                             for pos, (item, _) in enumerate(bulk)]
             doc["errors"] = True
         elif kind == MGET_ITEM_ERROR:
