@@ -66,6 +66,7 @@ PALETTE = {
     "late": "#ea580c",
     "backfill": "#a855f7",
 }
+LEGEND_ON_TOP = {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"}
 FONT = "Inter, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
 
@@ -287,7 +288,7 @@ def query_runs(es, index: str, limit: int = MAX_RUNS) -> dict[str, Any] | NoData
             "total_runs": total,
             "messages": int(aggregations["messages"]["value"] or 0),
             "late_messages": int(aggregations["late"]["value"] or 0),
-            "last_window_end": window_end.get("value_as_string") or _epoch_millis_iso(window_end.get("value")),
+            "last_window_end": _epoch_millis_iso(window_end.get("value")),
         }
 
     return _guarded(index, run)
@@ -410,7 +411,8 @@ def figure_top_contacts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "height": max(260, 34 * len(rows) + 70),
         "yaxis": {"categoryorder": "array", "categoryarray": order, "autorange": "reversed", "automargin": True},
         "xaxis": {"title": {"text": "distinct messages the address is on (all mailboxes)"}},
-        "legend": {"orientation": "h", "y": -0.18},
+        "legend": LEGEND_ON_TOP,
+        "margin": {"l": 10, "r": 20, "t": 30, "b": 40},
         "barmode": "overlay",
     })
 
@@ -443,6 +445,16 @@ def timeline_series(rows: Sequence[dict[str, Any]], domains: Sequence[str]) -> d
     return result
 
 
+def month_tick_step(series: dict[str, dict[str, int]]) -> str:
+    """A tick every month, quarter, half or year, so that a label never repeats a month."""
+    months = {month for points in series.values() for month in points}
+    span = len(_months_between(min(months), max(months))) if months else 1
+    for step, limit in ((1, 14), (3, 40), (6, 80)):
+        if span <= limit:
+            return f"M{step}"
+    return "M12"
+
+
 def figure_timeline(series: dict[str, dict[str, int]]) -> dict[str, Any]:
     """One line per domain: distinct messages per month."""
     import plotly.graph_objects as go
@@ -455,9 +467,10 @@ def figure_timeline(series: dict[str, dict[str, int]]) -> dict[str, Any]:
     ]
     return _figure(traces, {
         "height": 380,
-        "xaxis": {"type": "date", "tickformat": "%b %Y", "title": None},
+        "xaxis": {"type": "date", "tickformat": "%b %Y", "dtick": month_tick_step(series), "title": None},
         "yaxis": {"title": {"text": "distinct messages per month"}, "rangemode": "tozero"},
-        "legend": {"orientation": "h", "y": -0.15},
+        "legend": LEGEND_ON_TOP,
+        "margin": {"l": 10, "r": 20, "t": 30, "b": 40},
         "hovermode": "closest",
     })
 
@@ -535,6 +548,11 @@ def strength_bins(buckets: Sequence[tuple[float, int]]) -> list[int]:
     return counts
 
 
+def whole_step(largest: int, ticks: int = 5) -> int:
+    """A whole-number tick step giving about ``ticks`` ticks up to ``largest``."""
+    return max(1, -(-int(largest) // ticks))
+
+
 STRENGTH_LABELS = [f"{low}-{low + 9}" for low in range(0, 90, 10)] + ["90-100"]
 
 
@@ -552,8 +570,9 @@ def figure_strength(histogram: dict[str, Any]) -> dict[str, Any]:
     return _figure(traces, {
         "height": 340, "barmode": "stack", "bargap": 0.08,
         "xaxis": {"title": {"text": "relationship strength (account x address)"}, "type": "category"},
-        "yaxis": {"title": {"text": "relationships"}},
-        "legend": {"orientation": "h", "y": -0.25},
+        "yaxis": {"title": {"text": "relationships"}, "tickformat": "d", "dtick": whole_step(max(p + a for p, a in zip(people, automated)))},
+        "legend": LEGEND_ON_TOP,
+        "margin": {"l": 10, "r": 20, "t": 30, "b": 40},
     })
 
 
@@ -590,12 +609,16 @@ def figure_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     traces.append(go.Scatter(x=[run.get("run_date") for run in runs], y=[int(run.get("late_messages") or 0) for run in runs],
                              name="late messages", mode="lines+markers", line={"color": PALETTE["late"], "width": 2}, yaxis="y2",
                              hovertemplate="%{y} late messages<extra></extra>"))
+    most_late = max([int(run.get("late_messages") or 0) for run in runs] + [0])
+    late_step = max(1, -(-most_late // 4))  # whole numbers, about four ticks
     return _figure(traces, {
         "height": 340, "barmode": "group",
         "xaxis": {"type": "date", "title": {"text": "run date"}},
         "yaxis": {"title": {"text": "messages processed"}, "rangemode": "tozero"},
-        "yaxis2": {"title": {"text": "late messages"}, "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False},
-        "legend": {"orientation": "h", "y": -0.3},
+        "yaxis2": {"title": {"text": "late messages"}, "overlaying": "y", "side": "right", "showgrid": False,
+                   "range": [0, late_step * 4.4], "dtick": late_step, "tickformat": "d"},
+        "legend": LEGEND_ON_TOP,
+        "margin": {"l": 10, "r": 20, "t": 30, "b": 40},
     })
 
 
