@@ -253,3 +253,40 @@ def test_pure_figure_builders_need_no_cluster():
     document = report.render_html(data, plotly_js="/* plotly */")
     assert "</script><b>" not in document  # names cannot close the figure's script element
     assert parse(document).figures["figure-domains"]["data"][0]["y"] == ["</script><b>.com"]
+
+
+# --------------------------------------------------------------------------------------------
+# The Airflow plugin view
+
+
+def test_the_airflow_plugin_declares_the_page_and_its_navigation_link():
+    from airflow import plugins_manager
+
+    plugins, errors = plugins_manager._get_plugins()
+    assert not {name: error for name, error in errors.items() if "mailforce" in name}, errors
+    plugin = next(plugin for plugin in plugins if plugin.name == "mailforce_report")
+    assert [(app["url_prefix"], app["name"]) for app in plugin.fastapi_apps] == [("/mailforce-report", "Mailforce report")]
+    assert plugin.external_views == [{"name": "Mailforce report", "href": "/mailforce-report/", "url_route": "mailforce-report",
+                                      "destination": "nav", "category": "browse"}]
+    external_views, _ = plugins_manager._get_ui_plugins()
+    assert any(view["url_route"] == "mailforce-report" for view in external_views)
+
+
+def test_the_plugin_page_serves_the_report_to_signed_in_users(es, settings, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import mailforce_report_plugin as plugin
+
+    index_sample(es, settings)
+    monkeypatch.setattr(plugin, "_client", lambda _settings: es.options())
+    monkeypatch.setattr("mailforce.settings.load_settings", lambda: settings)
+    plugin._cache.clear()
+    app = plugin.create_app()
+    with TestClient(app) as client:
+        assert client.get("/").status_code == 401  # no session token, no bearer token: Airflow's own check refuses
+        app.dependency_overrides[app.state.auth_check] = lambda: None
+        response = client.get("/?top=2")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    figures = parse(response.text).figures
+    assert figures["figure-domains"]["data"][0]["y"] == ["acme.com", "beta.org"]
+    plugin._cache.clear()
