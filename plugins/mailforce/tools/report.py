@@ -732,6 +732,12 @@ def _json_for_script(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def _documents(count: int | None) -> str:
+    if count is None:
+        return "missing"
+    return f"{count} document" if count == 1 else f"{count} documents"
+
+
 def _panel_html(panel: Panel) -> str:
     parts = [f'<section class="panel{" wide" if panel.wide else ""}" id="panel-{panel.key}">',
              f"<h2>{html.escape(panel.title)}</h2>", f'<p class="question">{html.escape(panel.question)}</p>']
@@ -754,7 +760,7 @@ def render_html(data: ReportData, panels: Sequence[Panel] | None = None, plotly_
 
         plotly_js = get_plotlyjs()
     rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{'missing' if count is None else f'{count} documents'}</td></tr>"
+        f"<tr><td>{html.escape(name)}</td><td>{_documents(count)}</td></tr>"
         for name, count in data.indices.items()
     )
     script = f"<script>{plotly_js}</script>\n<script>{RENDER_SCRIPT}</script>" if plotly_js else ""
