@@ -259,7 +259,7 @@ def normalise_address(entry: Any) -> str | None:
 
 
 def is_valid_address(address: str) -> bool:
-    if any(character.isspace() for character in address):
+    if address.split() != [address]:  # str.split() cuts at every whitespace character (str.isspace)
         return False
     if address.count("@") != 1:
         return False
@@ -434,6 +434,20 @@ def build_messages(
     erased = _normalised_erasures(erased_addresses)
     erased_domain_set = frozenset(domain.strip().lower() for domain in erased_domains)
     messages: dict[tuple[str, str], Message] = {}
+    in_scope: dict[str, str | None] = {}  # raw string entry -> its in-scope address or None (a cache)
+
+    def in_scope_address(entry: Any) -> str | None:
+        if isinstance(entry, str) and entry in in_scope:
+            return in_scope[entry]
+        address = normalise_address(entry)
+        if address is not None:
+            domain = domain_of(address)
+            if address in erased or domain in erased_domain_set or not _domain_passes(domain, internal, allowed):
+                address = None
+        if isinstance(entry, str):
+            in_scope[entry] = address
+        return address
+
     for document in source_docs:
         source = document.get("_source") or {}
         account = source.get("account")
@@ -450,13 +464,9 @@ def build_messages(
         copy_roles: list[tuple[str, str]] = []
         for field_name, role in ROLE_FIELDS:
             for entry in _address_entries(source, field_name):
-                address = normalise_address(entry)
-                if address is None or address in erased:
-                    continue
-                domain = domain_of(address)
-                if domain in erased_domain_set or not _domain_passes(domain, internal, allowed):
-                    continue
-                copy_roles.append((address, role))
+                address = in_scope_address(entry)
+                if address is not None:
+                    copy_roles.append((address, role))
         message.roles.update(copy_roles)
         sender_flagged = headers_flag_sender(source)
         list_ids = list_id_address_forms(source)
@@ -736,6 +746,7 @@ class _World:
                 self.accounts_by_address[address].add(message.account)
         self._relationships: dict[tuple[str, str], dict[str, Any]] | None = None
         self._contacts: dict[str, dict[str, Any]] | None = None
+        self._figures: dict[str, dict[str, Any]] = {}
 
     # Per account and address ---------------------------------------------------------------------
 
@@ -787,6 +798,12 @@ class _World:
     # Per address, across accounts ---------------------------------------------------------------
 
     def _address_figures(self, address: str) -> dict[str, Any]:
+        figures = self._figures.get(address)
+        if figures is None:
+            figures = self._figures[address] = self._compute_address_figures(address)
+        return dict(figures)
+
+    def _compute_address_figures(self, address: str) -> dict[str, Any]:
         roles_on_keys = self.roles_by_key[address]
         dates = [self.key_date[key] for key in roles_on_keys]
         return {
