@@ -424,13 +424,14 @@ def build_messages(
 ) -> dict[tuple[str, str], Message]:
     """The covered messages keyed by (account, key), copies united, roles filtered by domain.
 
-    Erased addresses and every address of an erased domain are dropped like internal ones.
+    Erased addresses (normalised like source entries, so ``"Eve" <EVE@x.com>`` works) and every
+    address of an erased domain (trimmed, lower-cased) are dropped like internal ones.
     ``header_flagged`` holds, per copy, its in-scope From addresses when its headers flag the
     sender (rule 2) and its in-scope To/CC addresses equal to its list id (rule 3).
     """
     coverages = list(coverages)
-    internal = frozenset(domain.strip().lower() for domain in internal_domains)
-    allowed = frozenset(domain.strip().lower() for domain in allowed_domains)
+    internal = frozenset(internal_domains)  # used as given, as the settings are
+    allowed = frozenset(allowed_domains)
     erased = _normalised_erasures(erased_addresses)
     erased_domain_set = frozenset(domain.strip().lower() for domain in erased_domains)
     messages: dict[tuple[str, str], Message] = {}
