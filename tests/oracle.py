@@ -1,33 +1,66 @@
 """Brute-force expected outputs, computed straight from docs/SEMANTICS.md.
 
 This module is the test oracle: it must stay independent of the pipeline, so it imports nothing
-from ``mailforce`` and re-implements address normalisation and date parsing on its own. It favours
-obviousness over speed: every figure is computed from a plain in-memory model of the covered
-messages.
+from ``mailforce`` and re-implements address normalisation, date parsing and the automated-address
+patterns on its own. It favours obviousness over speed: every figure is computed from a plain
+in-memory model of the covered messages (plain dicts; 100k source documents take a few seconds).
+
+Two models
+----------
+- ``"v1"`` (the default, ``kinds=None``): the four kinds ``roles``, ``engagements``,
+  ``account_stats``, ``domains`` on the fields the product writes today (``DOCUMENT_FIELDS``). The
+  domain figures date an address on a key by the earliest copy *naming that address*, and
+  ``email_engagements`` is the complete listing sorted by address.
+- ``"v2"`` (``kinds="all"``, a tuple of kinds, or ``model="v2"``): the seven kinds of SPEC §5 on the
+  fields of ``DOCUMENT_FIELDS_V2``: ``roles`` also carries ``from_addresses``, ``to_addresses``,
+  ``cc_addresses``, ``automated_addresses``; ``domains`` carries ``addresses_count``, the top
+  ``top_addresses`` ``email_engagements`` (``total_count`` descending, then address),
+  ``email_engagements_complete`` and ``best_connected_accounts``; plus ``relationships``,
+  ``contacts`` and ``timeline``. Across mailboxes a key's date is the earliest date of any covered
+  copy of the key that has a roles document (SEMANTICS.md, "The date of a message across
+  mailboxes").
+
+Natural keys (the keys of each kind's dict): roles ``(account, message_id)``; engagements
+``(account, domain)``; account_stats ``account``; domains ``domain``; relationships
+``(account, email_address)``; contacts ``email_address``; timeline ``("domain", domain, month)``
+for ``scope: "domain"`` documents and ``("account", account, domain, month)`` for ``scope:
+"account"`` documents.
 
 API:
-- ``Coverage``: one successful run's window and account filters.
-- ``expected_outputs(source_docs, coverages, internal_domains, allowed_domains)``: the documents the
-  four output indices must hold, keyed by natural key.
-- ``read_outputs(es, index_names)``: the same keyed shape, read back from Elasticsearch.
-- ``assert_outputs_equal(actual, expected)`` and ``summarise(expected)``.
+- ``Coverage``: one successful run's window (on ``date``, or on another source field such as
+  ``indexed_at``) and account filters.
+- ``expected_outputs(source_docs, coverages, internal_domains, allowed_domains, *, kinds=None, ...)``:
+  the documents the output indices must hold, keyed by natural key (an ``Outputs`` dict, which
+  remembers its model).
+- ``read_outputs(es, index_names, model=None)``: the same keyed shape, read back from Elasticsearch,
+  for the kinds named in ``index_names``.
+- ``assert_outputs_equal(actual, expected)`` (compares the kinds present in ``expected``, on the
+  fields of its model), ``describe_differences`` and ``summarise(outputs)``.
+- ``strength(...)``: the relationship strength formula; ``is_automated_local_part``;
+  ``size_violations(documents, nested_fields)``: documents over Elasticsearch's default limits.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import date as Date, datetime, timedelta, timezone
+from typing import Any, NamedTuple
 
 ROLE_FROM, ROLE_TO, ROLE_CC = "From", "To", "CC"
 ROLE_FIELDS = (("from", ROLE_FROM), ("to", ROLE_TO), ("cc", ROLE_CC))
-INDEX_KINDS = ("roles", "engagements", "account_stats", "domains")
+V1_KINDS = ("roles", "engagements", "account_stats", "domains")
+NEW_KINDS = ("relationships", "contacts", "timeline")
+ALL_KINDS = V1_KINDS + NEW_KINDS
+INDEX_KINDS = V1_KINDS  # kept for callers of the first API
+MODELS = ("v1", "v2")
 
 # The fields each output document is compared on (``updated_at`` and any extra field are ignored).
-DOCUMENT_FIELDS: dict[str, tuple[str, ...]] = {
+DOCUMENT_FIELDS: dict[str, tuple[str, ...]] = {  # model v1 (today's product)
     "roles": ("account", "message_id", "date", "domains", "message_roles"),
     "engagements": (
         "account", "domain", "emails_from", "emails_to", "emails_cc", "emails_from_count",
@@ -40,6 +73,22 @@ DOCUMENT_FIELDS: dict[str, tuple[str, ...]] = {
         "total_emails", "accounts", "email_engagements",
     ),
 }
+DOCUMENT_FIELDS_V2: dict[str, tuple[str, ...]] = {
+    "roles": DOCUMENT_FIELDS["roles"] + ("from_addresses", "to_addresses", "cc_addresses", "automated_addresses"),
+    "engagements": DOCUMENT_FIELDS["engagements"],
+    "account_stats": DOCUMENT_FIELDS["account_stats"],
+    "domains": DOCUMENT_FIELDS["domains"] + ("addresses_count", "email_engagements_complete", "best_connected_accounts"),
+    "relationships": (
+        "account", "email_address", "domain", "from_count", "to_count", "cc_count", "total_count",
+        "first_engagement_date", "latest_engagement_date", "automated", "two_way", "strength", "strength_date",
+    ),
+    "contacts": (
+        "email_address", "domain", "from_count", "to_count", "cc_count", "total_count", "first_contact_date",
+        "latest_contact_date", "accounts", "accounts_count", "automated", "best_connected_accounts",
+    ),
+    "timeline": ("scope", "account", "domain", "month", "messages", "from_count", "to_count", "cc_count"),
+}
+MODEL_DOCUMENT_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {"v1": DOCUMENT_FIELDS, "v2": DOCUMENT_FIELDS_V2}
 # The fields of the entries of nested lists, by list field name.
 ENTRY_FIELDS: dict[str, tuple[str, ...]] = {
     "message_roles": ("email_address", "domain", "role"),
@@ -50,7 +99,33 @@ ENTRY_FIELDS: dict[str, tuple[str, ...]] = {
         "email_address", "from_count", "to_count", "cc_count", "total_count", "first_contact_date",
         "latest_contact_date",
     ),
+    "best_connected_accounts": ("account", "strength", "total_count"),
 }
+
+# SEMANTICS.md, "Automated and role addresses": the default of the setting ``automated_patterns``.
+DEFAULT_AUTOMATED_PATTERNS: tuple[str, ...] = (
+    r"no-?reply",
+    r"do-?not-?reply",
+    r"mailer-daemon",
+    r"^postmaster$",
+    r"^notifications?$",
+    r"^bounces?([-+.]|$)",
+    r"-bounces?$",
+    r"newsletters?",
+    r"^listserv$",
+    r"^majordomo$",
+    r"-request$",
+    r"^owner-",
+    r"-owner$",
+)
+AUTOMATED_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+BEST_CONNECTED_LIMIT = 5
+DEFAULT_TOP_ADDRESSES = 100
+DEFAULT_HALF_LIFE_DAYS = 90
+
+# Elasticsearch defaults a document must fit in (SPEC §5).
+MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+MAX_NESTED_OBJECTS = 10_000
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -63,24 +138,54 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, kw_only=True)
 class Coverage:
-    """What one successful run covered (keyword arguments only). Naive datetimes are taken as UTC."""
+    """What one successful run covered (keyword arguments only). Naive datetimes are taken as UTC.
+
+    ``field`` is the source field the window bounds (``window_start``/``from_date``/``window_end``)
+    apply to: ``"date"`` (the default) or an ingestion time such as ``"indexed_at"`` (parsed like a
+    date; a dotted name reaches into objects). A document whose ``field`` is missing or unparseable
+    is not covered by such a coverage. In every case a document is covered only when its ``date``
+    is parseable and at or before ``window_end`` (future-dated mail counts once its date is reached).
+    """
 
     window_start: datetime | None = None  # exclusive; None = from the very beginning
     from_date: datetime | None = None  # inclusive; when set it replaces window_start
     window_end: datetime  # inclusive
     accounts: frozenset[str] | None = None  # only these accounts (None = all)
     exclude_accounts: frozenset[str] = field(default_factory=frozenset)  # never these
+    field: str = "date"  # the source field the window bounds apply to
 
-    def covers(self, account: str, date: datetime) -> bool:
+    def covers(self, account: str, date: datetime, window_moment: datetime | None = None) -> bool:
+        """Whether a document of ``account`` dated ``date`` is covered; ``window_moment`` is the
+        value of ``field`` (needed, and required parseable, when ``field`` is not ``"date"``)."""
         if self.accounts is not None and account not in self.accounts:
             return False
         if account in self.exclude_accounts:
             return False
-        if date > as_utc(self.window_end):
+        end = as_utc(self.window_end)
+        if date > end:
+            return False
+        moment = date if self.field == "date" else window_moment
+        if moment is None or moment > end:
             return False
         if self.from_date is not None:
-            return date >= as_utc(self.from_date)
-        return self.window_start is None or date > as_utc(self.window_start)
+            return moment >= as_utc(self.from_date)
+        return self.window_start is None or moment > as_utc(self.window_start)
+
+    def covers_source(self, account: str, date: datetime, source: Mapping[str, Any]) -> bool:
+        moment = None if self.field == "date" else parse_date(source_field(source, self.field))
+        return self.covers(account, date, moment)
+
+
+def source_field(source: Mapping[str, Any], name: str) -> Any:
+    """``source[name]``, or the value at a dotted path through objects."""
+    if name in source:
+        return source[name]
+    value: Any = source
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -154,7 +259,7 @@ def normalise_address(entry: Any) -> str | None:
 
 
 def is_valid_address(address: str) -> bool:
-    if any(character.isspace() for character in address):
+    if address.split() != [address]:  # str.split() cuts at every whitespace character (str.isspace)
         return False
     if address.count("@") != 1:
         return False
@@ -165,6 +270,100 @@ def is_valid_address(address: str) -> bool:
 
 def domain_of(address: str) -> str:
     return address.split("@", 1)[1]
+
+
+def format_month(moment: datetime) -> str:
+    """The first day of the UTC month of ``moment``, ``YYYY-MM-01T00:00:00Z``."""
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-{moment.month:02d}-01T00:00:00Z"
+
+
+def format_day(day: Date) -> str:
+    return f"{day.year:04d}-{day.month:02d}-{day.day:02d}T00:00:00Z"
+
+
+def utc_day(value: Date | datetime | str) -> Date:
+    """The UTC calendar date of a date, a datetime (naive = UTC) or a source-format date string."""
+    if isinstance(value, str):
+        parsed = parse_date(value)
+        if parsed is None:
+            raise ValueError(f"not a date: {value!r}")
+        value = parsed
+    if isinstance(value, datetime):
+        return as_utc(value).date()
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Automated addresses and strength
+# --------------------------------------------------------------------------------------------------
+
+
+def compile_patterns(
+    automated_patterns: Iterable[str] | None = None, automated_patterns_extra: Iterable[str] = ()
+) -> list[re.Pattern[str]]:
+    patterns = DEFAULT_AUTOMATED_PATTERNS if automated_patterns is None else tuple(automated_patterns)
+    return [re.compile(pattern) for pattern in (*patterns, *automated_patterns_extra)]
+
+
+def is_automated_local_part(address: str, patterns: Sequence[re.Pattern[str]] | None = None) -> bool:
+    """Rule 1: a pattern is *searched* in the local part of the (normalised) address."""
+    local_part = address.split("@", 1)[0]
+    return any(pattern.search(local_part) for pattern in (patterns if patterns is not None else compile_patterns()))
+
+
+def _header_values(value: Any) -> list[str]:
+    """The trimmed, lower-cased string values of a header field (a string or a list of strings)."""
+    values = value if isinstance(value, list) else [value]
+    return [item.strip().lower() for item in values if isinstance(item, str)]
+
+
+def headers_flag_sender(source: Mapping[str, Any]) -> bool:
+    """Rule 2: auto_submitted other than ``no``, precedence bulk/junk/list, or a list_unsubscribe."""
+    if any(value and value != "no" for value in _header_values(source.get("auto_submitted"))):
+        return True
+    if any(value in AUTOMATED_PRECEDENCE for value in _header_values(source.get("precedence"))):
+        return True
+    return any(value for value in _header_values(source.get("list_unsubscribe")))
+
+
+def list_id_address_forms(source: Mapping[str, Any]) -> set[str]:
+    """Rule 3: the normalised list ids of a document (``announce.acme.com``), or none."""
+    forms = set()
+    raw_values = source.get("list_id")
+    for raw in raw_values if isinstance(raw_values, list) else [raw_values]:
+        if not isinstance(raw, str):
+            continue
+        text = raw
+        opening = text.rfind("<")
+        if opening >= 0:
+            closing = text.find(">", opening + 1)
+            if closing >= 0:
+                text = text[opening + 1 : closing]
+        text = text.strip().lower()
+        if text:
+            forms.add(text)
+    return forms
+
+
+def strength(
+    from_count: int,
+    to_count: int,
+    cc_count: int,
+    latest_engagement_date: datetime | Date | str,
+    scoring_date: datetime | Date | str,
+    half_life_days: float = DEFAULT_HALF_LIFE_DAYS,
+    automated: bool = False,
+) -> int:
+    """SEMANTICS.md, "Relationship strength", in exactly its order of floating-point operations."""
+    if automated:
+        return 0
+    weighted = from_count + to_count + 0.5 * cc_count
+    two_way = from_count > 0 and to_count + cc_count > 0
+    exchange = 1.0 if two_way else 0.5
+    age_days = max(0, (utc_day(scoring_date) - utc_day(latest_engagement_date)).days)
+    recency = 0.5 ** (age_days / half_life_days)
+    return math.floor(100.0 * weighted / (weighted + 5.0) * exchange * recency + 0.5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,6 +379,7 @@ class Message:
     key: str
     date: datetime
     roles: set[tuple[str, str]] = field(default_factory=set)  # (address, role)
+    header_flagged: set[str] = field(default_factory=set)  # addresses its copies' headers flag (rules 2, 3)
 
 
 def _address_entries(source: Mapping[str, Any], field_name: str) -> list[Any]:
@@ -207,35 +407,77 @@ def _domain_passes(domain: str, internal: frozenset[str], allowed: frozenset[str
     return not allowed or domain in allowed
 
 
+def _normalised_erasures(erased_addresses: Iterable[str]) -> frozenset[str]:
+    return frozenset(
+        normalise_address(address) or str(address).strip().lower() for address in erased_addresses
+    )
+
+
 def build_messages(
     source_docs: Iterable[Mapping[str, Any]],
     coverages: Iterable[Coverage],
     internal_domains: Iterable[str] = (),
     allowed_domains: Iterable[str] = (),
+    *,
+    erased_addresses: Iterable[str] = (),
+    erased_domains: Iterable[str] = (),
 ) -> dict[tuple[str, str], Message]:
-    """The covered messages keyed by (account, key), copies united, roles filtered by domain."""
+    """The covered messages keyed by (account, key), copies united, roles filtered by domain.
+
+    Erased addresses (normalised like source entries, so ``"Eve" <EVE@x.com>`` works) and every
+    address of an erased domain (trimmed, lower-cased) are dropped like internal ones.
+    ``header_flagged`` holds, per copy, its in-scope From addresses when its headers flag the
+    sender (rule 2) and its in-scope To/CC addresses equal to its list id (rule 3).
+    """
     coverages = list(coverages)
-    internal = frozenset(internal_domains)
+    internal = frozenset(internal_domains)  # used as given, as the settings are
     allowed = frozenset(allowed_domains)
+    erased = _normalised_erasures(erased_addresses)
+    erased_domain_set = frozenset(domain.strip().lower() for domain in erased_domains)
     messages: dict[tuple[str, str], Message] = {}
+    in_scope: dict[str, str | None] = {}  # raw string entry -> its in-scope address or None (a cache)
+
+    def in_scope_address(entry: Any) -> str | None:
+        if isinstance(entry, str) and entry in in_scope:
+            return in_scope[entry]
+        address = normalise_address(entry)
+        if address is not None:
+            domain = domain_of(address)
+            if address in erased or domain in erased_domain_set or not _domain_passes(domain, internal, allowed):
+                address = None
+        if isinstance(entry, str):
+            in_scope[entry] = address
+        return address
+
     for document in source_docs:
         source = document.get("_source") or {}
         account = source.get("account")
         date = parse_date(source.get("date"))
         if not isinstance(account, str) or not account or date is None:
             continue
-        if not any(coverage.covers(account, date) for coverage in coverages):
+        if not any(coverage.covers_source(account, date, source) for coverage in coverages):
             continue
         key = _message_key(document)
         message = messages.get((account, key))
         if message is None:
             message = messages[(account, key)] = Message(account, key, date)
         message.date = min(message.date, date)  # a copy without valid addresses still sets the date
+        copy_roles: list[tuple[str, str]] = []
         for field_name, role in ROLE_FIELDS:
             for entry in _address_entries(source, field_name):
-                address = normalise_address(entry)
-                if address is not None and _domain_passes(domain_of(address), internal, allowed):
-                    message.roles.add((address, role))
+                address = in_scope_address(entry)
+                if address is not None:
+                    copy_roles.append((address, role))
+        message.roles.update(copy_roles)
+        sender_flagged = headers_flag_sender(source)
+        list_ids = list_id_address_forms(source)
+        for address, role in copy_roles:
+            if role == ROLE_FROM and sender_flagged:
+                message.header_flagged.add(address)
+            elif role != ROLE_FROM and list_ids:
+                local_part, domain = address.split("@", 1)
+                if f"{local_part}.{domain}" in list_ids:
+                    message.header_flagged.add(address)
     return messages
 
 
@@ -244,28 +486,101 @@ def build_messages(
 # --------------------------------------------------------------------------------------------------
 
 
+class Outputs(dict):
+    """``{kind: {natural key: document}}`` that remembers the model it was computed (or read) for."""
+
+    model: str | None = None
+
+    def __init__(self, *args: Any, model: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.model = model
+
+
+def _resolve_kinds(kinds: str | Iterable[str] | None, model: str | None) -> tuple[tuple[str, ...], str]:
+    if model is not None and model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, not {model!r}")
+    if kinds is None:
+        model = model or "v1"
+        chosen = V1_KINDS if model == "v1" else ALL_KINDS
+    elif kinds == "all":
+        model = model or "v2"
+        chosen = ALL_KINDS
+    else:
+        if isinstance(kinds, str):
+            kinds = (kinds,)
+        unknown = [kind for kind in kinds if kind not in ALL_KINDS]
+        if unknown:
+            raise ValueError(f"unknown kind(s) {unknown}; known: {ALL_KINDS}")
+        model = model or "v2"
+        chosen = tuple(kind for kind in ALL_KINDS if kind in set(kinds))
+    if model == "v1" and any(kind in NEW_KINDS for kind in chosen):
+        raise ValueError(f"model v1 has no {NEW_KINDS}; ask for model v2")
+    return chosen, model
+
+
+def default_scoring_date(coverages: Iterable[Coverage]) -> Date | None:
+    """The UTC calendar date of the latest ``window_end`` among the coverages."""
+    ends = [as_utc(coverage.window_end) for coverage in coverages]
+    return max(ends).date() if ends else None
+
+
 def expected_outputs(
     source_docs: Iterable[Mapping[str, Any]],
     coverages: Iterable[Coverage],
     internal_domains: Iterable[str] = (),
     allowed_domains: Iterable[str] = (),
-) -> dict[str, dict[Any, dict[str, Any]]]:
-    """The four output indices' documents (without ``updated_at``), keyed by natural key."""
-    messages = list(build_messages(source_docs, coverages, internal_domains, allowed_domains).values())
-    return {
-        "roles": expected_roles(messages),
-        "engagements": expected_engagements(messages),
-        "account_stats": expected_account_stats(messages),
-        "domains": expected_domains(messages),
+    *,
+    kinds: str | Iterable[str] | None = None,
+    model: str | None = None,
+    top_addresses: int = DEFAULT_TOP_ADDRESSES,
+    half_life_days: float = DEFAULT_HALF_LIFE_DAYS,
+    scoring_date: Date | datetime | None = None,
+    automated_patterns: Iterable[str] | None = None,
+    automated_patterns_extra: Iterable[str] = (),
+    erased_addresses: Iterable[str] = (),
+    erased_domains: Iterable[str] = (),
+) -> Outputs:
+    """The output indices' documents (without ``updated_at``), keyed by natural key.
+
+    ``kinds=None`` (and no ``model``): model v1, the four kinds of today. ``kinds="all"``: model v2,
+    all seven kinds; a tuple of kinds: model v2, those kinds only. ``scoring_date`` defaults to the
+    UTC date of the latest ``window_end`` among the coverages.
+    """
+    coverages = list(coverages)
+    chosen, model = _resolve_kinds(kinds, model)
+    messages = list(build_messages(
+        source_docs, coverages, internal_domains, allowed_domains,
+        erased_addresses=erased_addresses, erased_domains=erased_domains,
+    ).values())
+    if model == "v1":
+        builders = {
+            "roles": lambda: expected_roles(messages),
+            "engagements": lambda: expected_engagements(messages),
+            "account_stats": lambda: expected_account_stats(messages),
+            "domains": lambda: expected_domains(messages),
+        }
+        return Outputs({kind: builders[kind]() for kind in chosen}, model="v1")
+
+    day = utc_day(scoring_date) if scoring_date is not None else default_scoring_date(coverages)
+    world = _World(messages, compile_patterns(automated_patterns, automated_patterns_extra), day, half_life_days)
+    builders = {
+        "roles": lambda: expected_roles(messages, model="v2"),
+        "engagements": lambda: expected_engagements(messages),
+        "account_stats": lambda: expected_account_stats(messages),
+        "domains": lambda: world.domains(top_addresses),
+        "relationships": world.relationships,
+        "contacts": world.contacts,
+        "timeline": world.timeline,
     }
+    return Outputs({kind: builders[kind]() for kind in chosen}, model="v2")
 
 
-def expected_roles(messages: list[Message]) -> dict[tuple[str, str], dict[str, Any]]:
+def expected_roles(messages: list[Message], model: str = "v1") -> dict[tuple[str, str], dict[str, Any]]:
     documents = {}
     for message in messages:
         if not message.roles:
             continue
-        documents[(message.account, message.key)] = {
+        document = {
             "account": message.account,
             "message_id": message.key,
             "date": format_date(message.date),
@@ -275,6 +590,12 @@ def expected_roles(messages: list[Message]) -> dict[tuple[str, str], dict[str, A
                 for address, role in sorted(message.roles)
             ],
         }
+        if model == "v2":
+            for field_name, role in ROLE_FIELDS:
+                document[f"{field_name}_addresses"] = sorted(
+                    address for address, held in message.roles if held == role)
+            document["automated_addresses"] = sorted(message.header_flagged)
+        documents[(message.account, message.key)] = document
     return documents
 
 
@@ -343,8 +664,8 @@ def expected_account_stats(messages: list[Message]) -> dict[str, dict[str, Any]]
 
 
 def expected_domains(messages: list[Message]) -> dict[str, dict[str, Any]]:
-    # Across accounts a message is its key: roles are united, and an address's date on a key is the
-    # earliest date among the accounts' messages of that key that name the address.
+    """Model v1: an address's date on a key is the earliest date among the accounts' messages of
+    that key *that name the address*; ``email_engagements`` lists every address, by address."""
     roles_by_key: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     date_by_key: dict[str, dict[str, datetime]] = defaultdict(dict)
     accounts_by_domain: dict[str, set[str]] = defaultdict(set)
@@ -388,6 +709,276 @@ def expected_domains(messages: list[Message]) -> dict[str, dict[str, Any]]:
     return documents
 
 
+def _best_connected(candidates: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Up to 5 ``{account, strength, total_count}``: strength desc, total_count desc, account asc."""
+    ranked = sorted(candidates, key=lambda entry: (-entry["strength"], -entry["total_count"], entry["account"]))
+    return ranked[:BEST_CONNECTED_LIMIT]
+
+
+class _World:
+    """Model v2 figures over the covered messages (the messages with no in-scope address have no
+    roles document and take no part in them)."""
+
+    def __init__(
+        self, messages: list[Message], patterns: list[re.Pattern[str]], scoring_date: Date | None,
+        half_life_days: float,
+    ) -> None:
+        self.messages = [message for message in messages if message.roles]
+        self.scoring_date = scoring_date
+        self.half_life_days = half_life_days
+        # Across mailboxes a key's date: the earliest date of its messages that have roles documents.
+        self.key_date: dict[str, datetime] = {}
+        for message in self.messages:
+            known = self.key_date.get(message.key)
+            self.key_date[message.key] = message.date if known is None else min(known, message.date)
+        # The flag belongs to the address: rule 1 on its local part, or rules 2/3 on any message.
+        addresses = {address for message in self.messages for address, _ in message.roles}
+        header_flagged = set().union(*(message.header_flagged for message in self.messages))
+        self.automated = {
+            address for address in addresses
+            if address in header_flagged or is_automated_local_part(address, patterns)
+        }
+        # address -> key -> roles held in at least one account's copy; address -> accounts
+        self.roles_by_key: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self.accounts_by_address: dict[str, set[str]] = defaultdict(set)
+        for message in self.messages:
+            for address, role in message.roles:
+                self.roles_by_key[address][message.key].add(role)
+                self.accounts_by_address[address].add(message.account)
+        self._relationships: dict[tuple[str, str], dict[str, Any]] | None = None
+        self._contacts: dict[str, dict[str, Any]] | None = None
+        self._figures: dict[str, dict[str, Any]] = {}
+
+    # Per account and address ---------------------------------------------------------------------
+
+    def relationships(self) -> dict[tuple[str, str], dict[str, Any]]:
+        if self._relationships is not None:
+            return self._relationships
+        figures: dict[tuple[str, str], dict[str, Any]] = {}
+        for message in self.messages:
+            roles_by_address: dict[str, set[str]] = defaultdict(set)
+            for address, role in message.roles:
+                roles_by_address[address].add(role)
+            for address, roles in roles_by_address.items():
+                figure = figures.get((message.account, address))
+                if figure is None:
+                    figure = figures[(message.account, address)] = {
+                        ROLE_FROM: 0, ROLE_TO: 0, ROLE_CC: 0, "total": 0,
+                        "first": message.date, "latest": message.date,
+                    }
+                for role in roles:
+                    figure[role] += 1
+                figure["total"] += 1
+                figure["first"] = min(figure["first"], message.date)
+                figure["latest"] = max(figure["latest"], message.date)
+        documents = {}
+        for (account, address), figure in figures.items():
+            automated = address in self.automated
+            from_count, to_count, cc_count = figure[ROLE_FROM], figure[ROLE_TO], figure[ROLE_CC]
+            documents[(account, address)] = {
+                "account": account,
+                "email_address": address,
+                "domain": domain_of(address),
+                "from_count": from_count,
+                "to_count": to_count,
+                "cc_count": cc_count,
+                "total_count": figure["total"],
+                "first_engagement_date": format_date(figure["first"]),
+                "latest_engagement_date": format_date(figure["latest"]),
+                "automated": automated,
+                "two_way": from_count > 0 and to_count + cc_count > 0,
+                "strength": strength(
+                    from_count, to_count, cc_count, figure["latest"], self.scoring_date,
+                    self.half_life_days, automated,
+                ),
+                "strength_date": format_day(self.scoring_date),
+            }
+        self._relationships = documents
+        return documents
+
+    # Per address, across accounts ---------------------------------------------------------------
+
+    def _address_figures(self, address: str) -> dict[str, Any]:
+        figures = self._figures.get(address)
+        if figures is None:
+            figures = self._figures[address] = self._compute_address_figures(address)
+        return dict(figures)
+
+    def _compute_address_figures(self, address: str) -> dict[str, Any]:
+        roles_on_keys = self.roles_by_key[address]
+        dates = [self.key_date[key] for key in roles_on_keys]
+        return {
+            "email_address": address,
+            "from_count": sum(ROLE_FROM in roles for roles in roles_on_keys.values()),
+            "to_count": sum(ROLE_TO in roles for roles in roles_on_keys.values()),
+            "cc_count": sum(ROLE_CC in roles for roles in roles_on_keys.values()),
+            "total_count": len(roles_on_keys),
+            "first_contact_date": format_date(min(dates)),
+            "latest_contact_date": format_date(max(dates)),
+        }
+
+    def contacts(self) -> dict[str, dict[str, Any]]:
+        if self._contacts is not None:
+            return self._contacts
+        candidates: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (account, address), relationship in self.relationships().items():
+            candidates[address].append({
+                "account": account, "strength": relationship["strength"],
+                "total_count": relationship["total_count"],
+            })
+        documents = {}
+        for address in sorted(self.roles_by_key):
+            figures = self._address_figures(address)
+            accounts = sorted(self.accounts_by_address[address])
+            documents[address] = {
+                "email_address": address,
+                "domain": domain_of(address),
+                "from_count": figures["from_count"],
+                "to_count": figures["to_count"],
+                "cc_count": figures["cc_count"],
+                "total_count": figures["total_count"],
+                "first_contact_date": figures["first_contact_date"],
+                "latest_contact_date": figures["latest_contact_date"],
+                "accounts": accounts,
+                "accounts_count": len(accounts),
+                "automated": address in self.automated,
+                "best_connected_accounts": _best_connected(candidates[address]),
+            }
+        self._contacts = documents
+        return documents
+
+    # Per domain ---------------------------------------------------------------------------------
+
+    def domains(self, top_addresses: int = DEFAULT_TOP_ADDRESSES) -> dict[str, dict[str, Any]]:
+        entries_by_domain: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        keys_by_domain: dict[str, set[str]] = defaultdict(set)
+        accounts_by_domain: dict[str, set[str]] = defaultdict(set)
+        for address in self.roles_by_key:
+            domain = domain_of(address)
+            entries_by_domain[domain].append(self._address_figures(address))
+            keys_by_domain[domain].update(self.roles_by_key[address])
+            accounts_by_domain[domain].update(self.accounts_by_address[address])
+        # (account, domain) -> highest strength of its relationships with the domain's addresses
+        best_strength: dict[tuple[str, str], int] = {}
+        for (account, _), relationship in self.relationships().items():
+            pair = (account, relationship["domain"])
+            best_strength[pair] = max(best_strength.get(pair, 0), relationship["strength"])
+        # (account, domain) -> the account's distinct messages touching the domain
+        messages_touching: dict[tuple[str, str], int] = defaultdict(int)
+        for message in self.messages:
+            for domain in {domain_of(address) for address, _ in message.roles}:
+                messages_touching[(message.account, domain)] += 1
+
+        documents = {}
+        for domain, entries in entries_by_domain.items():
+            ranked = sorted(entries, key=lambda entry: (-entry["total_count"], entry["email_address"]))
+            accounts = sorted(accounts_by_domain[domain])
+            documents[domain] = {
+                "domain": domain,
+                # Formatted dates sort like the instants they stand for, so min/max of strings is safe.
+                "first_contact_date": min(entry["first_contact_date"] for entry in entries),
+                "latest_contact_date": max(entry["latest_contact_date"] for entry in entries),
+                "total_from": sum(entry["from_count"] for entry in entries),
+                "total_to": sum(entry["to_count"] for entry in entries),
+                "total_cc": sum(entry["cc_count"] for entry in entries),
+                "total_emails": len(keys_by_domain[domain]),
+                "accounts": accounts,
+                "addresses_count": len(entries),
+                "email_engagements": ranked[:top_addresses],
+                "email_engagements_complete": len(entries) <= top_addresses,
+                "best_connected_accounts": _best_connected(
+                    {"account": account, "strength": best_strength[(account, domain)],
+                     "total_count": messages_touching[(account, domain)]}
+                    for account in accounts
+                ),
+            }
+        return documents
+
+    # Timeline -----------------------------------------------------------------------------------
+
+    def timeline(self) -> dict[tuple[str, ...], dict[str, Any]]:
+        documents: dict[tuple[str, ...], dict[str, Any]] = {}
+        keys_by_month: dict[tuple[str, ...], set[str]] = defaultdict(set)
+
+        def document(natural_key: tuple[str, ...], base: dict[str, Any]) -> dict[str, Any]:
+            if natural_key not in documents:
+                documents[natural_key] = {**base, "messages": 0, "from_count": 0, "to_count": 0, "cc_count": 0}
+            return documents[natural_key]
+
+        role_field = {ROLE_FROM: "from_count", ROLE_TO: "to_count", ROLE_CC: "cc_count"}
+        # Domain scope: keys across mailboxes, in the month of the key's date.
+        for address, roles_on_keys in self.roles_by_key.items():
+            domain = domain_of(address)
+            for key, roles in roles_on_keys.items():
+                month = format_month(self.key_date[key])
+                natural_key = ("domain", domain, month)
+                target = document(natural_key, {"scope": "domain", "domain": domain, "month": month})
+                keys_by_month[natural_key].add(key)
+                for role in roles:
+                    target[role_field[role]] += 1
+        # Account scope: the account's own messages, in the month of the account's date.
+        for message in self.messages:
+            month = format_month(message.date)
+            for address, role in message.roles:
+                domain = domain_of(address)
+                natural_key = ("account", message.account, domain, month)
+                target = document(natural_key, {
+                    "scope": "account", "account": message.account, "domain": domain, "month": month})
+                keys_by_month[natural_key].add(message.key)
+                target[role_field[role]] += 1
+        for natural_key, keys in keys_by_month.items():
+            documents[natural_key]["messages"] = len(keys)
+        return documents
+
+
+# --------------------------------------------------------------------------------------------------
+# Document size limits
+# --------------------------------------------------------------------------------------------------
+
+
+class SizeViolation(NamedTuple):
+    position: int  # index of the document in the list given
+    serialized_bytes: int  # UTF-8 length of its compact JSON serialisation
+    nested_objects: int  # entries of the nested fields named by the caller
+    document: Mapping[str, Any]
+
+
+def count_nested_objects(document: Mapping[str, Any], nested_fields: Iterable[str] = ()) -> int:
+    """The number of object entries under each named field (a dotted path reaches into objects and
+    through lists), summed: what ``index.mapping.nested_objects.limit`` counts for ``nested`` fields."""
+    total = 0
+    for path in nested_fields:
+        values: list[Any] = [document]
+        for part in path.split("."):
+            reached: list[Any] = []
+            for value in values:
+                if isinstance(value, Mapping) and part in value:
+                    child = value[part]
+                    reached.extend(child if isinstance(child, list) else [child])
+            values = reached
+        total += sum(1 for value in values if isinstance(value, Mapping))
+    return total
+
+
+def size_violations(
+    documents: Iterable[Mapping[str, Any]],
+    nested_fields: Iterable[str] = (),
+    *,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+    max_nested_objects: int = MAX_NESTED_OBJECTS,
+) -> list[SizeViolation]:
+    """The documents over ``max_bytes`` (10 MiB) of serialized JSON or with more than
+    ``max_nested_objects`` (10,000) entries in the fields named as nested (default: none)."""
+    nested_fields = tuple(nested_fields)
+    violations = []
+    for position, document in enumerate(documents):
+        size = len(json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))
+        nested = count_nested_objects(document, nested_fields)
+        if size > max_bytes or nested > max_nested_objects:
+            violations.append(SizeViolation(position, size, nested, document))
+    return violations
+
+
 # --------------------------------------------------------------------------------------------------
 # Reading the actual outputs
 # --------------------------------------------------------------------------------------------------
@@ -400,13 +991,32 @@ def natural_key(kind: str, document: Mapping[str, Any]) -> Any:
         return (document.get("account"), document.get("domain"))
     if kind == "account_stats":
         return document.get("account")
+    if kind == "relationships":
+        return (document.get("account"), document.get("email_address"))
+    if kind == "contacts":
+        return document.get("email_address")
+    if kind == "timeline":
+        scope = document.get("scope") or ("account" if "account" in document else "domain")
+        if scope == "account":
+            return ("account", document.get("account"), document.get("domain"), document.get("month"))
+        return (scope, document.get("domain"), document.get("month"))
     return document.get("domain")
 
 
-def project_document(kind: str, source: Mapping[str, Any]) -> dict[str, Any]:
-    """Keep only the compared fields (and, in nested lists, the compared entry fields)."""
+def _fields(kind: str, model: str | None) -> tuple[str, ...]:
+    """The compared fields of a kind: of one model, or (None) of every model, v2 first."""
+    if model is not None:
+        return MODEL_DOCUMENT_FIELDS[model][kind]
+    names = list(DOCUMENT_FIELDS_V2[kind])
+    names += [name for name in DOCUMENT_FIELDS.get(kind, ()) if name not in names]
+    return tuple(names)
+
+
+def project_document(kind: str, source: Mapping[str, Any], model: str | None = "v1") -> dict[str, Any]:
+    """Keep only the compared fields of ``model`` (None: of any model) and, in nested lists, the
+    compared entry fields."""
     projected = {}
-    for name in DOCUMENT_FIELDS[kind]:
+    for name in _fields(kind, model):
         if name not in source:
             continue
         value = source[name]
@@ -419,22 +1029,29 @@ def project_document(kind: str, source: Mapping[str, Any]) -> dict[str, Any]:
     return projected
 
 
-def read_outputs(es: Any, index_names: Mapping[str, str]) -> dict[str, dict[Any, dict[str, Any]]]:
-    """Every document of the four output indices, keyed like ``expected_outputs``.
+def read_outputs(es: Any, index_names: Mapping[str, str], model: str | None = None) -> Outputs:
+    """Every document of the output indices named in ``index_names`` (kind -> index name, kinds
+    among ``ALL_KINDS``), keyed like ``expected_outputs`` and projected on the compared fields of
+    ``model`` (None: of every model; ``assert_outputs_equal`` then projects on the expected model).
 
     A missing index reads as empty. Raises AssertionError when a natural key appears twice.
     """
     from elasticsearch.helpers import scan  # imported here so the oracle itself needs no client
 
-    outputs: dict[str, dict[Any, dict[str, Any]]] = {}
-    for kind in INDEX_KINDS:
+    unknown = [kind for kind in index_names if kind not in ALL_KINDS]
+    if unknown:
+        raise ValueError(f"unknown kind(s) {unknown}; known: {ALL_KINDS}")
+    outputs = Outputs(model=model)
+    for kind in ALL_KINDS:
+        if kind not in index_names:
+            continue
         index = index_names[kind]
         documents: dict[Any, dict[str, Any]] = {}
         duplicates: list[str] = []
         if es.indices.exists(index=index):
             es.indices.refresh(index=index)
             for hit in scan(es, index=index, query={"query": {"match_all": {}}}):
-                document = project_document(kind, hit["_source"])
+                document = project_document(kind, hit["_source"], model)
                 key = natural_key(kind, document)
                 if key in documents:
                     duplicates.append(f"{key!r} (_id {hit['_id']})")
@@ -453,26 +1070,57 @@ def read_outputs(es: Any, index_names: Mapping[str, str]) -> dict[str, dict[Any,
 
 
 def summarise(outputs: Mapping[str, Mapping[Any, Any]]) -> dict[str, int]:
-    """Document counts per index, for logs."""
-    return {kind: len(outputs.get(kind, {})) for kind in INDEX_KINDS}
+    """Document counts per kind present, for logs."""
+    return {kind: len(outputs[kind]) for kind in ALL_KINDS if kind in outputs}
+
+
+def model_of(outputs: Mapping[str, Mapping[Any, Mapping[str, Any]]]) -> str:
+    """The model outputs were computed for: their ``model`` attribute, else guessed from their kinds
+    and fields (a new kind, or a v2-only field of roles or domains, means v2)."""
+    model = getattr(outputs, "model", None)
+    if model is not None:
+        return model
+    if any(kind in outputs for kind in NEW_KINDS):
+        return "v2"
+    v2_only = {
+        kind: set(DOCUMENT_FIELDS_V2[kind]) - set(DOCUMENT_FIELDS[kind]) for kind in ("roles", "domains")
+    }
+    for kind, names in v2_only.items():
+        if any(names & set(document) for document in outputs.get(kind, {}).values()):
+            return "v2"
+    return "v1"
 
 
 def assert_outputs_equal(
     actual: Mapping[str, Mapping[Any, Mapping[str, Any]]],
     expected: Mapping[str, Mapping[Any, Mapping[str, Any]]],
     examples: int = 5,
+    *,
+    model: str | None = None,
 ) -> None:
-    """Raise AssertionError with per-index counts and a few readable examples of each difference."""
+    """Raise AssertionError with per-index counts and a few readable examples of each difference.
+
+    Only the kinds present in ``expected`` are compared, on the fields of its model (``model``, or
+    ``model_of(expected)``): documents of ``actual`` are projected on them first. Lists are compared
+    in order (rankings as ranked, listings sorted by address).
+    """
+    model = model or model_of(expected)
     summary_lines: list[str] = []
     detail_lines: list[str] = []
-    for kind in INDEX_KINDS:
-        actual_documents = actual.get(kind, {})
-        expected_documents = expected.get(kind, {})
+    for kind in ALL_KINDS:
+        if kind not in expected:
+            continue
+        actual_documents = {
+            key: project_document(kind, document, model) for key, document in actual.get(kind, {}).items()
+        }
+        expected_documents = {
+            key: project_document(kind, document, model) for key, document in expected[kind].items()
+        }
         missing = sorted((key for key in expected_documents if key not in actual_documents), key=repr)
         unexpected = sorted((key for key in actual_documents if key not in expected_documents), key=repr)
         differing = sorted(
             (key for key in expected_documents
-             if key in actual_documents and dict(actual_documents[key]) != dict(expected_documents[key])),
+             if key in actual_documents and actual_documents[key] != expected_documents[key]),
             key=repr,
         )
         if not (missing or unexpected or differing):
@@ -516,7 +1164,11 @@ def _is_entry_list(value: Any) -> bool:
 
 
 def _entry_identity(entry: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (entry.get("email_address"), entry.get("role"))
+    return (entry.get("email_address"), entry.get("role"), entry.get("account"))
+
+
+def _identity_label(identity: tuple[Any, ...]) -> str:
+    return "/".join(str(part) for part in identity if part is not None)
 
 
 def _describe_entry_list_differences(expected: list, actual: list, path: str) -> list[str]:
@@ -524,7 +1176,7 @@ def _describe_entry_list_differences(expected: list, actual: list, path: str) ->
     actual_by_identity = {_entry_identity(entry): entry for entry in actual}
     lines = []
     for identity in sorted(set(expected_by_identity) | set(actual_by_identity), key=repr):
-        label = f"{path}[{'/'.join(str(part) for part in identity if part is not None)}]"
+        label = f"{path}[{_identity_label(identity)}]"
         if identity not in actual_by_identity:
             lines.append(f"{label}: missing entry {expected_by_identity[identity]!r}")
         elif identity not in expected_by_identity:
@@ -533,4 +1185,8 @@ def _describe_entry_list_differences(expected: list, actual: list, path: str) ->
             lines += describe_differences(expected_by_identity[identity], actual_by_identity[identity], label)
     if not lines:  # same entries, so the order (or a duplicated entry) is what differs
         lines.append(f"{path}: same entries in a different order or multiplicity")
+    order_expected = [_identity_label(_entry_identity(entry)) for entry in expected]
+    order_actual = [_identity_label(_entry_identity(entry)) for entry in actual]
+    if order_expected != order_actual:
+        lines.append(f"{path}: order expected {order_expected[:10]}, got {order_actual[:10]}")
     return lines
