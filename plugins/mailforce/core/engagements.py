@@ -9,6 +9,7 @@ Dates are kept as `YYYY-MM-DDTHH:MM:SSZ` strings: in one format and zone they or
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import groupby
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -210,3 +211,11 @@ def merge_domain_documents(parts: list[Mapping[str, Any]], updated_at: str) -> d
         "email_engagements": entries,
         "updated_at": updated_at,
     }
+
+
+def compile_roles_documents(domains: Iterable[str], hits: Iterable[Mapping[str, Any]]) -> PartitionCompiler:
+    """A compiler fed roles-document hits sorted by message_id, one message's copies at a time."""
+    compiler = PartitionCompiler(domains)
+    for _, group in groupby(hits, key=lambda hit: hit["_source"]["message_id"]):
+        compiler.add_message([hit["_source"] for hit in group])
+    return compiler

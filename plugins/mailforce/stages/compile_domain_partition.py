@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from itertools import groupby
 from typing import Any, Iterator, Sequence
 
 from mailforce.core.batches import batched
 from mailforce.core.dates import format_utc, utc_now
-from mailforce.core.engagements import PartitionCompiler, merge_domain_documents, merge_engagement_documents
+from mailforce.core.engagements import compile_roles_documents, merge_domain_documents, merge_engagement_documents
 from mailforce.core.ids import document_id
 from mailforce.core.partitions import DomainShard, Partition
 from mailforce.core.summaries import CompileResult, WrittenCounts
@@ -26,22 +25,6 @@ log = logging.getLogger(__name__)
 
 # Domains per terms query: far below Elasticsearch's index.max_terms_count (65,536).
 DOMAINS_PER_QUERY = 5_000
-
-
-def compile_roles(
-    es,
-    settings: Settings,
-    domains: Sequence[str],
-    bucket_range: tuple[int, int] | None = None,
-    written_by_run: str | None = None,
-) -> PartitionCompiler:
-    """The compiler fed every roles document naming these domains (see `scan_roles`), one
-    message's copies at a time."""
-    compiler = PartitionCompiler(domains)
-    hits = scan_roles(es, settings, domains, bucket_range, written_by_run)
-    for _, group in groupby(hits, key=lambda hit: hit["_source"]["message_id"]):
-        compiler.add_message([hit["_source"] for hit in group])
-    return compiler
 
 
 def compile_whole_domains(
@@ -61,7 +44,9 @@ def compile_whole_domains(
         engagements_combine = domains_combine = only_if_changed
     written = WrittenCounts()
     for chunk in batched(domains, DOMAINS_PER_QUERY):
-        compiler = compile_roles(es, settings, chunk, written_by_run=run_id if add_window else None)
+        compiler = compile_roles_documents(
+            chunk, scan_roles(es, settings, chunk, written_by_run=run_id if add_window else None)
+        )
         engagements = ((document_id(document["account"], document["domain"]), document)
                        for document in compiler.engagement_documents(updated_at))
         domain_documents = ((document_id(document["domain"]), document)
@@ -80,7 +65,7 @@ def compile_shard(es, settings: Settings, shard: DomainShard, run_id: str) -> Wr
     """One shard of a heavy domain: its documents go to the partials index until merged."""
     updated_at = format_utc(utc_now())
     domain = shard.domain
-    compiler = compile_roles(es, settings, [domain], shard.bucket_range)
+    compiler = compile_roles_documents([domain], scan_roles(es, settings, [domain], shard.bucket_range))
 
     def partials() -> Iterator[tuple[str, dict[str, Any]]]:
         for kind, documents in (("engagement", compiler.engagement_documents(updated_at)),
