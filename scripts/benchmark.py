@@ -3,7 +3,7 @@
 
 For each scenario (a corpus size and a heavy-domain share) it:
 
-1. starts osmem-server, streams a synthetic corpus (``mailforce.synthetic.iter_corpus``) into the
+1. starts osmem-server, streams a synthetic corpus (``mailforce.tools.synthetic.iter_corpus``) into the
    source index, holding back the newest ``--incremental-fraction`` of the messages (by date);
    the load is timed on its own, never as pipeline time;
 2. runs the DAG with ``airflow dags test`` (a subprocess, on a copy-on-write clone of the loaded
