@@ -38,10 +38,11 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from mailforce import dag_tasks
+from mailforce import DAG_ID, dag_tasks
 from mailforce.assets import output_assets
-from mailforce.dates import ISO_DATE_TIME_PATTERN
+from mailforce.core.dates import ISO_DATE_TIME_PATTERN
 from mailforce.settings import load_settings
+
 
 def date_time_param(title: str, description: str) -> Param:
     # Airflow checks `pattern` before the run starts; `format` only guides the form's widget.
@@ -59,7 +60,7 @@ ASSETS = output_assets(DEPLOY_SETTINGS)
 
 
 @dag(
-    dag_id="mailforce_engagements",
+    dag_id=DAG_ID,
     dag_display_name="Mailforce engagements",
     description="Mailbox index -> account, domain and message engagement indices, incrementally.",
     doc_md=__doc__,
@@ -119,8 +120,10 @@ def mailforce_engagements():
         task_display_name="Compile domain partition",
         outlets=[ASSETS["engagements"], ASSETS["domains"]],
         map_index_template="{{ partition_label }}",
-        doc_md="Recompute, over all time, and bulk-index the account engagement and domain documents "
-        "of one partition of domains. Clear one mapped instance to retry just that partition.",
+        doc_md="Bring the account engagement and domain documents of one partition of domains up to date: "
+        "add the window's new messages to the stored documents, or recompute a domain over all time when "
+        "one of its window messages was already counted (always, on a retry). Clear one mapped instance "
+        "to retry just that partition.",
     )
     def compile_domain_partition(partition: dict[str, Any]) -> dict[str, Any]:
         context = get_current_context()

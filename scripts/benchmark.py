@@ -3,7 +3,7 @@
 
 For each scenario (a corpus size and a heavy-domain share) it:
 
-1. starts osmem-server, streams a synthetic corpus (``mailforce.synthetic.iter_corpus``) into the
+1. starts osmem-server, streams a synthetic corpus (``mailforce.tools.synthetic.iter_corpus``) into the
    source index, holding back the newest ``--incremental-fraction`` of the messages (by date);
    the load is timed on its own, never as pipeline time;
 2. runs the DAG with ``airflow dags test`` (a subprocess, on a copy-on-write clone of the loaded
@@ -19,7 +19,7 @@ For each scenario (a corpus size and a heavy-domain share) it:
    after another); with ``--dag-sweep`` also the whole DAG per K on a fresh clone;
 5. loads the held-back messages and runs the DAG again (the incremental run), then its own floor:
    scanning its window and indexing again, in place, the documents it wrote;
-6. optionally (``--profile``) runs ``pipeline.run_once`` in this process under cProfile on a fresh
+6. optionally (``--profile``) runs ``run_once`` of ``tests/driver.py`` in this process under cProfile on a fresh
    clone and prints where the time goes.
 
 Run it with ``scripts/benchmark.sh --messages 10000`` (see docs/BENCHMARK.md).
@@ -65,15 +65,15 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 from elasticsearch import helpers  # noqa: E402
 
-from mailforce.connection import ClientOptions, build_client  # noqa: E402
-from mailforce.dates import format_utc, parse_source_date  # noqa: E402
-from mailforce.loader import ensure_source_index  # noqa: E402
-from mailforce.roles import SOURCE_FIELDS  # noqa: E402
+from mailforce.es.client import ClientOptions, build_client  # noqa: E402
+from mailforce.core.dates import format_utc, parse_source_date  # noqa: E402
+from mailforce.tools.loader import ensure_source_index  # noqa: E402
+from mailforce.core.roles import SOURCE_FIELDS  # noqa: E402
 from mailforce.settings import Settings  # noqa: E402
-from mailforce.synthetic import CorpusSpec, iter_corpus  # noqa: E402
-from mailforce.watermark import window_from_dict  # noqa: E402
+from mailforce.tools.synthetic import CorpusSpec, iter_corpus  # noqa: E402
+from mailforce.core.window import Window  # noqa: E402
+from mailforce import DAG_ID  # noqa: E402
 
-DAG_ID = "mailforce_engagements"
 UTC = timezone.utc
 MB = 1024.0  # /proc and ru_maxrss report KiB
 COMPILE_TASK = "compile_domain_partition"
@@ -124,7 +124,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dag-sweep", action="store_true",
                         help="also run the whole DAG once per partition count, each on a fresh clone")
     parser.add_argument("--profile", action="store_true",
-                        help="also run pipeline.run_once in-process under cProfile and print the hot spots")
+                        help="also run the driver's run_once in-process under cProfile and print the hot spots")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--repo", type=Path, default=HERE,
                         help="checkout whose dags/ and plugins/ are measured (default: this one), e.g. a "
@@ -683,21 +683,20 @@ def _worker_ready(_: int) -> int:
 
 
 def _worker_compile(partition: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """What one mapped compile task does, with whichever entry point this version of the pipeline has."""
-    from mailforce import pipeline
+    """What one mapped compile task does: the DAG's own stage function on the partition's XCom form."""
+    from mailforce.core.partitions import Partition
+    from mailforce.stages.compile_domain_partition import compile_domain_partition
 
     started = time.monotonic()
-    if hasattr(pipeline, "compile_partition"):
-        result = pipeline.compile_partition(_WORKER["es"], _WORKER["settings"], partition, run_id)
-    else:
-        result = pipeline.compile_domains(_WORKER["es"], _WORKER["settings"], partition["domains"])
+    compiled = compile_domain_partition(_WORKER["es"], _WORKER["settings"], Partition.from_xcom(partition), run_id)
+    result = compiled.to_xcom()
     result["seconds"] = time.monotonic() - started
     return result
 
 
 def reset_compiled_outputs(es, settings: Settings) -> None:
     """A fresh copy of the state before the compile stage: the roles index, no compiled documents."""
-    from mailforce.indices import ensure_output_indices
+    from mailforce.es.indices import ensure_output_indices
 
     for name in output_indices(settings):
         if name in (settings.roles_index, settings.runtime_stats_index, settings.account_stats_index):
@@ -709,10 +708,13 @@ def reset_compiled_outputs(es, settings: Settings) -> None:
 
 def parallel_compile(es, url: str, settings: Settings, work_by_domain: dict[str, int], slots: int) -> dict[str, Any]:
     """The compile stage with `slots` partitions run by `slots` worker processes at once."""
-    from mailforce import pipeline
+    from mailforce.core.summaries import ExtractionSummary
+    from mailforce.stages.list_domains import list_domains
+    from mailforce.stages.merge_split_domains import merge_split_domains
 
     # Planned by the DAG's own list_domains stage function, with K as MAILFORCE_MAX_PARTITIONS.
-    partitions = pipeline.list_domain_partitions({"work_by_domain": work_by_domain}, replace(settings, max_partitions=slots))
+    planned = list_domains(ExtractionSummary(work_by_domain=work_by_domain), replace(settings, max_partitions=slots))
+    partitions = [partition.to_xcom() for partition in planned]
     reset_compiled_outputs(es, settings)
     values = {name: getattr(settings, name) for name in Settings.__dataclass_fields__}
     run_id = f"benchmark-parallel-{slots}-{time.time():.0f}"
@@ -724,9 +726,9 @@ def parallel_compile(es, url: str, settings: Settings, work_by_domain: dict[str,
         compile_wall = time.monotonic() - started
     merge_seconds = 0.0
     split = sorted({domain for result in results for domain in result.get("split_domains", [])})
-    if split and hasattr(pipeline, "merge_split_domains"):  # heavy domains compiled in shards
+    if split:  # heavy domains compiled in shards
         started = time.monotonic()
-        pipeline.merge_split_domains(es, settings, split, run_id)
+        merge_split_domains(es, settings, split, run_id)
         merge_seconds = time.monotonic() - started
     shares = [partition.get("share", 0.0) for partition in partitions]
     largest = max(range(len(partitions)), key=shares.__getitem__) if partitions else None
@@ -747,16 +749,19 @@ def parallel_compile(es, url: str, settings: Settings, work_by_domain: dict[str,
 
 
 def profile_run_once(url: str, settings: Settings, cutoff: datetime | None, engine_pid: int, top: int = 14) -> dict[str, Any]:
-    """run_once in this process under cProfile: client CPU, engine CPU, and the hot functions."""
-    from mailforce import pipeline
-    from mailforce.watermark import RunRequest
+    """The tests' driver (tests/driver.py: every stage in the DAG's order) in this process under
+    cProfile: client CPU, engine CPU, and the hot functions."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from driver import run_once
+
+    from mailforce.core.run_params import RunRequest
 
     es = client_for(url)
     profiler = cProfile.Profile()
     engine_before, cpu_before = process_cpu_seconds(engine_pid), time.process_time()
     started = time.monotonic()
     profiler.enable()
-    pipeline.run_once(es, settings, RunRequest(to_date=cutoff), datetime.now(UTC), "benchmark-profile")
+    run_once(es, settings, RunRequest(to_date=cutoff), datetime.now(UTC), "benchmark-profile")
     profiler.disable()
     wall = time.monotonic() - started
     client_cpu, engine_cpu = time.process_time() - cpu_before, process_cpu_seconds(engine_pid) - engine_before
@@ -869,7 +874,7 @@ def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int,
 
         # I/O floor on the same engine and data.
         log(f"{name}: I/O floor")
-        window = window_from_dict(full.xcom("fetch_watermark"))
+        window = Window.from_xcom(full.xcom("fetch_watermark"))
         floor = measure_floor(es, settings, window.source_query())
         floor["pipeline_over_floor"] = round(full.pipeline_wall / max(floor["floor_seconds"], 1e-9), 2)
         floor["data_stages_over_floor"] = round(full.data_wall / max(floor["floor_seconds"], 1e-9), 2)
@@ -916,7 +921,7 @@ def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int,
         result["incremental"]["new_source_documents"] = len(split.held_back)
         log(f"{name}: I/O floor of the incremental run")
         result["incremental_floor"] = measure_incremental_floor(
-            es, settings, window_from_dict(incremental.xcom("fetch_watermark")).source_query(),
+            es, settings, Window.from_xcom(incremental.xcom("fetch_watermark")).source_query(),
             min(task["start"] for task in incremental.tasks if task["start"]),
         )
         result["incremental_floor"]["pipeline_over_floor"] = round(
@@ -928,7 +933,7 @@ def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int,
         clones.remove(clone)
 
         if arguments.profile:
-            log(f"{name}: profiling pipeline.run_once in-process on a fresh clone")
+            log(f"{name}: profiling the driver's run_once in-process on a fresh clone")
             profile_clone = server.clone()
             clones.append(profile_clone)
             result["profile"] = profile_run_once(profile_clone.url, settings, split.cutoff, server.pid)
@@ -1070,7 +1075,7 @@ def report(result: dict[str, Any]) -> str:
     if "profile" in result:
         profile = result["profile"]
         write()
-        write(f"Profile of pipeline.run_once in-process (cProfile; wall {profile['wall_seconds']:.1f} s, "
+        write(f"Profile of the driver's run_once in-process (cProfile; wall {profile['wall_seconds']:.1f} s, "
               f"client CPU {profile['client_cpu_seconds']:.1f} s, engine CPU {profile['engine_cpu_seconds']:.1f} s):")
         write(table([[label, fmt_seconds(seconds)] for label, seconds in profile["cumulative"].items()],
                     ["where (cumulative)", "time"]))

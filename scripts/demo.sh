@@ -4,4 +4,4 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/bootstrap.sh"
-exec python -m mailforce.demo "$@"
+exec python -m mailforce.tools.demo "$@"

@@ -5,4 +5,4 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/bootstrap.sh"
-exec python -m mailforce.standalone "$@"
+exec python -m mailforce.tools.standalone "$@"

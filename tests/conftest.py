@@ -40,7 +40,7 @@ def es_url(osmem_clone) -> str:
 @pytest.fixture
 def es(es_url):
     """The production client code path, pointed at the embedded engine."""
-    from mailforce.connection import ClientOptions, build_client
+    from mailforce.es.client import ClientOptions, build_client
 
     client = build_client(ClientOptions(url=es_url, engine="osmem", max_retries=1, request_timeout=120))
     yield client

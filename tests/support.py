@@ -1,4 +1,4 @@
-"""Small helpers the tests share: put source documents in, run the pipeline, read outputs back."""
+"""Small helpers the tests share: put source documents in, run the pipeline (`driver.run_once`), read outputs back."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any, Iterable
 
 from elasticsearch import helpers
 
-from mailforce.loader import ensure_source_index
-from mailforce.pipeline import run_once
+from mailforce.tools.loader import ensure_source_index
 from mailforce.settings import Settings
-from mailforce.watermark import parse_run_params
+from mailforce.core.run_params import parse_run_params
+from driver import run_once
 from oracle import Coverage, assert_outputs_equal, expected_outputs, read_outputs
 
 UTC = timezone.utc

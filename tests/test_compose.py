@@ -183,7 +183,7 @@ def check_services(compose: dict) -> list[str]:
     demo = svcs.get("demo-mail", {})
     if "demo" not in (demo.get("profiles") or []):
         problems.append("demo-mail must be under profiles: [demo]")
-    if not re.search(r"python -m mailforce\.loader /opt/airflow/sample/mail --conn-id elasticsearch_default", command_text(demo)):
+    if not re.search(r"python -m mailforce\.tools\.loader /opt/airflow/sample/mail --conn-id elasticsearch_default", command_text(demo)):
         problems.append("demo-mail must run the loader on /opt/airflow/sample/mail with --conn-id elasticsearch_default")
     if "/opt/airflow/plugins" not in str(environment(demo).get("PYTHONPATH", "")):
         problems.append("demo-mail needs /opt/airflow/plugins on PYTHONPATH")
@@ -356,7 +356,7 @@ def check_connection_json(raw: Any) -> list[str]:
         problems.append(f"{CONN_ENV}: TLS must be verified against /opt/airflow/certs/ca/ca.crt")
     # The project's own reader must accept it as is.
     try:
-        from mailforce.connection import options_from_connection
+        from mailforce.es.client import options_from_connection
 
         fake = SimpleNamespace(
             host=conn.get("host"), port=conn.get("port"), schema=conn.get("schema"), login=conn.get("login"),

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mailforce.partitions import plan_partitions
-from mailforce.synthetic import dirty_corpus
+from mailforce import DAG_ID
+from mailforce.core.partitions import plan_partitions
+from mailforce.tools.synthetic import dirty_corpus
 from oracle import Coverage
 from support import assert_matches_oracle, load_source
 
-DAG_ID = "mailforce_engagements"
+
 STAGES = {
     "fetch_watermark",
     "extract_message_roles",
@@ -133,7 +134,7 @@ def test_a_dag_run_through_airflow_matches_the_oracle(dag, connection_to_engine,
         assert ti.rendered_map_index and "% of work" in ti.rendered_map_index
     stats = es.search(index="search-runtime-stats")["hits"]["hits"][0]["_source"]
     assert stats["run_id"] == dag_run.run_id and stats["exclude_accounts"] == ["acct-0006"]
-    from mailforce.dates import parse_source_date
+    from mailforce.core.dates import parse_source_date
 
     assert_matches_oracle(es, settings, documents, [
         Coverage(window_end=parse_source_date(stats["window_end"]), exclude_accounts=frozenset({"acct-0006"}))

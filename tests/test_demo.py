@@ -1,4 +1,4 @@
-"""The README's first command, run as a user runs it: `python -m mailforce.demo` (what
+"""The README's first command, run as a user runs it: `python -m mailforce.tools.demo` (what
 scripts/demo.sh executes) starts the embedded engine, loads the sample mail, runs the DAG through
 `airflow dags test` and prints what was written."""
 
@@ -28,7 +28,7 @@ def run_demo(*arguments: str) -> tuple[subprocess.CompletedProcess[str], float]:
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "plugins"), environment.get("PYTHONPATH")]))
     began = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "mailforce.demo", *arguments],
+        [sys.executable, "-m", "mailforce.tools.demo", *arguments],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=DEMO_TIMEOUT_SECONDS,
     )
     return result, time.monotonic() - began

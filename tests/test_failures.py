@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import pytest
 from elasticsearch import ConnectionError as ElasticsearchConnectionError
 
-from mailforce.connection import ClientOptions, build_client, describe_options, options_from_connection
-from mailforce.pipeline import SourceIndexMissing
-from mailforce.indices import ROLES_PROPERTIES, ensure_output_indices
-from mailforce.synthetic import dirty_corpus
-from mailforce.watermark import read_watermark
-from mailforce.writer import BulkWriteError
+from mailforce.es.client import ClientOptions, build_client, describe_options, options_from_connection
+from mailforce.es.indices import SourceIndexMissing
+from mailforce.es.indices import ROLES_PROPERTIES, ensure_output_indices
+from mailforce.tools.synthetic import dirty_corpus
+from mailforce.es.watermark import read_watermark
+from mailforce.es.writes import BulkWriteError
 from support import load_source, run
 
 

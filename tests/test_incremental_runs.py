@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mailforce.loader import load_mail
-from mailforce.pipeline import run_once
-from mailforce.synthetic import dirty_corpus
-from mailforce.watermark import RunRequest, read_watermark
+from mailforce.tools.loader import load_mail
+from driver import run_once
+from mailforce.tools.synthetic import dirty_corpus
+from mailforce.core.run_params import RunRequest
+from mailforce.es.watermark import read_watermark
 from oracle import Coverage
 from support import (
     FAR_FUTURE_RUN_END,
@@ -126,7 +127,7 @@ def test_watermark_is_the_window_end_not_the_wall_clock(es, settings):
 
 
 def _stats_id(run_id: str) -> str:
-    from mailforce.indices import document_id
+    from mailforce.core.ids import document_id
 
     return document_id(run_id)
 
@@ -145,7 +146,7 @@ def test_new_mail_is_added_to_stored_figures_and_copies_force_a_recompute(es, se
     load_source(es, settings, [late_copy])
     source.append(late_copy)
 
-    with caplog.at_level("INFO", logger="mailforce.pipeline"):
+    with caplog.at_level("INFO", logger="mailforce.stages.list_domains"):
         stats = run(es, settings, "second")
 
     lines = [record.getMessage() for record in caplog.records if "recomputed over all time" in record.getMessage()]
@@ -155,21 +156,25 @@ def test_new_mail_is_added_to_stored_figures_and_copies_force_a_recompute(es, se
 
 
 def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, settings, enron_corpus):
-    from mailforce import pipeline
-    from mailforce.watermark import resolve_window
+    from mailforce.es.indices import prepare_indices
+    from mailforce.core.run_params import resolve_window
+    from mailforce.stages.compile_domain_partition import compile_domain_partition
+    from mailforce.stages.extract_message_roles import extract_message_roles
+    from mailforce.stages.index_account_statistics import index_account_statistics
+    from mailforce.stages.list_domains import list_domains
 
     load_mail(es, [enron_corpus], index=settings.source_index)
     source = read_source(es, settings)
     run(es, settings, "first", run_end=utc(CUT_2))
-    pipeline.prepare_indices(es, settings)
+    prepare_indices(es, settings)
     window = resolve_window(RunRequest(), FAR_FUTURE_RUN_END, read_watermark(es, settings))
-    extraction = pipeline.extract_message_roles(es, settings, window, "second")
-    partitions = pipeline.list_domain_partitions(extraction, settings)
+    extraction = extract_message_roles(es, settings, window, "second")
+    partitions = list_domains(extraction, settings)
 
-    pipeline.compile_partition(es, settings, partitions[0], "second", add_window=True)  # first attempt
-    pipeline.compile_partition(es, settings, partitions[0], "second", add_window=False)  # its retry
+    compile_domain_partition(es, settings, partitions[0], "second", add_window=True)  # first attempt
+    compile_domain_partition(es, settings, partitions[0], "second", add_window=False)  # its retry
     for partition in partitions[1:]:
-        pipeline.compile_partition(es, settings, partition, "second")
-    pipeline.index_account_statistics(es, settings, extraction["accounts"])
+        compile_domain_partition(es, settings, partition, "second")
+    index_account_statistics(es, settings, extraction.accounts)
 
     assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)])

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mailforce.loader import (
+from mailforce.tools.loader import (
     SOURCE_MAPPING,
     BulkLoadError,
     LoadReport,

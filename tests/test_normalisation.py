@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import oracle
-from mailforce.addresses import normalise_address
-from mailforce.dates import format_utc, parse_source_date
-from mailforce.synthetic import dirty_corpus
+from mailforce.core.addresses import normalise_address
+from mailforce.core.dates import format_utc, parse_source_date
+from mailforce.tools.synthetic import dirty_corpus
 
 TRICKY_ADDRESSES = [
     '"Doe, Jane" <Jane.Doe@Acme.COM>', " <bob@beta.org> ", "bob@beta.org>", "<bob@beta.org",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import oracle
-from mailforce.synthetic import CorpusSpec, dirty_corpus, iter_corpus
+from mailforce.tools.synthetic import CorpusSpec, dirty_corpus, iter_corpus
 from oracle import Coverage, assert_outputs_equal, expected_outputs, normalise_address, parse_date
 
 UTC = timezone.utc

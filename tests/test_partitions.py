@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailforce.partitions import MESSAGE_BUCKETS, message_bucket, plan_partitions
-from mailforce.synthetic import CorpusSpec, iter_corpus
+from mailforce.core.partitions import MESSAGE_BUCKETS, message_bucket, plan_partitions
+from mailforce.tools.synthetic import CorpusSpec, iter_corpus
 from oracle import Coverage
 from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run, with_settings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailforce.loader import load_mail
-from mailforce.synthetic import CorpusSpec, dirty_corpus, iter_corpus
+from mailforce.tools.loader import load_mail
+from mailforce.tools.synthetic import CorpusSpec, dirty_corpus, iter_corpus
 from oracle import Coverage, summarise
 from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, read_source, run, with_settings
 
@@ -128,6 +128,6 @@ def test_dates_are_written_utc_to_the_second(es, settings):
 
 
 def _domain_id(domain: str) -> str:
-    from mailforce.indices import document_id
+    from mailforce.core.ids import document_id
 
     return document_id(domain)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailforce.synthetic import CorpusSpec, iter_corpus
-from mailforce.watermark import RunParamsError, parse_run_params, read_watermark
+from mailforce.tools.synthetic import CorpusSpec, iter_corpus
+from mailforce.core.run_params import RunParamsError, parse_run_params
+from mailforce.es.watermark import read_watermark
 from oracle import Coverage
 from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run, utc
 

@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from mailforce.connection import ClientOptions, build_client
-from mailforce.embedded import daemon_pid
-from mailforce.standalone import AirflowApi, processes_using
+from mailforce.es.client import ClientOptions, build_client
+from mailforce import DAG_ID
+from mailforce.tools.embedded import daemon_pid
+from mailforce.tools.standalone import AirflowApi, processes_using
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_SCRIPT = ROOT / "scripts" / "ui.sh"
-DAG_ID = "mailforce_engagements"
+
 SAMPLE_ACCOUNTS = {"kunai-ann", "kunai-jim", "kunai-ken", "kunai-raj", "kunai-sara"}
 EXCLUDED = "kunai-raj"
 START_TIMEOUT_SECONDS = 420  # ~30 s on an idle 2-core machine
@@ -160,7 +161,7 @@ def test_engine_daemon_outlives_its_command_until_stopped(tmp_path):
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "plugins"), os.environ.get("PYTHONPATH")])))
 
     def engine(*arguments: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mailforce.embedded", *arguments, "--pidfile", str(pidfile)],
+        return subprocess.run([sys.executable, "-m", "mailforce.tools.embedded", *arguments, "--pidfile", str(pidfile)],
                               env=environment, capture_output=True, text=True, timeout=60)
 
     started = engine("start", "--port", str(free_port()))

@@ -1,1 +1,3 @@
-"""Mailforce Engagements: relationship intelligence from a mailbox index, as an Airflow 3 DAG."""
+"""Mailforce engagements: settings at the top; core (pure), es (Elasticsearch I/O), stages, tools."""
+
+DAG_ID = "mailforce_engagements"

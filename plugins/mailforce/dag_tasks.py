@@ -1,42 +1,36 @@
 """The DAG's task bodies: read the run's context and settings, open a client, call a stage.
 
 Kept out of the DAG file so that it stays wiring and docs, and so that each body can be called with
-a plain dict standing in for the Airflow context.
+a plain dict standing in for the Airflow context. Values cross XCom as the summaries' `to_xcom()`
+dicts and are read back with `from_xcom()`.
 """
 
 from __future__ import annotations
 
-import logging
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from mailforce import pipeline
-from mailforce.connection import MailforceElasticsearchHook
-from mailforce.dates import format_utc, parse_source_date
+from mailforce.core.dates import utc_now
+from mailforce.core.partitions import Partition
+from mailforce.core.run_params import RunParamsError, parse_run_params
+from mailforce.core.run_stats import runtime_stats
+from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, MergeResult, split_domains_of
+from mailforce.es.client import MailforceElasticsearchHook
 from mailforce.settings import Settings, load_settings
-from mailforce.watermark import (
-    RunParamsError,
-    parse_run_params,
-    read_watermark,
-    resolve_window,
-    runtime_stats_document,
-    window_from_dict,
-    window_to_dict,
-)
-
-log = logging.getLogger(__name__)
+from mailforce.stages.compile_domain_partition import compile_domain_partition as compile_partition_stage
+from mailforce.stages.extract_message_roles import extract_message_roles as extract_stage
+from mailforce.stages.fetch_watermark import fetch_watermark as fetch_watermark_stage
+from mailforce.stages.index_account_statistics import index_account_statistics as account_statistics_stage
+from mailforce.stages.list_domains import list_domains as list_domains_stage
+from mailforce.stages.merge_split_domains import merge_split_domains as merge_stage
+from mailforce.stages.publish_stats import publish_stats as publish_stats_stage
 
 
-@contextmanager
-def elasticsearch(settings: Settings) -> Iterator[Any]:
-    client = MailforceElasticsearchHook(settings.conn_id).get_conn()
-    try:
-        yield client
-    finally:
-        client.close()
+def elasticsearch(settings: Settings) -> MailforceElasticsearchHook:
+    """`with elasticsearch(settings) as es:` a client from the configured connection, closed after."""
+    return MailforceElasticsearchHook(settings.conn_id)
 
 
 def run_end_from_context(context: Mapping[str, Any]) -> datetime:
@@ -58,42 +52,31 @@ def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
         raise AirflowFailException(str(error)) from None  # retrying cannot fix a wrong param
     run_end = run_end_from_context(context)
     with elasticsearch(settings) as es:
-        created = pipeline.prepare_indices(es, settings)
-        watermark = read_watermark(es, settings)
-    try:
-        window = resolve_window(request, run_end, watermark)
-    except RunParamsError as error:
-        raise AirflowFailException(str(error)) from None
-    summary = window_to_dict(window)
-    summary["run_started"] = format_utc(pipeline.utc_now())
-    log.info(
-        "Window (%s, %s]%s; watermark %s; accounts %s; excluded %s; indices created: %s",
-        summary["window_start"] or "beginning", summary["window_end"],
-        " (start inclusive)" if window.start_inclusive else "",
-        format_utc(watermark) if watermark else "none (fresh cluster)",
-        summary["accounts"] or "all", summary["exclude_accounts"] or "none", created or "none",
-    )
-    return summary
+        try:
+            fetched = fetch_watermark_stage(es, settings, request, run_end)
+        except RunParamsError as error:
+            raise AirflowFailException(str(error)) from None
+    return fetched.to_xcom()
 
 
 def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings()
     with elasticsearch(settings) as es:
-        return pipeline.extract_message_roles(es, settings, window_from_dict(window), context["run_id"])
+        return extract_stage(es, settings, FetchedWindow.from_xcom(window).window, context["run_id"]).to_xcom()
 
 
 def list_domains(extraction: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return pipeline.list_domain_partitions(dict(extraction), load_settings())
+    partitions = list_domains_stage(ExtractionSummary.from_xcom(extraction), load_settings())
+    return [partition.to_xcom() for partition in partitions]
 
 
 def compile_domain_partition(context: Mapping[str, Any], partition: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings()
-    log.info("Partition %s: %d whole domains, %d shards of heavy domains",
-             partition["label"], len(partition["domains"]), len(partition.get("shards", [])))
+    planned = Partition.from_xcom(partition)
+    # Only a first attempt may add the window to stored documents; a retry recomputes.
+    first_attempt = getattr(context["ti"], "try_number", 1) <= 1
     with elasticsearch(settings) as es:
-        # Only a first attempt may add the window to stored documents; a retry recomputes.
-        first_attempt = getattr(context["ti"], "try_number", 1) <= 1
-        return pipeline.compile_partition(es, settings, dict(partition), context["run_id"], first_attempt)
+        return compile_partition_stage(es, settings, planned, context["run_id"], add_window=first_attempt).to_xcom()
 
 
 def mapped_results(results: Sequence[Any]) -> list[Any]:
@@ -102,18 +85,21 @@ def mapped_results(results: Sequence[Any]) -> list[Any]:
     return [results[index] for index in range(len(results))]
 
 
+def compile_results(compiled: Sequence[Mapping[str, Any]]) -> list[CompileResult]:
+    return [CompileResult.from_xcom(result) for result in mapped_results(compiled)]
+
+
 def merge_split_domains(context: Mapping[str, Any], compiled: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     settings = load_settings()
-    results = mapped_results(compiled)
-    split_domains = sorted({domain for result in results for domain in result.get("split_domains", [])})
+    split_domains = split_domains_of(compile_results(compiled))
     with elasticsearch(settings) as es:
-        return pipeline.merge_split_domains(es, settings, split_domains, context["run_id"])
+        return merge_stage(es, settings, split_domains, context["run_id"]).to_xcom()
 
 
 def index_account_statistics(extraction: Mapping[str, Any]) -> int:
     settings = load_settings()
     with elasticsearch(settings) as es:
-        return pipeline.index_account_statistics(es, settings, extraction["accounts"])
+        return account_statistics_stage(es, settings, ExtractionSummary.from_xcom(extraction).accounts)
 
 
 def publish_stats(
@@ -125,14 +111,14 @@ def publish_stats(
     accounts_written: int,
 ) -> dict[str, Any]:
     settings = load_settings()
+    fetched = FetchedWindow.from_xcom(window)
     # The run's own start (the scheduler's), else when the window was fixed.
     dag_run_start = getattr(context["dag_run"], "start_date", None)
-    run_started = (dag_run_start.astimezone(timezone.utc) if isinstance(dag_run_start, datetime) else None) or \
-        parse_source_date(window["run_started"]) or pipeline.utc_now()
-    stats = runtime_stats_document(
-        context["run_id"], window_from_dict(window), extraction, mapped_results(compiled), merged, accounts_written,
-        run_started, pipeline.utc_now(),
+    run_started = dag_run_start.astimezone(timezone.utc) if isinstance(dag_run_start, datetime) else fetched.run_started
+    stats = runtime_stats(
+        context["run_id"], fetched.window, ExtractionSummary.from_xcom(extraction), compile_results(compiled),
+        MergeResult.from_xcom(merged), accounts_written, run_started, utc_now(),
     )
     with elasticsearch(settings) as es:
-        pipeline.publish_runtime_stats(es, settings, stats)
-    return stats[1]
+        publish_stats_stage(es, settings, stats)
+    return stats.to_xcom()

@@ -9,9 +9,9 @@ Two ways to run it:
   parent does, even when the parent is killed, so a crashed script leaves no engine behind;
 - as a daemon that outlives the command starting it, tracked by a pid file::
 
-      python -m mailforce.embedded start --port 9200 [--next-free] --pidfile PATH
-      python -m mailforce.embedded status --pidfile PATH
-      python -m mailforce.embedded stop --pidfile PATH
+      python -m mailforce.tools.embedded start --port 9200 [--next-free] --pidfile PATH
+      python -m mailforce.tools.embedded status --pidfile PATH
+      python -m mailforce.tools.embedded stop --pidfile PATH
 
   The engine's output goes to a log next to the pid file (``engine.pid`` -> ``engine.log``); its
   first line holds the URL, which is how ``status`` finds it again.
@@ -286,7 +286,7 @@ def stop_daemon(pidfile: str | os.PathLike[str], grace: float = STOP_GRACE_SECON
 
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mailforce.embedded",
+        prog="python -m mailforce.tools.embedded",
         description="Start, inspect or stop the embedded search engine (osmem-server) as a daemon.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

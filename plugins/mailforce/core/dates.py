@@ -54,3 +54,8 @@ def parse_param_date(value: str, name: str) -> datetime:
     if parsed is None:
         raise ValueError(f"param {name!r}: {value!r} is not an ISO-8601 date-time (e.g. 2001-05-14T23:39:00Z)")
     return parsed
+
+
+def utc_now() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)

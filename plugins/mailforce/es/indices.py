@@ -1,4 +1,4 @@
-"""Output index mappings, deterministic document ids, and creating what is missing.
+"""Output index mappings, and creating what is missing before anything is written.
 
 Every output index is created with an explicit, strict mapping before the first write: a field that
 is not declared is refused rather than guessed by dynamic mapping.
@@ -6,7 +6,6 @@ is not declared is refused rather than guessed by dynamic mapping.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
@@ -137,7 +136,7 @@ PARTIALS_PROPERTIES = {
 
 
 def index_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Index name -> its mapping, for the five outputs."""
+    """Index name -> its mapping, for the six output indices (five outputs and the shards' partials)."""
     return {
         settings.roles_index: ROLES_PROPERTIES,
         settings.engagements_index: ENGAGEMENTS_PROPERTIES,
@@ -193,7 +192,19 @@ def _check_mapping(es, name: str, properties: dict[str, Any]) -> None:
             log.info("Added fields %s to the mapping of %s", missing, name)
 
 
-def document_id(*natural_key: str) -> str:
-    """A deterministic id from a natural key only: rewriting the same facts overwrites."""
-    joined = "\x1f".join(natural_key)
-    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:40]
+class SourceIndexMissing(RuntimeError):
+    """The configured source index does not exist: a typo must not look like a quiet mailbox."""
+
+
+def prepare_indices(es, settings: Settings) -> list[str]:
+    """Check the source exists, and create missing output indices before anything is written.
+
+    A run over a missing source would record an empty window and move the watermark past mail that
+    appears there later, so it fails instead.
+    """
+    if not es.indices.exists(index=settings.source_index):
+        raise SourceIndexMissing(
+            f"source index {settings.source_index!r} does not exist; check the setting 'source_index' "
+            "(MAILFORCE_SOURCE_INDEX) or load mail first"
+        )
+    return ensure_output_indices(es, settings)

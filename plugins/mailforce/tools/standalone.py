@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailforce.demo import (
-    DAG_ID,
+from mailforce import DAG_ID
+from mailforce.tools.common import (
     REPO_ROOT,
     SAMPLE_MAIL,
     DemoError,
@@ -53,7 +53,7 @@ from mailforce.demo import (
     prepare_home,
     tail,
 )
-from mailforce.embedded import EngineError, daemon_pid, daemon_url, port_is_free, start_daemon, stop_daemon
+from mailforce.tools.embedded import EngineError, daemon_pid, daemon_url, port_is_free, start_daemon, stop_daemon
 from mailforce.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -446,7 +446,7 @@ def _argument_parser() -> argparse.ArgumentParser:
                               help="mail to load instead of sample/mail; repeatable")
     start_parser.add_argument("--timeout", type=float, default=START_TIMEOUT_SECONDS,
                               help="seconds to wait for Airflow to come up (default: %(default)s)")
-    commands.add_parser("stop", help="stop Airflow (SIGINT to its process group) and the engine")
+    commands.add_parser("stop", help="stop Airflow (SIGINT to its leader, then waits for its process group) and the engine")
     commands.add_parser("status", help="say what runs")
     return parser
 

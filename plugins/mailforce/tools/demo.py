@@ -21,103 +21,27 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mailforce.connection import ClientOptions, build_client
-from mailforce.embedded import EmbeddedEngine, airflow_connection_json
-from mailforce.loader import BulkLoadError, LoadReport, load_mail
+from mailforce import DAG_ID
 from mailforce.settings import Settings, load_settings
+from mailforce.tools.common import REPO_ROOT, SAMPLE_MAIL, DemoError, airflow_command, airflow_environment, engine_client, load_source_mail, prepare_home, tail
+from mailforce.tools.embedded import EmbeddedEngine
+from mailforce.tools.loader import BulkLoadError
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DAG_ID = "mailforce_engagements"
-SAMPLE_MAIL = REPO_ROOT / "sample" / "mail"
 DEFAULT_HOME = REPO_ROOT / ".airflow-demo"
-HOME_MARKER = ".mailforce-home"  # only a directory carrying it is ever wiped
 DAG_TEST_TIMEOUT_SECONDS = 300.0
 TOP_DOMAINS = 10
-
-
-class DemoError(RuntimeError):
-    """The demo cannot go on; the message says why and where to look."""
-
-
-# --------------------------------------------------------------------------------------------
-# The Airflow side: a home of its own, an environment pointing at it, Airflow commands
-
-
-def prepare_home(home: Path) -> Path:
-    """Wipe and recreate ``home``; refuses a non-empty directory this module did not create."""
-    home = home.resolve()
-    if home.exists():
-        if any(home.iterdir()) and not (home / HOME_MARKER).exists():
-            raise DemoError(f"{home} is not empty and was not made by mailforce: refusing to wipe it")
-        shutil.rmtree(home)
-    home.mkdir(parents=True)
-    (home / HOME_MARKER).write_text("Made by mailforce (demo / standalone UI): wiped and recreated on start.\n")
-    return home
-
-
-def airflow_environment(home: Path, engine_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment minus any Airflow setting, plus what points Airflow at ``home``."""
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
-    plugins = str(REPO_ROOT / "plugins")
-    python_path = [plugins] + [part for part in environment.get("PYTHONPATH", "").split(os.pathsep) if part and part != plugins]
-    bin_dir = os.path.dirname(sys.executable)  # `airflow standalone` starts its components as `airflow ...`
-    environment.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": plugins,
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
-            "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": airflow_connection_json(engine_url),
-            "PYTHONPATH": os.pathsep.join(python_path),
-            "PATH": os.pathsep.join([bin_dir, environment.get("PATH", "")]),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    environment.update(extra or {})
-    return environment
-
-
-def airflow_command(*arguments: str) -> list[str]:
-    return [sys.executable, "-m", "airflow", *arguments]
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
-
-
-# --------------------------------------------------------------------------------------------
-# The source: mail into the engine
-
-
-def engine_client(engine_url: str):
-    return build_client(ClientOptions(url=engine_url, engine="osmem", max_retries=2, request_timeout=60))
-
-
-def load_source_mail(engine_url: str, paths: Sequence[Path], settings: Settings) -> LoadReport:
-    es = engine_client(engine_url)
-    try:
-        return load_mail(es, paths, index=settings.source_index)
-    finally:
-        es.close()
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,11 +9,14 @@ Dates are kept as `YYYY-MM-DDTHH:MM:SSZ` strings: in one format and zone they or
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import groupby
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
-ROLE_LIST_FIELDS = {"From": "emails_from", "To": "emails_to", "CC": "emails_cc"}
-ROLE_COUNT_FIELDS = {"From": "from_count", "To": "to_count", "CC": "cc_count"}
+from mailforce.core.roles import ROLE_CC, ROLE_FROM, ROLE_TO
+
+ROLE_LIST_FIELDS = {ROLE_FROM: "emails_from", ROLE_TO: "emails_to", ROLE_CC: "emails_cc"}
+ROLE_COUNT_FIELDS = {ROLE_FROM: "from_count", ROLE_TO: "to_count", ROLE_CC: "cc_count"}
 
 
 @dataclass
@@ -136,9 +139,9 @@ class PartitionCompiler:
                 "domain": domain,
                 "first_contact_date": span.earliest,
                 "latest_contact_date": span.latest,
-                "total_from": totals["From"],
-                "total_to": totals["To"],
-                "total_cc": totals["CC"],
+                "total_from": totals[ROLE_FROM],
+                "total_to": totals[ROLE_TO],
+                "total_cc": totals[ROLE_CC],
                 "total_emails": contact.messages_count,
                 "accounts": sorted(contact.accounts),
                 "accounts_count": len(contact.accounts),
@@ -208,3 +211,11 @@ def merge_domain_documents(parts: list[Mapping[str, Any]], updated_at: str) -> d
         "email_engagements": entries,
         "updated_at": updated_at,
     }
+
+
+def compile_roles_documents(domains: Iterable[str], hits: Iterable[Mapping[str, Any]]) -> PartitionCompiler:
+    """A compiler fed roles-document hits sorted by message_id, one message's copies at a time."""
+    compiler = PartitionCompiler(domains)
+    for _, group in groupby(hits, key=lambda hit: hit["_source"]["message_id"]):
+        compiler.add_message([hit["_source"] for hit in group])
+    return compiler

@@ -10,13 +10,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
-from mailforce.addresses import address_entries, domain_of, normalise_address
-from mailforce.dates import format_utc, parse_source_date
-from mailforce.partitions import message_bucket
+from mailforce.core.addresses import address_entries, domain_of, normalise_address
+from mailforce.core.dates import format_utc, parse_source_date
+from mailforce.core.partitions import message_bucket
 
-ROLE_FIELDS = (("from", "From"), ("to", "To"), ("cc", "CC"))
+ROLE_FROM = "From"
+ROLE_TO = "To"
+ROLE_CC = "CC"
+# Source field -> the role its addresses hold.
+ROLE_FIELDS = (("from", ROLE_FROM), ("to", ROLE_TO), ("cc", ROLE_CC))
 ROLES = tuple(role for _, role in ROLE_FIELDS)
 SOURCE_FIELDS = ["account", "messageId", "date", "from.address", "to.address", "cc.address"]
+# What the compile stage reads of a roles document (see `roles_document`).
+ROLES_READ_FIELDS = ["account", "message_id", "date", "message_roles"]
 
 
 @dataclass
@@ -28,10 +34,6 @@ class ExtractionCounts:
     skipped_no_account: int = 0
     invalid_addresses: int = 0
     filtered_addresses: int = 0
-
-    def add(self, other: "ExtractionCounts") -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass

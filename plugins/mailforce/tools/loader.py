@@ -19,7 +19,7 @@ Design choices, and why:
 
 Command line::
 
-    python -m mailforce.loader PATH [PATH...] [--index NAME]
+    python -m mailforce.tools.loader PATH [PATH...] [--index NAME]
         [--account NAME | --account-header HEADER | --account-from folder]
         [--url URL --engine osmem|elasticsearch] [--conn-id ID]
 """
@@ -76,6 +76,8 @@ SOURCE_MAPPING: dict[str, Any] = {
     },
 }
 
+# Source ids are the loader's own (a mailbox copy), not the pipeline's output ids (mailforce.core.ids).
+SOURCE_ID_LENGTH = 32
 _ADDRESS_FIELDS = (("from", "From"), ("to", "To"), ("cc", "Cc"))
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLDED_LINE_BREAK = re.compile(r"\r?\n(?=[ \t])")
@@ -159,7 +161,7 @@ def parse_message(
 def source_document_id(account: str, raw: bytes) -> str:
     """The deterministic ``_id``: a reload overwrites, the same bytes in two mailboxes do not clash."""
     digest = hashlib.sha256(account.encode("utf-8") + b"\0" + raw)
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()[:SOURCE_ID_LENGTH]
 
 
 def _parse_headers(raw: bytes) -> Message:
@@ -510,7 +512,7 @@ def _index_actions(
 
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mailforce.loader",
+        prog="python -m mailforce.tools.loader",
         description="Load maildir trees, mbox files and .eml/.txt trees into the source index.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="maildir, directory, mbox or message file")
@@ -533,7 +535,7 @@ def _argument_parser() -> argparse.ArgumentParser:
 
 
 def _client_for(arguments: argparse.Namespace) -> Any:
-    from mailforce.connection import DEFAULT_CONN_ID, ClientOptions, MailforceElasticsearchHook, build_client
+    from mailforce.es.client import DEFAULT_CONN_ID, ClientOptions, MailforceElasticsearchHook, build_client
 
     if arguments.url:
         return build_client(ClientOptions(url=arguments.url, engine=arguments.engine))

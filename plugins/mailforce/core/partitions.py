@@ -12,8 +12,8 @@ from __future__ import annotations
 import heapq
 import math
 import zlib
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Collection, Mapping
 
 MESSAGE_BUCKETS = 1024
 
@@ -37,9 +37,18 @@ class DomainShard:
     def label(self) -> str:
         return f"{self.domain} shard {self.shard}/{self.of}"
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def bucket_range(self) -> tuple[int, int]:
+        return self.bucket_from, self.bucket_to
+
+    def to_xcom(self) -> dict[str, Any]:
         return {"domain": self.domain, "shard": self.shard, "of": self.of,
                 "bucket_from": self.bucket_from, "bucket_to": self.bucket_to}
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "DomainShard":
+        return cls(domain=data["domain"], shard=data["shard"], of=data["of"],
+                   bucket_from=data["bucket_from"], bucket_to=data["bucket_to"])
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,9 @@ class Partition:
     shards: tuple[DomainShard, ...]  # shards of heavy domains
     work: int
     share: float  # of the run's work
+    # Whole domains of this partition recomputed over all time (a message of theirs was counted
+    # before); the others add the window's messages to the stored documents.
+    recompute_domains: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -59,16 +71,38 @@ class Partition:
         more = f" +{len(names) - 1} more" if len(names) > 1 else ""
         return f"{self.number}/{self.of} {heaviest}{more} ({self.share:.0%} of work)"
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def split_domains(self) -> tuple[str, ...]:
+        """The heavy domains this partition compiles shards of, sorted."""
+        return tuple(sorted({shard.domain for shard in self.shards}))
+
+    def with_recompute(self, recompute: Collection[str]) -> "Partition":
+        """This partition, its whole domains in `recompute` marked to be recomputed over all time."""
+        return replace(self, recompute_domains=tuple(domain for domain in self.domains if domain in recompute))
+
+    def to_xcom(self) -> dict[str, Any]:
         return {
             "number": self.number,
             "of": self.of,
             "domains": list(self.domains),
-            "shards": [shard.to_dict() for shard in self.shards],
+            "shards": [shard.to_xcom() for shard in self.shards],
             "work": self.work,
             "share": self.share,
-            "label": self.label,
+            "label": self.label,  # read by the mapped task's map_index_template
+            "recompute_domains": list(self.recompute_domains),
         }
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "Partition":
+        return cls(
+            number=data["number"],
+            of=data["of"],
+            domains=tuple(data["domains"]),
+            shards=tuple(DomainShard.from_xcom(shard) for shard in data.get("shards", ())),
+            work=data["work"],
+            share=data["share"],
+            recompute_domains=tuple(data.get("recompute_domains", ())),
+        )
 
 
 def _work_items(

@@ -1,0 +1,65 @@
+"""The runtime-stats record of one successful run, which doubles as the watermark (pure).
+
+The watermark is the latest `window_end` among non-backfill runs recorded in the runtime-stats
+index (`mailforce.es.watermark`). A record is written only after every stage succeeded, so a failed
+run never moves it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Sequence
+
+from mailforce.core.dates import format_utc
+from mailforce.core.roles import ROLE_CC, ROLE_FROM, ROLE_TO
+from mailforce.core.summaries import CompileResult, ExtractionSummary, MergeResult, RunStats
+from mailforce.core.window import Window
+
+DURATION_DECIMALS = 3  # milliseconds
+
+
+def runtime_stats(
+    run_id: str,
+    window: Window,
+    extraction: ExtractionSummary,
+    compiled: Sequence[CompileResult],
+    merged: MergeResult,
+    accounts_written: int,
+    run_started: datetime,
+    now: datetime,
+) -> RunStats:
+    """The record of one successful run; its id is the run id's, so a re-publish overwrites."""
+    counts = extraction.counts
+    document = {
+        "run_id": run_id,
+        "run_date": format_utc(now),
+        "window_start": format_utc(window.window_start) if window.window_start else None,
+        "window_start_inclusive": window.start_inclusive,
+        "window_end": format_utc(window.window_end),
+        "backfill": window.backfill,
+        "backfilled_accounts": list(window.accounts) if window.accounts is not None else [],
+        "exclude_accounts": list(window.exclude_accounts),
+        "email_accounts_processed": extraction.accounts_count,
+        "domains_processed": extraction.domains_count,
+        "emails_processed": extraction.messages,
+        "source_documents": counts.source_documents,
+        "from_roles": extraction.role_entries.get(ROLE_FROM, 0),
+        "to_roles": extraction.role_entries.get(ROLE_TO, 0),
+        "cc_roles": extraction.role_entries.get(ROLE_CC, 0),
+        "skipped_no_date": counts.skipped_no_date,
+        "skipped_no_account": counts.skipped_no_account,
+        "invalid_addresses": counts.invalid_addresses,
+        "filtered_addresses": counts.filtered_addresses,
+        "undated_source_documents": extraction.undated_source_documents,
+        "partitions": len(compiled),
+        "documents_written": {
+            "message_roles": extraction.roles_written,
+            "accounts_engagements": sum(result.written.engagements_written for result in compiled)
+            + merged.engagements_written,
+            "domains_engagements": sum(result.written.domains_written for result in compiled) + merged.domains_written,
+            "accounts_statistics": accounts_written,
+        },
+        "duration_seconds": round((now - run_started).total_seconds(), DURATION_DECIMALS),
+        "updated_at": format_utc(now),
+    }
+    return RunStats(document)

@@ -1,0 +1,152 @@
+"""The typed records that travel between stages through XCom (pure).
+
+Each has one `to_xcom()` (a small JSON dict, the shape the DAG's XCom has always carried) and one
+`from_xcom()`; no stage reads another stage's dict by key. The partition plan's own records
+(`Partition`, `DomainShard`) live with the planner in `mailforce.core.partitions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any, Mapping
+
+from mailforce.core.dates import format_utc, parse_source_date
+from mailforce.core.ids import document_id
+from mailforce.core.roles import ExtractionCounts
+from mailforce.core.window import Window
+
+
+@dataclass(frozen=True)
+class FetchedWindow:
+    """What `fetch_watermark` fixes for the whole run: the window and when the run started."""
+
+    window: Window
+    run_started: datetime
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {**self.window.to_xcom(), "run_started": format_utc(self.run_started)}
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "FetchedWindow":
+        run_started = parse_source_date(data.get("run_started"))
+        assert run_started is not None, "fetch_watermark always records when the run started"
+        return cls(window=Window.from_xcom(data), run_started=run_started)
+
+
+@dataclass(frozen=True)
+class ExtractionSummary:
+    """What `extract_message_roles` saw and wrote; the work per domain drives the partitioning."""
+
+    messages: int = 0
+    accounts: tuple[str, ...] = ()  # sorted
+    work_by_domain: Mapping[str, int] = field(default_factory=dict)
+    recompute_domains: tuple[str, ...] = ()  # sorted: a message of theirs some run already counted
+    role_entries: Mapping[str, int] = field(default_factory=dict)
+    roles_written: int = 0
+    undated_source_documents: int = 0
+    counts: ExtractionCounts = field(default_factory=ExtractionCounts)
+
+    @property
+    def accounts_count(self) -> int:
+        return len(self.accounts)
+
+    @property
+    def domains_count(self) -> int:
+        return len(self.work_by_domain)
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "accounts": list(self.accounts),
+            "accounts_count": self.accounts_count,
+            "work_by_domain": dict(self.work_by_domain),
+            "recompute_domains": list(self.recompute_domains),
+            "domains_count": self.domains_count,
+            "role_entries": dict(self.role_entries),
+            "roles_written": self.roles_written,
+            "undated_source_documents": self.undated_source_documents,
+            "counts": asdict(self.counts),
+        }
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "ExtractionSummary":
+        return cls(
+            messages=data["messages"],
+            accounts=tuple(data["accounts"]),
+            work_by_domain=dict(data["work_by_domain"]),
+            recompute_domains=tuple(data.get("recompute_domains", ())),
+            role_entries=dict(data.get("role_entries", {})),
+            roles_written=data["roles_written"],
+            undated_source_documents=data["undated_source_documents"],
+            counts=ExtractionCounts(**data["counts"]),
+        )
+
+
+@dataclass(frozen=True)
+class WrittenCounts:
+    """Documents read and written by one compile path or one merge; they add up."""
+
+    roles_read: int = 0
+    engagements_written: int = 0
+    domains_written: int = 0
+    partials_written: int = 0
+
+    def __add__(self, other: "WrittenCounts") -> "WrittenCounts":
+        return WrittenCounts(*(getattr(self, name.name) + getattr(other, name.name) for name in fields(self)))
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """One mapped `compile_domain_partition`: what it read and wrote, and its heavy domains."""
+
+    label: str = ""
+    written: WrittenCounts = field(default_factory=WrittenCounts)
+    split_domains: tuple[str, ...] = ()  # sorted: domains whose shards wait for the merge
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {"label": self.label, **asdict(self.written), "split_domains": list(self.split_domains)}
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "CompileResult":
+        written = WrittenCounts(**{name.name: data.get(name.name, 0) for name in fields(WrittenCounts)})
+        return cls(label=data.get("label", ""), written=written, split_domains=tuple(data.get("split_domains", ())))
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What `merge_split_domains` wrote."""
+
+    engagements_written: int = 0
+    domains_written: int = 0
+
+    def to_xcom(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "MergeResult":
+        return cls(engagements_written=data["engagements_written"], domains_written=data["domains_written"])
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """The runtime-stats record of one successful run; its XCom form is the document itself."""
+
+    document: Mapping[str, Any]
+
+    @property
+    def identifier(self) -> str:
+        """The run id's: a re-publish overwrites."""
+        return document_id(self.document["run_id"])
+
+    def to_xcom(self) -> dict[str, Any]:
+        return dict(self.document)
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "RunStats":
+        return cls(document=dict(data))
+
+
+def split_domains_of(compiled: list[CompileResult]) -> list[str]:
+    """The heavy domains the partitions compiled in shards, once each."""
+    return sorted({domain for result in compiled for domain in result.split_domains})

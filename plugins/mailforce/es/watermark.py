@@ -1,0 +1,47 @@
+"""The watermark: the latest `window_end` of a successful non-backfill run, in the runtime-stats index.
+
+A record is written (`publish_runtime_stats`) only after every stage succeeded, so a failed run
+never moves it. The record itself is built in `mailforce.core.run_stats`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from elasticsearch import NotFoundError
+
+from mailforce.core.dates import parse_source_date
+from mailforce.core.summaries import RunStats
+from mailforce.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def read_watermark(es, settings: Settings) -> datetime | None:
+    """The latest window end of a successful non-backfill run; None on a fresh cluster."""
+    try:
+        response = es.search(
+            index=settings.runtime_stats_index,
+            size=1,
+            query={"bool": {"filter": [{"term": {"backfill": False}}]}},
+            sort=[{"window_end": {"order": "desc"}}],
+            source=["window_end", "run_id"],
+        )
+    except NotFoundError:
+        return None
+    hits = response["hits"]["hits"]
+    if not hits:
+        return None
+    return parse_source_date(hits[0]["_source"]["window_end"])
+
+
+def publish_runtime_stats(es, settings: Settings, stats: RunStats) -> None:
+    """Write the run's record: from now on it is the watermark (unless the run was a backfill)."""
+    body = stats.document
+    es.index(index=settings.runtime_stats_index, id=stats.identifier, document=dict(body), refresh="wait_for")
+    log.info(
+        "Published run stats: window (%s, %s], %d messages, %d accounts, %d domains",
+        body["window_start"], body["window_end"], body["emails_processed"], body["email_accounts_processed"],
+        body["domains_processed"],
+    )

@@ -1,0 +1,130 @@
+"""Writing Elasticsearch: bulk writes that report every failed item, and writes that first look at
+what is stored (only what changed, or added to what is there)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from elasticsearch import helpers
+
+from mailforce.core.batches import batched, without
+from mailforce.es.reads import fetch_documents, index_is_empty
+from mailforce.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 50_000  # documents between two progress lines
+# Overload (429) rejections: retried by the helper with exponential backoff.
+OVERLOAD_RETRIES = 5
+INITIAL_BACKOFF_SECONDS = 1
+MAX_BACKOFF_SECONDS = 30
+FAILURES_SHOWN = 5  # failed items quoted in the error, of however many failed
+
+# (stored document or None, new document) -> the document to write, or None to write nothing.
+Combine = Callable[[Mapping[str, Any] | None, dict[str, Any]], "dict[str, Any] | None"]
+
+
+class BulkWriteError(RuntimeError):
+    """Some documents were not written; the message lists the first failures."""
+
+
+def index_actions(index: str, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """(id, document) pairs -> bulk `index` actions (overwrite by id: idempotent)."""
+    for document_id, document in documents:
+        yield {"_op_type": "index", "_index": index, "_id": document_id, "_source": document}
+
+
+def bulk_write(
+    es,
+    actions: Iterable[dict[str, Any]],
+    chunk_size: int,
+    what: str,
+    progress_every: int = PROGRESS_EVERY,
+) -> int:
+    """Write all actions; returns how many were written, raises BulkWriteError if any failed.
+
+    Rejections for overload (429) are retried with backoff by the helper; anything else is a real
+    failure (mapping conflict, bad document) and fails the task after the whole stream was tried,
+    so the log shows every kind of failure at once.
+    """
+    written = 0
+    failures: list[dict[str, Any]] = []
+    failure_count = 0
+    started = time.monotonic()
+    next_report = progress_every
+    for ok, item in helpers.streaming_bulk(
+        es,
+        actions,
+        chunk_size=chunk_size,
+        raise_on_error=False,
+        raise_on_exception=True,
+        max_retries=OVERLOAD_RETRIES,
+        initial_backoff=INITIAL_BACKOFF_SECONDS,
+        max_backoff=MAX_BACKOFF_SECONDS,
+    ):
+        if ok:
+            written += 1
+            if written >= next_report:
+                rate = written / max(time.monotonic() - started, 1e-9)
+                log.info("%s: %d documents written (%.0f/s)", what, written, rate)
+                next_report += progress_every
+        else:
+            failure_count += 1
+            if len(failures) < FAILURES_SHOWN:
+                failures.append(item)
+    if failure_count:
+        detail = "; ".join(_describe_failure(item) for item in failures)
+        raise BulkWriteError(f"{what}: {failure_count} documents failed to index (first: {detail})")
+    return written
+
+
+def _describe_failure(item: dict[str, Any]) -> str:
+    operation = next(iter(item.values()), {})
+    error = operation.get("error", {})
+    if isinstance(error, dict):
+        error = f"{error.get('type')}: {error.get('reason')}"
+    return f"id={operation.get('_id')} status={operation.get('status')} {error}"
+
+
+def only_if_changed(previous: Mapping[str, Any] | None, document: dict[str, Any]) -> dict[str, Any] | None:
+    """The document unless the stored one is the same (updated_at aside).
+
+    Rewriting an unchanged document costs a write and tells nobody anything; an incremental run
+    recomputes whole domains but writes only what its new mail changed.
+    """
+    if previous is None or without(dict(previous), "updated_at") != without(document, "updated_at"):
+        return document
+    return None
+
+
+def added_to_stored(merge: Callable[[list, str], dict[str, Any]], updated_at: str) -> Combine:
+    """Each new-messages document merged with the stored one (the same sums as shard merging)."""
+
+    def combine(previous: Mapping[str, Any] | None, document: dict[str, Any]) -> dict[str, Any]:
+        return merge([previous, document], updated_at) if previous else document
+
+    return combine
+
+
+def write_with_stored(
+    es,
+    settings: Settings,
+    index: str,
+    documents: Iterable[tuple[str, dict[str, Any]]],
+    what: str,
+    combine: Combine = only_if_changed,
+) -> int:
+    """Write each document combined with its stored version, looked up a batch at a time."""
+    look_up = not index_is_empty(es, index)
+
+    def combined() -> Iterator[tuple[str, dict[str, Any]]]:
+        for batch in batched(documents, settings.lookup_batch_size):
+            stored = fetch_documents(es, index, [identifier for identifier, _ in batch]) if look_up else {}
+            for identifier, document in batch:
+                result = combine(stored.get(identifier), document)
+                if result is not None:
+                    yield identifier, result
+
+    return bulk_write(es, index_actions(index, combined()), settings.bulk_chunk_size, what)

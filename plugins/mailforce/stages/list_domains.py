@@ -1,0 +1,27 @@
+"""Stage 3: the domains the window touched -> partitions balanced by work."""
+
+from __future__ import annotations
+
+import logging
+
+from mailforce.core.partitions import Partition, plan_partitions
+from mailforce.core.summaries import ExtractionSummary
+from mailforce.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def list_domains(extraction: ExtractionSummary, settings: Settings) -> list[Partition]:
+    """The partitions, each knowing which of its whole domains are recomputed over all time."""
+    recompute = set(extraction.recompute_domains)
+    partitions = [
+        partition.with_recompute(recompute)
+        for partition in plan_partitions(
+            extraction.work_by_domain, settings.max_partitions, settings.min_split_work, settings.min_partition_work
+        )
+    ]
+    for partition in partitions:
+        log.info("Partition %s", partition.label)
+    log.info("%d of %d domains are recomputed over all time; the others add the window's messages",
+             len(recompute), extraction.domains_count)
+    return partitions

@@ -1,0 +1,16 @@
+"""Stage 7: write the runtime-stats record; the watermark moves only now (not for backfills).
+
+The record is built from the other stages' summaries by `mailforce.core.run_stats.runtime_stats`.
+"""
+
+from __future__ import annotations
+
+from mailforce.core.summaries import RunStats
+from mailforce.es.watermark import publish_runtime_stats
+from mailforce.settings import Settings
+
+
+def publish_stats(es, settings: Settings, stats: RunStats) -> RunStats:
+    """Write the record of this successful run; returns it."""
+    publish_runtime_stats(es, settings, stats)
+    return stats

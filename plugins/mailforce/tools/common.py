@@ -1,0 +1,92 @@
+"""What the demo and the standalone UI share: an Airflow home of their own, its environment, mail in.
+
+Operator tooling: the DAG never imports this.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailforce.es.client import ClientOptions, build_client
+from mailforce.settings import Settings
+from mailforce.tools.embedded import airflow_connection_json
+from mailforce.tools.loader import LoadReport, load_mail
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SAMPLE_MAIL = REPO_ROOT / "sample" / "mail"
+HOME_MARKER = ".mailforce-home"  # only a directory carrying it is ever wiped
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says why and where to look."""
+
+
+# --------------------------------------------------------------------------------------------
+# The Airflow side: a home of its own, an environment pointing at it, Airflow commands
+
+
+def prepare_home(home: Path) -> Path:
+    """Wipe and recreate ``home``; refuses a non-empty directory this module did not create."""
+    home = home.resolve()
+    if home.exists():
+        if any(home.iterdir()) and not (home / HOME_MARKER).exists():
+            raise DemoError(f"{home} is not empty and was not made by mailforce: refusing to wipe it")
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / HOME_MARKER).write_text("Made by mailforce (demo / standalone UI): wiped and recreated on start.\n")
+    return home
+
+
+def airflow_environment(home: Path, engine_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment minus any Airflow setting, plus what points Airflow at ``home``."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
+    plugins = str(REPO_ROOT / "plugins")
+    python_path = [plugins] + [part for part in environment.get("PYTHONPATH", "").split(os.pathsep) if part and part != plugins]
+    bin_dir = os.path.dirname(sys.executable)  # `airflow standalone` starts its components as `airflow ...`
+    environment.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": plugins,
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+            "AIRFLOW_CONN_ELASTICSEARCH_DEFAULT": airflow_connection_json(engine_url),
+            "PYTHONPATH": os.pathsep.join(python_path),
+            "PATH": os.pathsep.join([bin_dir, environment.get("PATH", "")]),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    environment.update(extra or {})
+    return environment
+
+
+def airflow_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "airflow", *arguments]
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+# --------------------------------------------------------------------------------------------
+# The source: mail into the engine
+
+
+def engine_client(engine_url: str):
+    return build_client(ClientOptions(url=engine_url, engine="osmem", max_retries=2, request_timeout=60))
+
+
+def load_source_mail(engine_url: str, paths: Sequence[Path], settings: Settings) -> LoadReport:
+    es = engine_client(engine_url)
+    try:
+        return load_mail(es, paths, index=settings.source_index)
+    finally:
+        es.close()

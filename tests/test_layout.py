@@ -1,0 +1,59 @@
+"""The folders show the architecture: core is pure, and only tools (and tests) use the tools."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "mailforce"
+NOT_IN_CORE = ("mailforce.es", "mailforce.stages", "mailforce.tools", "mailforce.dag_tasks", "mailforce.assets",
+               "elasticsearch", "elastic_transport", "airflow")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _is_under(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_core_imports_nothing_from_elasticsearch_io_stages_tools_or_airflow():
+    modules = sorted((PACKAGE / "core").glob("*.py"))
+    assert modules
+    offending = {
+        f"{path.name}: {name}"
+        for path in modules
+        for name in imported_modules(path)
+        if any(_is_under(name, forbidden) for forbidden in NOT_IN_CORE)
+    }
+    assert not offending, sorted(offending)
+
+
+def test_only_the_tools_import_the_tools():
+    outside = [path for path in PACKAGE.rglob("*.py") if "tools" not in path.relative_to(PACKAGE).parts]
+    outside.append(PACKAGE.parents[1] / "dags" / "mailforce_engagements.py")
+    offending = {
+        f"{path.relative_to(PACKAGE.parents[1])}: {name}"
+        for path in outside
+        for name in imported_modules(path)
+        if _is_under(name, "mailforce.tools")
+    }
+    assert not offending, sorted(offending)
+
+
+def test_only_settings_reads_the_environment():
+    readers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if "tools" not in path.relative_to(PACKAGE).parts and "os.environ" in path.read_text(encoding="utf-8")
+    )
+    assert readers in ([], ["settings.py"]), readers
