@@ -14,13 +14,12 @@ held which role; and a runtime-stats record per run that doubles as the incremen
    of a message, and writes one `search-message-roles` document per message (the fact table).
 3. `list_domains`: groups the domains the window touched into a bounded number of partitions,
    balanced by work.
-4. `compile_domain_partition` (mapped, one per partition): brings the account engagements and
-   domain documents of its domains up to date: adds the window's new messages to the stored
-   documents, or recomputes a domain over all time when one of its window messages was already
-   counted (or when the task is a retry). A domain heavier than a fair share is split into shards over
-   disjoint messages, so that no partition does nearly everything.
-5. `merge_split_domains`: merges the shards of heavy domains into their final documents (exact:
-   counts over disjoint messages add up, dates take min/max).
+4. `compile_domain_partition` (mapped, one per partition): brings every document of its domains up
+   to date (account engagements, relationships, contacts, the monthly timeline, the domain): adds
+   the window's new messages to the stored documents, or recomputes a domain over all time when one
+   of its window messages was already counted (or when the task is a retry).
+5. `rescore_relationships`: on the first run of a new day, rewrites the relationship strengths (and
+   the rankings built on them) that time alone changed; on other runs it does nothing.
 6. `bulk_index_account_statistics`: per account seen, distinct addresses per role.
 7. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills).
 
@@ -118,26 +117,26 @@ def mailforce_engagements():
     # A mapped task does not take its docstring as doc_md, so it is given here.
     @task(
         task_display_name="Compile domain partition",
-        outlets=[ASSETS["engagements"], ASSETS["domains"]],
+        outlets=[ASSETS[kind] for kind in ("engagements", "relationships", "contacts", "timeline", "domains")],
         map_index_template="{{ partition_label }}",
-        doc_md="Bring the account engagement and domain documents of one partition of domains up to date: "
-        "add the window's new messages to the stored documents, or recompute a domain over all time when "
-        "one of its window messages was already counted (always, on a retry). Clear one mapped instance "
-        "to retry just that partition.",
+        doc_md="Bring every output document of one partition of domains up to date (account engagements, "
+        "relationships, contacts, timeline, domain): add the window's new messages to the stored documents, "
+        "or recompute a domain over all time when one of its window messages was already counted (always, "
+        "on a retry). Clear one mapped instance to retry just that partition.",
     )
-    def compile_domain_partition(partition: dict[str, Any]) -> dict[str, Any]:
+    def compile_domain_partition(window: dict[str, Any], partition: dict[str, Any]) -> dict[str, Any]:
         context = get_current_context()
         context["partition_label"] = partition["label"]  # type: ignore[typeddict-unknown-key]
-        return dag_tasks.compile_domain_partition(context, partition)
+        return dag_tasks.compile_domain_partition(context, window, partition)
 
     @task(
-        task_display_name="Merge split domains",
+        task_display_name="Rescore relationships",
         trigger_rule="none_failed",
-        outlets=[ASSETS["engagements"], ASSETS["domains"]],
+        outlets=[ASSETS[kind] for kind in ("relationships", "contacts", "engagements", "domains")],
     )
-    def merge_split_domains(compiled: list[dict[str, Any]]) -> dict[str, int]:
-        """Heavy domains were compiled in shards of their messages: merge the shards exactly."""
-        return dag_tasks.merge_split_domains(get_current_context(), compiled)
+    def rescore_relationships(window: dict[str, Any], compiled: list[dict[str, Any]]) -> dict[str, Any]:
+        """Once per new scoring date: rewrite the strengths and rankings that time alone changed."""
+        return dag_tasks.rescore_relationships(window)
 
     # "none_failed": a window without mail maps no partition (skipped), yet its stats are published;
     # a failed partition still stops both.
@@ -146,7 +145,7 @@ def mailforce_engagements():
         trigger_rule="none_failed",
         outlets=[ASSETS["account_stats"]],
     )
-    def bulk_index_account_statistics(extraction: dict[str, Any], merged: dict[str, int]) -> int:
+    def bulk_index_account_statistics(extraction: dict[str, Any], rescored: dict[str, Any]) -> int:
         """Per account seen in the window: distinct addresses per role."""
         return dag_tasks.index_account_statistics(extraction)
 
@@ -155,19 +154,19 @@ def mailforce_engagements():
         window: dict[str, Any],
         extraction: dict[str, Any],
         compiled: list[dict[str, Any]],
-        merged: dict[str, int],
+        rescored: dict[str, Any],
         accounts_written: int,
     ) -> dict[str, Any]:
         """Write the runtime-stats record: the watermark moves only now."""
-        return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, merged, accounts_written)
+        return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, rescored, accounts_written)
 
     window = fetch_watermark()
     extraction = extract_message_roles(window)
     partitions = list_domains(extraction)
-    compiled = compile_domain_partition.expand(partition=partitions)
-    merged = merge_split_domains(compiled)
-    accounts_written = bulk_index_account_statistics(extraction, merged)
-    publish_stats(window, extraction, compiled, merged, accounts_written)
+    compiled = compile_domain_partition.partial(window=window).expand(partition=partitions)
+    rescored = rescore_relationships(window, compiled)
+    accounts_written = bulk_index_account_statistics(extraction, rescored)
+    publish_stats(window, extraction, compiled, rescored, accounts_written)
 
 
 mailforce_engagements()

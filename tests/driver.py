@@ -13,15 +13,15 @@ from typing import Any
 from mailforce.core.dates import utc_now
 from mailforce.core.run_params import RunRequest
 from mailforce.core.run_stats import runtime_stats
-from mailforce.core.summaries import split_domains_of
 from mailforce.settings import Settings
 from mailforce.stages.compile_domain_partition import compile_domain_partition
 from mailforce.stages.extract_message_roles import extract_message_roles
 from mailforce.stages.fetch_watermark import fetch_watermark
 from mailforce.stages.index_account_statistics import index_account_statistics
 from mailforce.stages.list_domains import list_domains
-from mailforce.stages.merge_split_domains import merge_split_domains
 from mailforce.stages.publish_stats import publish_stats
+from mailforce.stages.rescore_relationships import rescore_relationships, scoring_date_of_run
+from mailforce.stages.compile_domain_partition import scoring_for
 
 
 def run_once(
@@ -37,14 +37,15 @@ def run_once(
     fetched = fetch_watermark(es, settings, request, run_end, run_started=utc_now())
     extraction = extract_message_roles(es, settings, fetched.window, run_id)
     partitions = list_domains(extraction, settings)
+    scoring = scoring_for(settings, scoring_date_of_run(es, settings, fetched.window.window_end))
     compiled = []
     for number, partition in enumerate(partitions):
         if stop_after_partitions is not None and number >= stop_after_partitions:
             raise RuntimeError(f"run {run_id} stopped after {number} partitions (simulated failure)")
-        compiled.append(compile_domain_partition(es, settings, partition, run_id, add_window=True))
-    merged = merge_split_domains(es, settings, split_domains_of(compiled), run_id)
+        compiled.append(compile_domain_partition(es, settings, partition, run_id, add_window=True, scoring=scoring))
+    rescored = rescore_relationships(es, settings, fetched.window.window_end)
     accounts_written = index_account_statistics(es, settings, extraction.accounts)
-    stats = runtime_stats(run_id, fetched.window, extraction, compiled, merged, accounts_written,
+    stats = runtime_stats(run_id, fetched.window, extraction, compiled, rescored, accounts_written,
                           fetched.run_started, utc_now())
     publish_stats(es, settings, stats)
     return stats.to_xcom()

@@ -80,7 +80,7 @@ DOCUMENT_FIELDS_V2: dict[str, tuple[str, ...]] = {
     "domains": DOCUMENT_FIELDS["domains"] + ("addresses_count", "email_engagements_complete", "best_connected_accounts"),
     "relationships": (
         "account", "email_address", "domain", "from_count", "to_count", "cc_count", "total_count",
-        "first_engagement_date", "latest_engagement_date", "automated", "two_way", "strength", "strength_date",
+        "first_engagement_date", "latest_engagement_date", "automated", "two_way", "strength",
     ),
     "contacts": (
         "email_address", "domain", "from_count", "to_count", "cc_count", "total_count", "first_contact_date",
@@ -791,7 +791,6 @@ class _World:
                     from_count, to_count, cc_count, figure["latest"], self.scoring_date,
                     self.half_life_days, automated,
                 ),
-                "strength_date": format_day(self.scoring_date),
             }
         self._relationships = documents
         return documents

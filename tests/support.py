@@ -52,12 +52,31 @@ def index_names(settings: Settings) -> dict[str, str]:
         "engagements": settings.engagements_index,
         "account_stats": settings.account_stats_index,
         "domains": settings.domains_index,
+        "relationships": settings.relationships_index,
+        "contacts": settings.contacts_index,
+        "timeline": settings.timeline_index,
+    }
+
+
+# Every output kind, compared on the current data model (docs/SEMANTICS.md).
+COMPARED_KINDS = ("roles", "engagements", "account_stats", "domains", "relationships", "contacts", "timeline")
+
+
+def oracle_options(settings: Settings) -> dict[str, Any]:
+    """The settings the oracle needs to compute what the product should have written."""
+    return {
+        "kinds": COMPARED_KINDS,
+        "top_addresses": settings.domain_top_addresses,
+        "half_life_days": settings.strength_half_life_days,
+        "automated_patterns": list(settings.automated_patterns) or None,
+        "automated_patterns_extra": list(settings.automated_patterns_extra),
     }
 
 
 def assert_matches_oracle(es, settings: Settings, source: list[dict], coverages: list[Coverage]) -> dict:
-    expected = expected_outputs(source, coverages, settings.internal_domains, settings.allowed_domains)
-    actual = read_outputs(es, index_names(settings))
+    expected = expected_outputs(source, coverages, settings.internal_domains, settings.allowed_domains,
+                                **oracle_options(settings))
+    actual = read_outputs(es, {kind: index for kind, index in index_names(settings).items() if kind in expected})
     assert_outputs_equal(actual, expected)
     return expected
 

@@ -21,5 +21,8 @@ def output_assets(settings: Settings) -> dict[str, Asset]:
         "engagements": asset(settings.engagements_index),
         "account_stats": asset(settings.account_stats_index),
         "domains": asset(settings.domains_index),
+        "relationships": asset(settings.relationships_index),
+        "contacts": asset(settings.contacts_index),
+        "timeline": asset(settings.timeline_index),
         "runtime_stats": asset(settings.runtime_stats_index),
     }

@@ -16,16 +16,18 @@ from mailforce.core.dates import utc_now
 from mailforce.core.partitions import Partition
 from mailforce.core.run_params import RunParamsError, parse_run_params
 from mailforce.core.run_stats import runtime_stats
-from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, MergeResult, split_domains_of
+from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
 from mailforce.es.client import MailforceElasticsearchHook
 from mailforce.settings import Settings, load_settings
 from mailforce.stages.compile_domain_partition import compile_domain_partition as compile_partition_stage
+from mailforce.stages.compile_domain_partition import scoring_for
 from mailforce.stages.extract_message_roles import extract_message_roles as extract_stage
 from mailforce.stages.fetch_watermark import fetch_watermark as fetch_watermark_stage
 from mailforce.stages.index_account_statistics import index_account_statistics as account_statistics_stage
 from mailforce.stages.list_domains import list_domains as list_domains_stage
-from mailforce.stages.merge_split_domains import merge_split_domains as merge_stage
 from mailforce.stages.publish_stats import publish_stats as publish_stats_stage
+from mailforce.stages.rescore_relationships import rescore_relationships as rescore_stage
+from mailforce.stages.rescore_relationships import scoring_date_of_run
 
 
 def elasticsearch(settings: Settings) -> MailforceElasticsearchHook:
@@ -70,13 +72,19 @@ def list_domains(extraction: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [partition.to_xcom() for partition in partitions]
 
 
-def compile_domain_partition(context: Mapping[str, Any], partition: Mapping[str, Any]) -> dict[str, Any]:
+def compile_domain_partition(
+    context: Mapping[str, Any], window: Mapping[str, Any], partition: Mapping[str, Any]
+) -> dict[str, Any]:
     settings = load_settings()
     planned = Partition.from_xcom(partition)
+    window_end = FetchedWindow.from_xcom(window).window.window_end
     # Only a first attempt may add the window to stored documents; a retry recomputes.
     first_attempt = getattr(context["ti"], "try_number", 1) <= 1
     with elasticsearch(settings) as es:
-        return compile_partition_stage(es, settings, planned, context["run_id"], add_window=first_attempt).to_xcom()
+        scoring = scoring_for(settings, scoring_date_of_run(es, settings, window_end))
+        return compile_partition_stage(
+            es, settings, planned, context["run_id"], add_window=first_attempt, scoring=scoring
+        ).to_xcom()
 
 
 def mapped_results(results: Sequence[Any]) -> list[Any]:
@@ -89,11 +97,10 @@ def compile_results(compiled: Sequence[Mapping[str, Any]]) -> list[CompileResult
     return [CompileResult.from_xcom(result) for result in mapped_results(compiled)]
 
 
-def merge_split_domains(context: Mapping[str, Any], compiled: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+def rescore_relationships(window: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings()
-    split_domains = split_domains_of(compile_results(compiled))
     with elasticsearch(settings) as es:
-        return merge_stage(es, settings, split_domains, context["run_id"]).to_xcom()
+        return rescore_stage(es, settings, FetchedWindow.from_xcom(window).window.window_end).to_xcom()
 
 
 def index_account_statistics(extraction: Mapping[str, Any]) -> int:
@@ -107,7 +114,7 @@ def publish_stats(
     window: Mapping[str, Any],
     extraction: Mapping[str, Any],
     compiled: Sequence[Mapping[str, Any]],
-    merged: Mapping[str, Any],
+    rescored: Mapping[str, Any],
     accounts_written: int,
 ) -> dict[str, Any]:
     settings = load_settings()
@@ -117,7 +124,7 @@ def publish_stats(
     run_started = dag_run_start.astimezone(timezone.utc) if isinstance(dag_run_start, datetime) else fetched.run_started
     stats = runtime_stats(
         context["run_id"], fetched.window, ExtractionSummary.from_xcom(extraction), compile_results(compiled),
-        MergeResult.from_xcom(merged), accounts_written, run_started, utc_now(),
+        RescoreResult.from_xcom(rescored), accounts_written, run_started, utc_now(),
     )
     with elasticsearch(settings) as es:
         publish_stats_stage(es, settings, stats)

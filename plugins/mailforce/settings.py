@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -29,11 +30,12 @@ class Settings:
     account_stats_index: str = "search-accounts_statistics_simple"
     domains_index: str = "search-domains-engagements"
     runtime_stats_index: str = "search-runtime-stats"
-    partials_index: str = "search-mailforce-partials"  # a run's shards of heavy domains, until merged
+    relationships_index: str = "search-relationships"
+    contacts_index: str = "search-contacts"
+    timeline_index: str = "search-engagement-timeline"
     internal_domains: tuple[str, ...] = ()
     allowed_domains: tuple[str, ...] = ()
     max_partitions: int = 8
-    min_split_work: int = 20_000  # role entries: below this a domain is never split into shards
     min_partition_work: int = 5_000  # role entries per partition, at least, before adding another
     scan_page_size: int = 2000
     bulk_chunk_size: int = 1000
@@ -41,15 +43,24 @@ class Settings:
     scroll_keep_alive: str = "5m"
     schedule: str | None = "@hourly"
     index_shards: int = 1
+    domain_top_addresses: int = 100  # address entries listed on a domain document
+    strength_half_life_days: int = 90  # recency in relationship strength halves every this many days
+    automated_patterns: tuple[str, ...] = ()  # replaces the default patterns when set
+    automated_patterns_extra: tuple[str, ...] = ()  # added to the default patterns
     index_replicas: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("max_partitions", "min_split_work", "min_partition_work", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):
+        for name in ("max_partitions", "min_partition_work", "domain_top_addresses", "strength_half_life_days", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SettingsError(f"setting {name!r} must be a whole number >= 1, got {value!r}")
         if not isinstance(self.index_replicas, int) or self.index_replicas < 0:
             raise SettingsError(f"setting 'index_replicas' must be a whole number >= 0, got {self.index_replicas!r}")
+        for pattern in self.automated_patterns + self.automated_patterns_extra:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise SettingsError(f"setting 'automated_patterns': {pattern!r} is not a regular expression ({error})") from None
         if self.max_partitions > 1024:
             raise SettingsError("setting 'max_partitions' must be at most 1024")
         names = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_index")]
@@ -70,8 +81,19 @@ class Settings:
             self.engagements_index,
             self.account_stats_index,
             self.domains_index,
+            self.relationships_index,
+            self.contacts_index,
+            self.timeline_index,
             self.runtime_stats_index,
         )
+
+    @property
+    def automated_address_patterns(self) -> tuple[str, ...]:
+        """The patterns in force: the setting when given, else the documented defaults, plus extras."""
+        from mailforce.core.automated import DEFAULT_AUTOMATED_PATTERNS
+
+        base = self.automated_patterns or DEFAULT_AUTOMATED_PATTERNS
+        return tuple(base) + tuple(self.automated_patterns_extra)
 
     def domain_in_scope(self, domain: str) -> bool:
         if domain in self.internal_domains:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from mailforce.core.dates import format_utc
 from mailforce.core.roles import ROLE_CC, ROLE_FROM, ROLE_TO
-from mailforce.core.summaries import CompileResult, ExtractionSummary, MergeResult, RunStats
+from mailforce.core.summaries import CompileResult, ExtractionSummary, RescoreResult, RunStats
 from mailforce.core.window import Window
 
 DURATION_DECIMALS = 3  # milliseconds
@@ -23,7 +23,7 @@ def runtime_stats(
     window: Window,
     extraction: ExtractionSummary,
     compiled: Sequence[CompileResult],
-    merged: MergeResult,
+    rescored: RescoreResult,
     accounts_written: int,
     run_started: datetime,
     now: datetime,
@@ -55,10 +55,16 @@ def runtime_stats(
         "documents_written": {
             "message_roles": extraction.roles_written,
             "accounts_engagements": sum(result.written.engagements_written for result in compiled)
-            + merged.engagements_written,
-            "domains_engagements": sum(result.written.domains_written for result in compiled) + merged.domains_written,
+            + rescored.engagements_written,
+            "domains_engagements": sum(result.written.domains_written for result in compiled) + rescored.domains_written,
+            "relationships": sum(result.written.relationships_written for result in compiled)
+            + rescored.relationships_written,
+            "contacts": sum(result.written.contacts_written for result in compiled) + rescored.contacts_written,
+            "engagement_timeline": sum(result.written.timeline_written for result in compiled),
             "accounts_statistics": accounts_written,
         },
+        "scoring_date": f"{rescored.scoring_date}T00:00:00Z" if rescored.scoring_date else None,
+        "relationships_rescored": rescored.relationships_written,
         "duration_seconds": round((now - run_started).total_seconds(), DURATION_DECIMALS),
         "updated_at": format_utc(now),
     }

@@ -83,49 +83,72 @@ class ExtractionSummary:
         )
 
 
+WRITTEN_KINDS = ("engagements", "relationships", "contacts", "timeline", "domains")
+
+
 @dataclass(frozen=True)
 class WrittenCounts:
-    """Documents read and written by one compile path or one merge; they add up."""
+    """Roles documents read and output documents written, per kind; they add up."""
 
     roles_read: int = 0
     engagements_written: int = 0
+    relationships_written: int = 0
+    contacts_written: int = 0
+    timeline_written: int = 0
     domains_written: int = 0
-    partials_written: int = 0
+
+    @classmethod
+    def of(cls, roles_read: int, written: Mapping[str, int]) -> "WrittenCounts":
+        return cls(roles_read, **{f"{kind}_written": written.get(kind, 0) for kind in WRITTEN_KINDS})
 
     def __add__(self, other: "WrittenCounts") -> "WrittenCounts":
         return WrittenCounts(*(getattr(self, name.name) + getattr(other, name.name) for name in fields(self)))
 
+    @property
+    def documents_written(self) -> int:
+        return sum(getattr(self, f"{kind}_written") for kind in WRITTEN_KINDS)
+
+    def describe(self) -> str:
+        """`12 relationships, 3 contacts` (or `nothing: every document was already up to date`)."""
+        parts = [f"{getattr(self, f'{kind}_written')} {kind}" for kind in WRITTEN_KINDS
+                 if getattr(self, f"{kind}_written")]
+        return ", ".join(parts) if parts else "nothing (every document was already up to date)"
+
 
 @dataclass(frozen=True)
 class CompileResult:
-    """One mapped `compile_domain_partition`: what it read and wrote, and its heavy domains."""
+    """One mapped `compile_domain_partition`: what it read and wrote."""
 
     label: str = ""
     written: WrittenCounts = field(default_factory=WrittenCounts)
-    split_domains: tuple[str, ...] = ()  # sorted: domains whose shards wait for the merge
 
     def to_xcom(self) -> dict[str, Any]:
-        return {"label": self.label, **asdict(self.written), "split_domains": list(self.split_domains)}
+        return {"label": self.label, **asdict(self.written)}
 
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any]) -> "CompileResult":
         written = WrittenCounts(**{name.name: data.get(name.name, 0) for name in fields(WrittenCounts)})
-        return cls(label=data.get("label", ""), written=written, split_domains=tuple(data.get("split_domains", ())))
+        return cls(label=data.get("label", ""), written=written)
 
 
 @dataclass(frozen=True)
-class MergeResult:
-    """What `merge_split_domains` wrote."""
+class RescoreResult:
+    """What `rescore_relationships` did: the scoring date, and how many scores time changed."""
 
+    scoring_date: str = ""  # YYYY-MM-DD
+    rescored: bool = False  # False: the scoring date had not moved, nothing was read
+    relationships_read: int = 0
+    relationships_written: int = 0
+    contacts_written: int = 0
     engagements_written: int = 0
     domains_written: int = 0
 
-    def to_xcom(self) -> dict[str, int]:
+    def to_xcom(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_xcom(cls, data: Mapping[str, Any]) -> "MergeResult":
-        return cls(engagements_written=data["engagements_written"], domains_written=data["domains_written"])
+    def from_xcom(cls, data: Mapping[str, Any]) -> "RescoreResult":
+        return cls(**{name.name: data[name.name] for name in fields(cls) if name.name in data})
 
 
 @dataclass(frozen=True)
@@ -145,8 +168,3 @@ class RunStats:
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any]) -> "RunStats":
         return cls(document=dict(data))
-
-
-def split_domains_of(compiled: list[CompileResult]) -> list[str]:
-    """The heavy domains the partitions compiled in shards, once each."""
-    return sorted({domain for result in compiled for domain in result.split_domains})

@@ -53,18 +53,25 @@ ROLES_PROPERTIES = {
     "run_id": KEYWORD,
     "updated_at": DATE,
 }
+# Lists that may hold tens of thousands of entries are stored, not indexed: a nested mapping would
+# hit index.mapping.nested_objects.limit (10,000 per document) on a large domain, and the per-address
+# questions are answered by the flat relationships and contacts indices.
+STORED_LIST = {"type": "object", "enabled": False}
+CONNECTION_ENTRY = {"properties": {"account": KEYWORD, "strength": INTEGER, "total_count": INTEGER}}
+
 ENGAGEMENTS_PROPERTIES = {
     "account": KEYWORD,
     "domain": KEYWORD,
-    "emails_from": _nested(ACCOUNT_ENGAGEMENT_ENTRY),
-    "emails_to": _nested(ACCOUNT_ENGAGEMENT_ENTRY),
-    "emails_cc": _nested(ACCOUNT_ENGAGEMENT_ENTRY),
+    "emails_from": STORED_LIST,
+    "emails_to": STORED_LIST,
+    "emails_cc": STORED_LIST,
     "emails_from_count": INTEGER,
     "emails_to_count": INTEGER,
     "emails_cc_count": INTEGER,
     "total_count": INTEGER,
     "earliest_engagement_date": DATE,
     "latest_engagement_date": DATE,
+    "strength_max": INTEGER,
     "updated_at": DATE,
 }
 ACCOUNT_STATS_PROPERTIES = {
@@ -86,7 +93,51 @@ DOMAINS_PROPERTIES = {
     "accounts": KEYWORD,
     "accounts_count": INTEGER,
     "addresses_count": INTEGER,
-    "email_engagements": _nested(DOMAIN_ENGAGEMENT_ENTRY),
+    # At most `domain_top_addresses` entries (default 100): flat objects, so Kibana can chart them.
+    "email_engagements": {"properties": DOMAIN_ENGAGEMENT_ENTRY},
+    "email_engagements_complete": BOOLEAN,
+    "best_connected_accounts": CONNECTION_ENTRY,
+    "updated_at": DATE,
+}
+RELATIONSHIPS_PROPERTIES = {
+    "account": KEYWORD,
+    "email_address": KEYWORD,
+    "domain": KEYWORD,
+    "from_count": INTEGER,
+    "to_count": INTEGER,
+    "cc_count": INTEGER,
+    "total_count": INTEGER,
+    "first_engagement_date": DATE,
+    "latest_engagement_date": DATE,
+    "automated": BOOLEAN,
+    "two_way": BOOLEAN,
+    "strength": INTEGER,
+    "updated_at": DATE,
+}
+CONTACTS_PROPERTIES = {
+    "email_address": KEYWORD,
+    "domain": KEYWORD,
+    "from_count": INTEGER,
+    "to_count": INTEGER,
+    "cc_count": INTEGER,
+    "total_count": INTEGER,
+    "first_contact_date": DATE,
+    "latest_contact_date": DATE,
+    "accounts": KEYWORD,
+    "accounts_count": INTEGER,
+    "automated": BOOLEAN,
+    "best_connected_accounts": CONNECTION_ENTRY,
+    "updated_at": DATE,
+}
+TIMELINE_PROPERTIES = {
+    "scope": KEYWORD,  # "domain" (across accounts) or "account"
+    "account": KEYWORD,
+    "domain": KEYWORD,
+    "month": DATE,
+    "messages": INTEGER,
+    "from_count": INTEGER,
+    "to_count": INTEGER,
+    "cc_count": INTEGER,
     "updated_at": DATE,
 }
 RUNTIME_STATS_PROPERTIES = {
@@ -117,33 +168,29 @@ RUNTIME_STATS_PROPERTIES = {
             "accounts_engagements": INTEGER,
             "domains_engagements": INTEGER,
             "accounts_statistics": INTEGER,
+            "relationships": INTEGER,
+            "contacts": INTEGER,
+            "engagement_timeline": INTEGER,
         }
     },
+    "scoring_date": DATE,  # the calendar date relationship strengths are computed at
+    "relationships_rescored": INTEGER,
     "duration_seconds": FLOAT,
     "updated_at": DATE,
 }
 
 
-PARTIALS_PROPERTIES = {
-    "run_id": KEYWORD,
-    "domain": KEYWORD,
-    "kind": KEYWORD,  # "engagement" or "domain"
-    "account": KEYWORD,
-    "shard": INTEGER,
-    "document": {"type": "object", "enabled": False},  # stored, never searched
-    "updated_at": DATE,
-}
-
-
 def index_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Index name -> its mapping, for the six output indices (five outputs and the shards' partials)."""
+    """Index name -> its mapping, for the eight output indices."""
     return {
         settings.roles_index: ROLES_PROPERTIES,
         settings.engagements_index: ENGAGEMENTS_PROPERTIES,
         settings.account_stats_index: ACCOUNT_STATS_PROPERTIES,
         settings.domains_index: DOMAINS_PROPERTIES,
+        settings.relationships_index: RELATIONSHIPS_PROPERTIES,
+        settings.contacts_index: CONTACTS_PROPERTIES,
+        settings.timeline_index: TIMELINE_PROPERTIES,
         settings.runtime_stats_index: RUNTIME_STATS_PROPERTIES,
-        settings.partials_index: PARTIALS_PROPERTIES,
     }
 
 

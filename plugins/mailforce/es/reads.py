@@ -16,7 +16,8 @@ from typing import Any, Iterator, Sequence
 from elasticsearch import NotFoundError, helpers
 
 from mailforce.core.extraction import StoredCopies, roles_document_id
-from mailforce.core.roles import ROLES_READ_FIELDS, SOURCE_FIELDS, Message
+from mailforce.core.roles import SOURCE_FIELDS, Message
+from mailforce.core.rollups import COMPILE_READ_FIELDS
 from mailforce.core.window import Window
 from mailforce.settings import Settings
 
@@ -24,8 +25,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_STEPS = 10  # a scan logs its progress by tenths ...
 MIN_PROGRESS_EVERY = 5_000  # ... but not more often than every this many documents
-# Split domains' partial documents are large (a shard's whole domain): read few per page.
-PARTIALS_PAGE_SIZE = 10
 
 
 def scan_sorted(
@@ -110,39 +109,22 @@ def scan_roles(
     es,
     settings: Settings,
     domains: Sequence[str],
-    bucket_range: tuple[int, int] | None = None,
     written_by_run: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The roles documents naming these domains, sorted by message id: all time, or one bucket
-    range, or only those a given run wrote."""
+    """The roles documents naming these domains, sorted by message id (the copies of one mail in
+    several mailboxes arrive together): all time, or only those a given run wrote."""
     filters: list[dict[str, Any]] = [{"terms": {"domains": list(domains)}}]
     if written_by_run is not None:
         filters.append({"term": {"run_id": written_by_run}})
-    if bucket_range is not None:
-        filters.append({"range": {"message_bucket": {"gte": bucket_range[0], "lt": bucket_range[1]}}})
     return scan_sorted(
         es,
         settings.roles_index,
         {"bool": {"filter": filters}},
         [{"message_id": "asc"}, {"account": "asc"}],
-        ROLES_READ_FIELDS,
+        COMPILE_READ_FIELDS,
         settings.scan_page_size,
         settings.scroll_keep_alive,
-        f"roles of {len(domains)} domains" if bucket_range is None else f"roles of {domains[0]} {bucket_range}",
-    )
-
-
-def scan_partials(es, settings: Settings, run_id: str, domain: str) -> Iterator[dict[str, Any]]:
-    """A split domain's partial documents of one run, sorted by (kind, account)."""
-    return scan_sorted(
-        es,
-        settings.partials_index,
-        {"bool": {"filter": [{"term": {"run_id": run_id}}, {"term": {"domain": domain}}]}},
-        [{"kind": "asc"}, {"account": "asc"}],
-        ["kind", "account", "document"],
-        min(settings.scan_page_size, PARTIALS_PAGE_SIZE),
-        settings.scroll_keep_alive,
-        f"shards of {domain}",
+        f"roles of {len(domains)} domain{'s' if len(domains) != 1 else ''}",
     )
 
 

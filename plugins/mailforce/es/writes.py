@@ -1,17 +1,13 @@
-"""Writing Elasticsearch: bulk writes that report every failed item, and writes that first look at
-what is stored (only what changed, or added to what is there)."""
+"""Writing Elasticsearch: bulk writes that report every failed item, and refreshes."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator
 
 from elasticsearch import helpers
 
-from mailforce.core.batches import batched, without
-from mailforce.es.reads import fetch_documents, index_is_empty
-from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +17,6 @@ OVERLOAD_RETRIES = 5
 INITIAL_BACKOFF_SECONDS = 1
 MAX_BACKOFF_SECONDS = 30
 FAILURES_SHOWN = 5  # failed items quoted in the error, of however many failed
-
-# (stored document or None, new document) -> the document to write, or None to write nothing.
-Combine = Callable[[Mapping[str, Any] | None, dict[str, Any]], "dict[str, Any] | None"]
-
 
 class BulkWriteError(RuntimeError):
     """Some documents were not written; the message lists the first failures."""
@@ -88,43 +80,6 @@ def _describe_failure(item: dict[str, Any]) -> str:
     return f"id={operation.get('_id')} status={operation.get('status')} {error}"
 
 
-def only_if_changed(previous: Mapping[str, Any] | None, document: dict[str, Any]) -> dict[str, Any] | None:
-    """The document unless the stored one is the same (updated_at aside).
-
-    Rewriting an unchanged document costs a write and tells nobody anything; an incremental run
-    recomputes whole domains but writes only what its new mail changed.
-    """
-    if previous is None or without(dict(previous), "updated_at") != without(document, "updated_at"):
-        return document
-    return None
-
-
-def added_to_stored(merge: Callable[[list, str], dict[str, Any]], updated_at: str) -> Combine:
-    """Each new-messages document merged with the stored one (the same sums as shard merging)."""
-
-    def combine(previous: Mapping[str, Any] | None, document: dict[str, Any]) -> dict[str, Any]:
-        return merge([previous, document], updated_at) if previous else document
-
-    return combine
-
-
-def write_with_stored(
-    es,
-    settings: Settings,
-    index: str,
-    documents: Iterable[tuple[str, dict[str, Any]]],
-    what: str,
-    combine: Combine = only_if_changed,
-) -> int:
-    """Write each document combined with its stored version, looked up a batch at a time."""
-    look_up = not index_is_empty(es, index)
-
-    def combined() -> Iterator[tuple[str, dict[str, Any]]]:
-        for batch in batched(documents, settings.lookup_batch_size):
-            stored = fetch_documents(es, index, [identifier for identifier, _ in batch]) if look_up else {}
-            for identifier, document in batch:
-                result = combine(stored.get(identifier), document)
-                if result is not None:
-                    yield identifier, result
-
-    return bulk_write(es, index_actions(index, combined()), settings.bulk_chunk_size, what)
+def refresh(es, index: str) -> None:
+    """Make what was written to `index` visible to searches (real clusters refresh on a schedule)."""
+    es.indices.refresh(index=index)

@@ -1,24 +1,37 @@
-"""Stage 4 (mapped, one per partition): bring its domains' engagement and domain documents up to date.
+"""Stage 4 (mapped, one per partition): bring its domains' output documents up to date.
 
-Whole domains whose window messages no run counted before add them to the stored documents; the
-others are recomputed over all time. Shards of heavy domains go to the partials index until
-`merge_split_domains`.
+For each domain: account engagements, relationships, contacts, timeline months and the domain
+document (docs/SEMANTICS.md). A domain none of whose window messages was counted before adds the
+window's new mail to the stored documents (reading only this run's roles documents); the others,
+and every domain of a retried task, are recomputed over all time and only what changed is written.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterator, Sequence
+from itertools import groupby
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from mailforce.core.batches import batched
+from mailforce.core.automated import AddressClassifier
+from mailforce.core.batches import batched, without
 from mailforce.core.dates import format_utc, utc_now
-from mailforce.core.engagements import compile_roles_documents, merge_domain_documents, merge_engagement_documents
 from mailforce.core.ids import document_id
-from mailforce.core.partitions import DomainShard, Partition
+from mailforce.core.partitions import Partition
+from mailforce.core.rollups import (
+    KINDS,
+    DomainDocuments,
+    DomainRollup,
+    Scoring,
+    add_to_stored,
+    finished_documents,
+    flipped_to_automated,
+    natural_key,
+    window_documents,
+)
 from mailforce.core.summaries import CompileResult, WrittenCounts
-from mailforce.es.reads import scan_roles
-from mailforce.es.writes import added_to_stored, bulk_write, index_actions, only_if_changed, write_with_stored
+from mailforce.es.reads import fetch_documents, scan_roles
+from mailforce.es.writes import bulk_write, index_actions, refresh
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,64 +40,117 @@ log = logging.getLogger(__name__)
 DOMAINS_PER_QUERY = 5_000
 
 
-def compile_whole_domains(
-    es, settings: Settings, domains: Sequence[str], run_id: str, *, add_window: bool, updated_at: str | None = None
-) -> WrittenCounts:
-    """The engagement and domain documents of these whole domains, one loop for both paths.
+def kind_indices(settings: Settings) -> dict[str, str]:
+    """Output kind -> the index holding its documents."""
+    return {
+        "engagements": settings.engagements_index,
+        "relationships": settings.relationships_index,
+        "contacts": settings.contacts_index,
+        "timeline": settings.timeline_index,
+        "domains": settings.domains_index,
+    }
 
-    `add_window`: read only the roles documents this run wrote and add them to the stored
-    documents (counts over disjoint sets of messages add up and dates take min/max, so this equals
-    a recomputation over all time); otherwise recompute over all time and write what changed.
-    """
-    updated_at = updated_at or format_utc(utc_now())
-    if add_window:
-        engagements_combine = added_to_stored(merge_engagement_documents, updated_at)
-        domains_combine = added_to_stored(merge_domain_documents, updated_at)
-    else:
-        engagements_combine = domains_combine = only_if_changed
-    written = WrittenCounts()
-    for chunk in batched(domains, DOMAINS_PER_QUERY):
-        compiler = compile_roles_documents(
-            chunk, scan_roles(es, settings, chunk, written_by_run=run_id if add_window else None)
-        )
-        engagements = ((document_id(document["account"], document["domain"]), document)
-                       for document in compiler.engagement_documents(updated_at))
-        domain_documents = ((document_id(document["domain"]), document)
-                            for document in compiler.domain_documents(updated_at))
-        written += WrittenCounts(
-            roles_read=compiler.messages_read,
-            engagements_written=write_with_stored(es, settings, settings.engagements_index, engagements,
-                                                  "account engagements", engagements_combine),
-            domains_written=write_with_stored(es, settings, settings.domains_index, domain_documents,
-                                              "domain engagements", domains_combine),
-        )
+
+def scoring_for(settings: Settings, scoring_date) -> Scoring:
+    classifier = AddressClassifier(settings.automated_address_patterns)
+    return Scoring(scoring_date=scoring_date, half_life_days=settings.strength_half_life_days,
+                   is_automated_address=classifier.is_automated, top_addresses=settings.domain_top_addresses)
+
+
+def output_id(kind: str, document: Mapping[str, Any]) -> str:
+    return document_id(*natural_key(kind, document))
+
+
+def stored_documents(es, settings: Settings, documents: Mapping[str, list[dict[str, Any]]]) -> dict[str, dict]:
+    """Per kind, the stored documents of the same natural keys (by id: real time, never a search)."""
+    indices = kind_indices(settings)
+    stored: dict[str, dict] = {}
+    for kind in KINDS:
+        found: dict[tuple, dict] = {}
+        for batch in batched(documents.get(kind, ()), settings.lookup_batch_size):
+            by_id = {output_id(kind, document): natural_key(kind, document) for document in batch}
+            for identifier, source in fetch_documents(es, indices[kind], list(by_id)).items():
+                found[by_id[identifier]] = without(dict(source), "updated_at")
+        stored[kind] = found
+    return stored
+
+
+def _changed(kind: str, documents: Iterable[dict[str, Any]], stored: Mapping[tuple, Mapping[str, Any]] | None
+             ) -> Iterator[dict[str, Any]]:
+    for document in documents:
+        if stored is None or stored.get(natural_key(kind, document)) != document:
+            yield document
+
+
+def write_documents(es, settings: Settings, documents: DomainDocuments, updated_at: str,
+                    stored: Mapping[str, Mapping[tuple, Mapping[str, Any]]] | None = None) -> dict[str, int]:
+    """Write each kind's documents (only those that differ from `stored` when it is given)."""
+    written = {}
+    for kind, index in kind_indices(settings).items():
+        changed = ((output_id(kind, document), {**document, "updated_at": updated_at})
+                   for document in _changed(kind, getattr(documents, kind), None if stored is None else stored[kind]))
+        written[kind] = bulk_write(es, index_actions(index, changed), settings.bulk_chunk_size, kind)
     return written
 
 
-def compile_shard(es, settings: Settings, shard: DomainShard, run_id: str) -> WrittenCounts:
-    """One shard of a heavy domain: its documents go to the partials index until merged."""
-    updated_at = format_utc(utc_now())
-    domain = shard.domain
-    compiler = compile_roles_documents([domain], scan_roles(es, settings, [domain], shard.bucket_range))
+def rollup_of(es, settings: Settings, domains: Sequence[str], written_by_run: str | None) -> DomainRollup:
+    rollup = DomainRollup(domains)
+    hits = scan_roles(es, settings, domains, written_by_run=written_by_run)  # sorted by message id
+    for _, group in groupby(hits, key=lambda hit: hit["_source"]["message_id"]):
+        rollup.add_message([hit["_source"] for hit in group])
+    return rollup
 
-    def partials() -> Iterator[tuple[str, dict[str, Any]]]:
-        for kind, documents in (("engagement", compiler.engagement_documents(updated_at)),
-                                ("domain", compiler.domain_documents(updated_at))):
-            for document in documents:
-                key = document_id(run_id, kind, domain, str(shard.shard), document.get("account", ""))
-                yield key, {"run_id": run_id, "domain": domain, "kind": kind, "shard": shard.shard,
-                            "account": document.get("account", ""), "document": document,
-                            "updated_at": updated_at}
 
-    written = bulk_write(es, index_actions(settings.partials_index, partials()), settings.bulk_chunk_size,
-                         f"partials of {domain}")
-    return WrittenCounts(roles_read=compiler.messages_read, partials_written=written)
+def recompute_domains(es, settings: Settings, domains: Sequence[str], scoring: Scoring, updated_at: str
+                      ) -> tuple[int, dict[str, int]]:
+    """Every document of these domains from all their roles documents; writes what changed."""
+    rollup = rollup_of(es, settings, domains, written_by_run=None)
+    documents = finished_documents(rollup, scoring)
+    stored = stored_documents(es, settings, vars(documents))
+    return rollup.messages_read, write_documents(es, settings, documents, updated_at, stored)
+
+
+def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id: str, scoring: Scoring,
+                          updated_at: str) -> tuple[int, dict[str, int], list[str]]:
+    """This run's new mail of these domains added to the stored documents.
+
+    Returns the domains that must be recomputed instead: new mail flagged a known address as
+    automated, which changes documents this window did not touch.
+    """
+    rollup = rollup_of(es, settings, domains, written_by_run=run_id)
+    new = window_documents(rollup)
+    stored = stored_documents(es, settings, new)
+    flipped = flipped_to_automated(new, stored, scoring)
+    if flipped:
+        new = {kind: [document for document in documents if document["domain"] not in flipped]
+               for kind, documents in new.items()}
+    documents = add_to_stored(new, stored, scoring)
+    return rollup.messages_read, write_documents(es, settings, documents, updated_at), sorted(flipped)
+
+
+def compile_domains(es, settings: Settings, domains: Sequence[str], run_id: str, *, add_window: bool,
+                    scoring: Scoring, updated_at: str | None = None) -> WrittenCounts:
+    """The output documents of these whole domains, by either path (see the module docstring)."""
+    updated_at = updated_at or format_utc(utc_now())
+    total = WrittenCounts()
+    for chunk in batched(domains, DOMAINS_PER_QUERY):
+        recompute = list(chunk)
+        if add_window:
+            read, written, recompute = add_window_to_domains(es, settings, chunk, run_id, scoring, updated_at)
+            total += WrittenCounts.of(read, written)
+            if recompute:
+                log.info("Recomputing %d domains over all time because new mail flagged a known address as "
+                         "automated: %s", len(recompute), ", ".join(recompute[:5]))
+        if recompute:
+            read, written = recompute_domains(es, settings, recompute, scoring, updated_at)
+            total += WrittenCounts.of(read, written)
+    return total
 
 
 def compile_domain_partition(
-    es, settings: Settings, partition: Partition, run_id: str, *, add_window: bool = True
+    es, settings: Settings, partition: Partition, run_id: str, *, add_window: bool = True, scoring: Scoring
 ) -> CompileResult:
-    """A mapped task's work: its whole domains, then its shards of heavy domains.
+    """A mapped task's work: its domains, each by the path it needs.
 
     `add_window=False` recomputes every domain: a retry must, since a failed attempt may already
     have added the window to some documents.
@@ -92,16 +158,23 @@ def compile_domain_partition(
     started = time.monotonic()
     recompute = set(partition.recompute_domains) if add_window else set(partition.domains)
     written = WrittenCounts()
-    for adding in (False, True):
-        domains = [domain for domain in partition.domains if (domain not in recompute) == adding]
-        if domains:
-            written += compile_whole_domains(es, settings, domains, run_id, add_window=adding)
-    for shard in partition.shards:
-        written += compile_shard(es, settings, shard, run_id)
+    added = [domain for domain in partition.domains if domain not in recompute]
+    recomputed = [domain for domain in partition.domains if domain in recompute]
+    if recomputed:
+        written += compile_domains(es, settings, recomputed, run_id, add_window=False, scoring=scoring)
+    if added:
+        written += compile_domains(es, settings, added, run_id, add_window=True, scoring=scoring)
+    for index in kind_indices(settings).values():  # later stages search what was written
+        refresh(es, index)
+    how = []
+    if added:
+        how.append(f"added this run's new mail to {len(added)} domains")
+    if recomputed:
+        reason = "this task is a retry" if not add_window else "some of their messages were counted before"
+        how.append(f"recomputed {len(recomputed)} domains over all time ({reason})")
     log.info(
-        "Partition %s: read %d roles documents, wrote %d account engagements, %d domain documents, "
-        "%d shard partials in %.1f s",
-        partition.label, written.roles_read, written.engagements_written, written.domains_written,
-        written.partials_written, time.monotonic() - started,
+        "Partition %s: %s; read %d roles documents; wrote %s in %.1f s",
+        partition.label, " and ".join(how) or "nothing to do", written.roles_read, written.describe(),
+        time.monotonic() - started,
     )
-    return CompileResult(label=partition.label, written=written, split_domains=partition.split_domains)
+    return CompileResult(label=partition.label, written=written)

@@ -12,12 +12,12 @@ log = logging.getLogger(__name__)
 
 
 def list_domains(extraction: ExtractionSummary, settings: Settings) -> list[Partition]:
-    """The partitions, each knowing which of its whole domains are recomputed over all time."""
+    """The partitions, each knowing which of its domains are recomputed over all time."""
     recompute = set(extraction.recompute_domains)
     partitions = [
         partition.with_recompute(recompute)
         for partition in plan_partitions(
-            extraction.work_by_domain, settings.max_partitions, settings.min_split_work, settings.min_partition_work
+            extraction.work_by_domain, settings.max_partitions, settings.min_partition_work
         )
     ]
     for partition in partitions:

@@ -1,0 +1,43 @@
+"""The scoring date recorded in the runtime stats, and the searches a rescore needs."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Sequence
+
+from elasticsearch import NotFoundError
+
+from mailforce.core.strength import BEST_CONNECTED_LIMIT, calendar_date
+from mailforce.settings import Settings
+
+
+def last_scoring_date(es, settings: Settings) -> date | None:
+    """The latest scoring date of a successful run (backfills included); None on a fresh cluster."""
+    try:
+        response = es.search(
+            index=settings.runtime_stats_index, size=1, source=["scoring_date", "window_end"],
+            query={"bool": {"filter": [{"exists": {"field": "scoring_date"}}]}},
+            sort=[{"scoring_date": {"order": "desc"}}],
+        )
+    except NotFoundError:
+        return None
+    hits = response["hits"]["hits"]
+    return calendar_date(hits[0]["_source"]["scoring_date"]) if hits else None
+
+
+def best_connected_by_engagement(es, settings: Settings, domains: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per domain, its top accounts by their strongest relationship there (engagement documents)."""
+    result: dict[str, list[dict[str, Any]]] = {}
+    for domain in domains:
+        response = es.search(
+            index=settings.engagements_index, size=BEST_CONNECTED_LIMIT,
+            query={"bool": {"filter": [{"term": {"domain": domain}}]}},
+            sort=[{"strength_max": "desc"}, {"total_count": "desc"}, {"account": "asc"}],
+            source=["account", "strength_max", "total_count"],
+        )
+        result[domain] = [
+            {"account": hit["_source"]["account"], "strength": int(hit["_source"].get("strength_max", 0)),
+             "total_count": hit["_source"]["total_count"]}
+            for hit in response["hits"]["hits"]
+        ]
+    return result

@@ -1,0 +1,118 @@
+"""Stage 5: rescore what time alone changed, once per new scoring date.
+
+Strength decays with the calendar date (docs/SEMANTICS.md), so the runs of one day score alike and
+this stage does nothing but one lookup. On the first run of a new day it reads every relationship
+once, sorted by address, and rewrites only the relationships whose integer strength changed, the
+contacts whose best-connected accounts those change, the engagement documents whose strongest
+relationship changed, and the domains ranking those accounts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from datetime import date, datetime
+from itertools import groupby
+from typing import Any, Iterator
+
+from mailforce.core.dates import format_utc, utc_now
+from mailforce.core.ids import document_id
+from mailforce.core.rollups import connection_entry
+from mailforce.core.strength import best_connected, calendar_date, strength
+from mailforce.core.summaries import RescoreResult
+from mailforce.es.reads import scan_sorted
+from mailforce.es.scoring import best_connected_by_engagement, last_scoring_date
+from mailforce.es.writes import bulk_write, refresh
+from mailforce.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RELATIONSHIP_FIELDS = ["account", "email_address", "domain", "from_count", "to_count", "cc_count",
+                       "total_count", "latest_engagement_date", "automated", "strength"]
+
+
+def run_scoring_date(window_end: datetime, last: date | None) -> date:
+    """The date this run scores at: its window end's, never earlier than a scoring already done."""
+    today = calendar_date(window_end)
+    return max(today, last) if last is not None else today
+
+
+def scoring_date_of_run(es, settings: Settings, window_end: datetime) -> date:
+    return run_scoring_date(window_end, last_scoring_date(es, settings))
+
+
+def _updates(index: str, changes: Iterator[tuple[str, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    for identifier, fields in changes:
+        yield {"_op_type": "update", "_index": index, "_id": identifier, "doc": fields}
+
+
+def rescore_relationships(es, settings: Settings, window_end: datetime) -> RescoreResult:
+    """Bring every strength and ranking to this run's scoring date (see the module docstring)."""
+    last = last_scoring_date(es, settings)
+    scoring_date = run_scoring_date(window_end, last)
+    if last is None or scoring_date <= last:
+        # Fresh cluster: this run's compile scored every relationship. Same date: nothing decayed.
+        log.info("Relationship strengths are current for %s: nothing to rescore", scoring_date.isoformat())
+        return RescoreResult(scoring_date=scoring_date.isoformat())
+    started = time.monotonic()
+    updated_at = format_utc(utc_now())
+    refresh(es, settings.relationships_index)
+    strongest: dict[tuple[str, str], int] = defaultdict(int)
+    changed_pairs: set[tuple[str, str]] = set()
+    relationship_changes: list[tuple[str, dict[str, Any]]] = []
+    contact_changes: list[tuple[str, dict[str, Any]]] = []
+    read = 0
+    hits = scan_sorted(es, settings.relationships_index, {"match_all": {}},
+                       [{"email_address": "asc"}, {"account": "asc"}], RELATIONSHIP_FIELDS,
+                       settings.scan_page_size, settings.scroll_keep_alive, "relationships to rescore")
+    for address, group in groupby((hit["_source"] for hit in hits), key=lambda source: source["email_address"]):
+        entries = []
+        address_changed = False
+        for relationship in group:
+            read += 1
+            score = strength(
+                from_count=relationship["from_count"], to_count=relationship["to_count"],
+                cc_count=relationship["cc_count"], latest_engagement_date=relationship["latest_engagement_date"],
+                scoring_date=scoring_date, half_life_days=settings.strength_half_life_days,
+                automated=bool(relationship.get("automated")),
+            )
+            pair = (relationship["account"], relationship["domain"])
+            strongest[pair] = max(strongest[pair], score)
+            entries.append(connection_entry(relationship["account"], score, relationship["total_count"]))
+            if score != relationship.get("strength"):
+                address_changed = True
+                changed_pairs.add(pair)
+                relationship_changes.append((document_id(relationship["account"], address),
+                                             {"strength": score, "updated_at": updated_at}))
+        if address_changed:
+            contact_changes.append((document_id(address),
+                                    {"best_connected_accounts": best_connected(entries), "updated_at": updated_at}))
+    relationships_written = bulk_write(es, _updates(settings.relationships_index, iter(relationship_changes)),
+                                       settings.bulk_chunk_size, "rescored relationships")
+    contacts_written = bulk_write(es, _updates(settings.contacts_index, iter(contact_changes)),
+                                  settings.bulk_chunk_size, "rescored contacts")
+    engagement_changes = ((document_id(account, domain), {"strength_max": strongest[(account, domain)],
+                                                          "updated_at": updated_at})
+                          for account, domain in sorted(changed_pairs))
+    engagements_written = bulk_write(es, _updates(settings.engagements_index, engagement_changes),
+                                     settings.bulk_chunk_size, "rescored engagements")
+    refresh(es, settings.engagements_index)
+    domains = sorted({domain for _, domain in changed_pairs})
+    rankings = best_connected_by_engagement(es, settings, domains)
+    domains_written = bulk_write(
+        es, _updates(settings.domains_index, ((document_id(domain), {"best_connected_accounts": rankings[domain],
+                                                                     "updated_at": updated_at})
+                                              for domain in domains)),
+        settings.bulk_chunk_size, "rescored domains")
+    for index in (settings.relationships_index, settings.contacts_index, settings.domains_index):
+        refresh(es, index)
+    log.info(
+        "Rescored %d relationships for %s (last scored %s) in %.1f s: time changed %d strengths, "
+        "%d contacts' and %d domains' best-connected accounts",
+        read, scoring_date.isoformat(), last.isoformat(), time.monotonic() - started,
+        relationships_written, contacts_written, domains_written,
+    )
+    return RescoreResult(scoring_date=scoring_date.isoformat(), rescored=True, relationships_read=read,
+                         relationships_written=relationships_written, contacts_written=contacts_written,
+                         engagements_written=engagements_written, domains_written=domains_written)

@@ -1,0 +1,109 @@
+"""The per-domain rollups (pure): adding a window's new mail to stored documents equals a
+recomputation over all time, on seeded random mail, for every output kind."""
+
+from __future__ import annotations
+
+import random
+from datetime import date
+
+import pytest
+
+from mailforce.core.automated import AddressClassifier
+from mailforce.core.rollups import (
+    KINDS,
+    DomainRollup,
+    Scoring,
+    add_to_stored,
+    finished_documents,
+    flipped_to_automated,
+    natural_key,
+    window_documents,
+)
+
+SCORING = Scoring(scoring_date=date(2002, 1, 15), half_life_days=90,
+                  is_automated_address=AddressClassifier().is_automated, top_addresses=3)
+DOMAINS = ["acme.com", "globex.com", "initech.com"]
+ROLES = ["From", "To", "CC"]
+
+
+def random_mail(rng: random.Random, messages: int) -> list[list[dict]]:
+    """Groups of roles documents (copies of one message id across accounts)."""
+    groups = []
+    for number in range(messages):
+        copies = []
+        key_date = None
+        accounts = rng.sample(["ann", "bob", "cid"], rng.choice([1, 1, 2, 3]))
+        for account in accounts:
+            day = rng.randint(1, 28)
+            message_date = f"2001-{rng.randint(1, 12):02d}-{day:02d}T{rng.randint(0, 23):02d}:00:00Z"
+            key_date = message_date if key_date is None else min(key_date, message_date)
+            entries = set()
+            for _ in range(rng.randint(1, 4)):
+                domain = rng.choice(DOMAINS)
+                local = rng.choice(["jim", "sue", "no-reply", "kay", "lee", "max"])
+                entries.add((f"{local}@{domain}", rng.choice(ROLES)))
+            copies.append({
+                "account": account, "message_id": f"<m{number}@x>", "date": message_date,
+                "message_roles": [{"email_address": a, "domain": a.split("@")[1], "role": r} for a, r in sorted(entries)],
+                "automated_addresses": [a for a, r in entries if a.startswith("kay") and rng.random() < 0.05],
+            })
+        for copy in copies:
+            copy["key_date"] = key_date
+        groups.append(copies)
+    return groups
+
+
+def rollup_of(groups: list[list[dict]]) -> DomainRollup:
+    rollup = DomainRollup(DOMAINS)
+    for copies in groups:
+        rollup.add_message(copies)
+    return rollup
+
+
+def keyed(documents) -> dict[str, dict]:
+    return {kind: {natural_key(kind, d): d for d in getattr(documents, kind)} for kind in KINDS}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_adding_a_window_to_stored_documents_equals_recomputing_over_all_time(seed):
+    rng = random.Random(seed)
+    groups = random_mail(rng, 120)
+    cut = rng.randint(20, 100)
+    stored = keyed(finished_documents(rollup_of(groups[:cut]), SCORING))
+    new = window_documents(rollup_of(groups[cut:]))
+    expected = keyed(finished_documents(rollup_of(groups), SCORING))
+    flipped = flipped_to_automated(new, stored, SCORING)
+    added = keyed(add_to_stored(
+        {kind: [d for d in docs if d["domain"] not in flipped] for kind, docs in new.items()}, stored, SCORING))
+    for kind in KINDS:
+        merged = dict(stored[kind])
+        merged.update(added[kind])
+        comparable = {key: doc for key, doc in expected[kind].items() if doc["domain"] not in flipped}
+        assert {key: doc for key, doc in merged.items() if doc["domain"] not in flipped} == comparable, kind
+
+
+def test_a_message_seen_by_two_mailboxes_counts_once_per_contact_and_is_dated_by_its_earliest_copy():
+    copies = [
+        {"account": "ann", "message_id": "<m@x>", "date": "2001-05-02T00:00:00Z", "key_date": "2001-04-30T00:00:00Z",
+         "message_roles": [{"email_address": "jim@acme.com", "domain": "acme.com", "role": "To"}]},
+        {"account": "bob", "message_id": "<m@x>", "date": "2001-04-30T00:00:00Z", "key_date": "2001-04-30T00:00:00Z",
+         "message_roles": [{"email_address": "jim@acme.com", "domain": "acme.com", "role": "CC"}]},
+    ]
+    documents = finished_documents(rollup_of([copies]), SCORING)
+    contact = documents.contacts[0]
+    assert (contact["total_count"], contact["to_count"], contact["cc_count"]) == (1, 1, 1)
+    assert contact["first_contact_date"] == "2001-04-30T00:00:00Z"
+    assert contact["accounts"] == ["ann", "bob"]
+    assert [r["first_engagement_date"] for r in documents.relationships] == ["2001-05-02T00:00:00Z", "2001-04-30T00:00:00Z"]
+    domain_months = [t["month"] for t in documents.timeline if t["scope"] == "domain"]
+    assert domain_months == ["2001-04-01T00:00:00Z"]
+
+
+def test_new_mail_that_flags_a_known_address_automated_sends_its_domain_to_recomputation():
+    first = [{"account": "ann", "message_id": "<a@x>", "date": "2001-05-02T00:00:00Z",
+              "message_roles": [{"email_address": "news@acme.com", "domain": "acme.com", "role": "From"}]}]
+    second = [{"account": "bob", "message_id": "<b@x>", "date": "2001-06-02T00:00:00Z",
+               "message_roles": [{"email_address": "news@acme.com", "domain": "acme.com", "role": "From"}],
+               "automated_addresses": ["news@acme.com"]}]
+    stored = keyed(finished_documents(rollup_of([first]), SCORING))
+    assert flipped_to_automated(window_documents(rollup_of([second])), stored, SCORING) == {"acme.com"}
