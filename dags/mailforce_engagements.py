@@ -14,12 +14,13 @@ held which role; and a runtime-stats record per run that doubles as the incremen
    of a message, and writes one `search-message-roles` document per message (the fact table).
 3. `list_domains`: groups the domains the window touched into a bounded number of partitions,
    balanced by work.
-4. `compile_domain_partition` (mapped, one per partition): brings every document of its domains up
+4. `rescore_relationships` (beside the extraction): on the first run of a new day, rewrites the
+   relationship strengths (and the rankings built on them) that time alone changed; on other runs
+   it does nothing.
+5. `compile_domain_partition` (mapped, one per partition): brings every document of its domains up
    to date (account engagements, relationships, contacts, the monthly timeline, the domain): adds
    the window's new messages to the stored documents, or recomputes a domain over all time when one
    of its window messages was already counted (or when the task is a retry).
-5. `rescore_relationships`: on the first run of a new day, rewrites the relationship strengths (and
-   the rankings built on them) that time alone changed; on other runs it does nothing.
 6. `bulk_index_account_statistics`: per account seen, distinct addresses per role.
 7. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills).
 
@@ -131,11 +132,11 @@ def mailforce_engagements():
 
     @task(
         task_display_name="Rescore relationships",
-        trigger_rule="none_failed",
         outlets=[ASSETS[kind] for kind in ("relationships", "contacts", "engagements", "domains")],
     )
-    def rescore_relationships(window: dict[str, Any], compiled: list[dict[str, Any]]) -> dict[str, Any]:
-        """Once per new scoring date: rewrite the strengths and rankings that time alone changed."""
+    def rescore_relationships(window: dict[str, Any]) -> dict[str, Any]:
+        """Once per new scoring date: rewrite the strengths and rankings that time alone changed,
+        before new mail is added (adding is exact only on figures scored at the same date)."""
         return dag_tasks.rescore_relationships(window)
 
     # "none_failed": a window without mail maps no partition (skipped), yet its stats are published;
@@ -145,7 +146,7 @@ def mailforce_engagements():
         trigger_rule="none_failed",
         outlets=[ASSETS["account_stats"]],
     )
-    def bulk_index_account_statistics(extraction: dict[str, Any], rescored: dict[str, Any]) -> int:
+    def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
         """Per account seen in the window: distinct addresses per role."""
         return dag_tasks.index_account_statistics(extraction)
 
@@ -163,9 +164,10 @@ def mailforce_engagements():
     window = fetch_watermark()
     extraction = extract_message_roles(window)
     partitions = list_domains(extraction)
+    rescored = rescore_relationships(window)
     compiled = compile_domain_partition.partial(window=window).expand(partition=partitions)
-    rescored = rescore_relationships(window, compiled)
-    accounts_written = bulk_index_account_statistics(extraction, rescored)
+    rescored >> compiled
+    accounts_written = bulk_index_account_statistics(extraction, compiled)
     publish_stats(window, extraction, compiled, rescored, accounts_written)
 
 

@@ -684,11 +684,15 @@ def _worker_ready(_: int) -> int:
 
 def _worker_compile(partition: dict[str, Any], run_id: str) -> dict[str, Any]:
     """What one mapped compile task does: the DAG's own stage function on the partition's XCom form."""
+    from datetime import date
+
     from mailforce.core.partitions import Partition
-    from mailforce.stages.compile_domain_partition import compile_domain_partition
+    from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
 
     started = time.monotonic()
-    compiled = compile_domain_partition(_WORKER["es"], _WORKER["settings"], Partition.from_xcom(partition), run_id)
+    scoring = scoring_for(_WORKER["settings"], date.today())
+    compiled = compile_domain_partition(_WORKER["es"], _WORKER["settings"], Partition.from_xcom(partition), run_id,
+                                        scoring=scoring)
     result = compiled.to_xcom()
     result["seconds"] = time.monotonic() - started
     return result
@@ -710,7 +714,6 @@ def parallel_compile(es, url: str, settings: Settings, work_by_domain: dict[str,
     """The compile stage with `slots` partitions run by `slots` worker processes at once."""
     from mailforce.core.summaries import ExtractionSummary
     from mailforce.stages.list_domains import list_domains
-    from mailforce.stages.merge_split_domains import merge_split_domains
 
     # Planned by the DAG's own list_domains stage function, with K as MAILFORCE_MAX_PARTITIONS.
     planned = list_domains(ExtractionSummary(work_by_domain=work_by_domain), replace(settings, max_partitions=slots))
@@ -724,27 +727,19 @@ def parallel_compile(es, url: str, settings: Settings, work_by_domain: dict[str,
         futures = [pool.submit(_worker_compile, partition, run_id) for partition in partitions]
         results = [future.result() for future in futures]
         compile_wall = time.monotonic() - started
-    merge_seconds = 0.0
-    split = sorted({domain for result in results for domain in result.get("split_domains", [])})
-    if split:  # heavy domains compiled in shards
-        started = time.monotonic()
-        merge_split_domains(es, settings, split, run_id)
-        merge_seconds = time.monotonic() - started
     shares = [partition.get("share", 0.0) for partition in partitions]
     largest = max(range(len(partitions)), key=shares.__getitem__) if partitions else None
     return {
         "partitions": len(partitions),
-        "wall_seconds": round(compile_wall + merge_seconds, 3),
-        "merge_seconds": round(merge_seconds, 3),
+        "wall_seconds": round(compile_wall, 3),
         "sum_of_partition_seconds": round(sum(result["seconds"] for result in results), 3),
         "slowest_partition_seconds": round(max((result["seconds"] for result in results), default=0.0), 3),
         "largest_partition_share": round(shares[largest], 4) if largest is not None else 0.0,
         "largest_partition_label": partitions[largest].get("label", "-") if largest is not None else "-",
         "ideal_share": round(1 / max(len(partitions), 1), 4),
-        "split_domains": split,
         "roles_read": sum(result.get("roles_read", 0) for result in results),
-        "documents_written": sum(result.get("engagements_written", 0) + result.get("domains_written", 0)
-                                 + result.get("partials_written", 0) for result in results),
+        "documents_written": sum(result.get(f"{kind}_written", 0) for result in results
+                                 for kind in ("engagements", "relationships", "contacts", "timeline", "domains")),
     }
 
 

@@ -37,13 +37,13 @@ def run_once(
     fetched = fetch_watermark(es, settings, request, run_end, run_started=utc_now())
     extraction = extract_message_roles(es, settings, fetched.window, run_id)
     partitions = list_domains(extraction, settings)
+    rescored = rescore_relationships(es, settings, fetched.window.window_end)
     scoring = scoring_for(settings, scoring_date_of_run(es, settings, fetched.window.window_end))
     compiled = []
     for number, partition in enumerate(partitions):
         if stop_after_partitions is not None and number >= stop_after_partitions:
             raise RuntimeError(f"run {run_id} stopped after {number} partitions (simulated failure)")
         compiled.append(compile_domain_partition(es, settings, partition, run_id, add_window=True, scoring=scoring))
-    rescored = rescore_relationships(es, settings, fetched.window.window_end)
     accounts_written = index_account_statistics(es, settings, extraction.accounts)
     stats = runtime_stats(run_id, fetched.window, extraction, compiled, rescored, accounts_written,
                           fetched.run_started, utc_now())

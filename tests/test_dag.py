@@ -20,7 +20,7 @@ STAGES = {
     "extract_message_roles",
     "list_domains",
     "compile_domain_partition",
-    "merge_split_domains",
+    "rescore_relationships",
     "bulk_index_account_statistics",
     "publish_stats",
 }
@@ -66,8 +66,8 @@ def test_stages_run_in_order(dag):
     assert "extract_message_roles" in downstream["fetch_watermark"]
     assert "list_domains" in downstream["extract_message_roles"]
     assert "compile_domain_partition" in downstream["list_domains"]
-    assert "merge_split_domains" in downstream["compile_domain_partition"]
-    assert "bulk_index_account_statistics" in downstream["merge_split_domains"]
+    assert "compile_domain_partition" in downstream["rescore_relationships"]
+    assert "bulk_index_account_statistics" in downstream["compile_domain_partition"]
     assert "publish_stats" in downstream["compile_domain_partition"]
     assert "publish_stats" in downstream["bulk_index_account_statistics"]
     assert dag.get_task("publish_stats").trigger_rule == "none_failed"
@@ -81,8 +81,11 @@ def test_every_output_index_is_an_asset_produced_by_the_dag(dag):
             produced.setdefault(asset.name, set()).add(task.task_id)
     assert produced == {
         "search-message-roles": {"extract_message_roles"},
-        "search-accounts-engagements": {"compile_domain_partition", "merge_split_domains"},
-        "search-domains-engagements": {"compile_domain_partition", "merge_split_domains"},
+        "search-accounts-engagements": {"compile_domain_partition", "rescore_relationships"},
+        "search-domains-engagements": {"compile_domain_partition", "rescore_relationships"},
+        "search-relationships": {"compile_domain_partition", "rescore_relationships"},
+        "search-contacts": {"compile_domain_partition", "rescore_relationships"},
+        "search-engagement-timeline": {"compile_domain_partition"},
         "search-accounts_statistics_simple": {"bulk_index_account_statistics"},
         "search-runtime-stats": {"publish_stats"},
     }

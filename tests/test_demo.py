@@ -17,6 +17,9 @@ OUTPUT_INDICES = (
     "search-accounts-engagements",
     "search-accounts_statistics_simple",
     "search-domains-engagements",
+    "search-relationships",
+    "search-contacts",
+    "search-engagement-timeline",
     "search-runtime-stats",
 )
 SAMPLE_ACCOUNTS = ("kunai-ann", "kunai-jim", "kunai-ken", "kunai-raj", "kunai-sara")

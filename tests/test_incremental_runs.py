@@ -158,7 +158,8 @@ def test_new_mail_is_added_to_stored_figures_and_copies_force_a_recompute(es, se
 def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, settings, enron_corpus):
     from mailforce.es.indices import prepare_indices
     from mailforce.core.run_params import resolve_window
-    from mailforce.stages.compile_domain_partition import compile_domain_partition
+    from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
+    from mailforce.stages.rescore_relationships import rescore_relationships, scoring_date_of_run
     from mailforce.stages.extract_message_roles import extract_message_roles
     from mailforce.stages.index_account_statistics import index_account_statistics
     from mailforce.stages.list_domains import list_domains
@@ -170,11 +171,13 @@ def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, s
     window = resolve_window(RunRequest(), FAR_FUTURE_RUN_END, read_watermark(es, settings))
     extraction = extract_message_roles(es, settings, window, "second")
     partitions = list_domains(extraction, settings)
+    rescore_relationships(es, settings, window.window_end)
+    scoring = scoring_for(settings, scoring_date_of_run(es, settings, window.window_end))
 
-    compile_domain_partition(es, settings, partitions[0], "second", add_window=True)  # first attempt
-    compile_domain_partition(es, settings, partitions[0], "second", add_window=False)  # its retry
+    compile_domain_partition(es, settings, partitions[0], "second", add_window=True, scoring=scoring)  # first attempt
+    compile_domain_partition(es, settings, partitions[0], "second", add_window=False, scoring=scoring)  # its retry
     for partition in partitions[1:]:
-        compile_domain_partition(es, settings, partition, "second")
+        compile_domain_partition(es, settings, partition, "second", scoring=scoring)
     index_account_statistics(es, settings, extraction.accounts)
 
     assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)])

@@ -72,42 +72,41 @@ def corpus_one_outputs(**options: Any) -> oracle.Outputs:
 
 
 def test_relationships_by_hand() -> None:
-    strength_date = "2001-06-30T00:00:00Z"
     expected = {
         # jim-bob: m1 To, m2 From; w 2, two-way, age 20: 100 * 2 / 7 * 0.5 ** (20/90) = 24.49 -> 24
         ("jim", "bob@acme.com"): {
             "account": "jim", "email_address": "bob@acme.com", "domain": "acme.com",
             "from_count": 1, "to_count": 1, "cc_count": 0, "total_count": 2,
             "first_engagement_date": "2001-05-31T23:30:00Z", "latest_engagement_date": "2001-06-10T09:00:00Z",
-            "automated": False, "two_way": True, "strength": 24, "strength_date": strength_date,
+            "automated": False, "two_way": True, "strength": 24,
         },
         # jim-carol: CC on m1 and m2; w 1, one-way, age 20: 100 / 6 * 0.5 * 0.857 = 7.14 -> 7
         ("jim", "carol@acme.com"): {
             "account": "jim", "email_address": "carol@acme.com", "domain": "acme.com",
             "from_count": 0, "to_count": 0, "cc_count": 2, "total_count": 2,
             "first_engagement_date": "2001-05-31T23:30:00Z", "latest_engagement_date": "2001-06-10T09:00:00Z",
-            "automated": False, "two_way": False, "strength": 7, "strength_date": strength_date,
+            "automated": False, "two_way": False, "strength": 7,
         },
         # ann-bob: m1 To (ann's own date 06-01), m3 CC; w 1.5, one-way, age 10: 10.68 -> 11
         ("ann", "bob@acme.com"): {
             "account": "ann", "email_address": "bob@acme.com", "domain": "acme.com",
             "from_count": 0, "to_count": 1, "cc_count": 1, "total_count": 2,
             "first_engagement_date": "2001-06-01T01:00:00Z", "latest_engagement_date": "2001-06-20T12:00:00Z",
-            "automated": False, "two_way": False, "strength": 11, "strength_date": strength_date,
+            "automated": False, "two_way": False, "strength": 11,
         },
         # ann-dave: m1 To, m3 From; w 2, two-way, age 10: 100 * 2 / 7 * 0.5 ** (10/90) = 26.45 -> 26
         ("ann", "dave@globex.org"): {
             "account": "ann", "email_address": "dave@globex.org", "domain": "globex.org",
             "from_count": 1, "to_count": 1, "cc_count": 0, "total_count": 2,
             "first_engagement_date": "2001-06-01T01:00:00Z", "latest_engagement_date": "2001-06-20T12:00:00Z",
-            "automated": False, "two_way": True, "strength": 26, "strength_date": strength_date,
+            "automated": False, "two_way": True, "strength": 26,
         },
         # ken-dave: m3 From (ken's date 06-19); w 1, one-way, age 11: 7.66 -> 8
         ("ken", "dave@globex.org"): {
             "account": "ken", "email_address": "dave@globex.org", "domain": "globex.org",
             "from_count": 1, "to_count": 0, "cc_count": 0, "total_count": 1,
             "first_engagement_date": "2001-06-19T08:00:00Z", "latest_engagement_date": "2001-06-19T08:00:00Z",
-            "automated": False, "two_way": False, "strength": 8, "strength_date": strength_date,
+            "automated": False, "two_way": False, "strength": 8,
         },
     }
     assert corpus_one_outputs()["relationships"] == expected
@@ -293,7 +292,8 @@ def test_default_scoring_date_is_the_utc_date_of_the_latest_window_end() -> None
                      timezone(__import__("datetime").timedelta(hours=2))), accounts=frozenset({"ann"}))]
     # 2001-07-01T01:00 UTC -> scoring date 2001-07-01; jim-bob: age 21: 100 * 2 / 7 * 0.5 ** (21/90) = 24.3 -> 24
     relationships = expected_outputs(corpus_one(), coverages, INTERNAL, kinds=("relationships",))["relationships"]
-    assert {document["strength_date"] for document in relationships.values()} == {"2001-07-01T00:00:00Z"}
+    later = expected_outputs(corpus_one(), coverages[:1], INTERNAL, kinds=("relationships",))["relationships"]
+    assert relationships != later  # scored at the latest window end's date, not an earlier one
     assert relationships[("jim", "bob@acme.com")]["strength"] == 24
     # ann-dave, age 11: 100 * 2 / 7 * 0.5 ** (11/90) = 26.25 -> 26; ann-bob, age 11: 10.6 -> 11
     assert relationships[("ann", "dave@globex.org")]["strength"] == 26

@@ -19,9 +19,12 @@ def test_defaults_are_the_seed_index_names():
     assert settings == Settings()
     assert settings.output_indices == (
         "search-message-roles", "search-accounts-engagements", "search-accounts_statistics_simple",
-        "search-domains-engagements", "search-runtime-stats",
+        "search-domains-engagements", "search-relationships", "search-contacts", "search-engagement-timeline",
+        "search-runtime-stats",
     )
-    assert settings.partials_index == "search-mailforce-partials"
+    assert settings.relationships_index == "search-relationships"
+    assert settings.contacts_index == "search-contacts"
+    assert settings.timeline_index == "search-engagement-timeline"
 
 
 def test_environment_overrides_the_variable(monkeypatch):
