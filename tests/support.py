@@ -73,9 +73,21 @@ def oracle_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def assert_matches_oracle(es, settings: Settings, source: list[dict], coverages: list[Coverage]) -> dict:
+def latest_window_end(es, settings: Settings) -> datetime | None:
+    """The latest window end any run recorded: the date strengths are scored at (a run fact, not a
+    figure; tests' coverages often say "up to the far future" for runs that ended earlier)."""
+    if not es.indices.exists(index=settings.runtime_stats_index):
+        return None
+    es.indices.refresh(index=settings.runtime_stats_index)
+    found = es.search(index=settings.runtime_stats_index, size=1, sort=[{"window_end": "desc"}], source=["window_end"])
+    hits = found["hits"]["hits"]
+    return utc(hits[0]["_source"]["window_end"]) if hits else None
+
+
+def assert_matches_oracle(es, settings: Settings, source: list[dict], coverages: list[Coverage],
+                          scoring_date: datetime | None = None) -> dict:
     expected = expected_outputs(source, coverages, settings.internal_domains, settings.allowed_domains,
-                                **oracle_options(settings))
+                                scoring_date=scoring_date or latest_window_end(es, settings), **oracle_options(settings))
     actual = read_outputs(es, {kind: index for kind, index in index_names(settings).items() if kind in expected})
     assert_outputs_equal(actual, expected)
     return expected

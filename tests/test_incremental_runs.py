@@ -180,4 +180,5 @@ def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, s
         compile_domain_partition(es, settings, partition, "second", scoring=scoring)
     index_account_statistics(es, settings, extraction.accounts)
 
-    assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)])
+    assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)],
+                          scoring_date=FAR_FUTURE_RUN_END)
