@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from elasticsearch import helpers
 
 from mailforce.core.batches import batched, without
-from mailforce.es.reads import fetch_documents, index_is_empty
+from mailforce.es.reads import check_complete, fetch_documents
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,44 @@ class BulkWriteError(RuntimeError):
     """Some documents were not written; the message lists the first failures."""
 
 
-def index_actions(index: str, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
-    """(id, document) pairs -> bulk `index` actions (overwrite by id: idempotent)."""
+class ConcurrentUpdateError(BulkWriteError):
+    """A conditional write found the document changed (or created) since it was read: another attempt
+    wrote it concurrently (HTTP 409). The task fails; its retry recomputes."""
+
+
+def refresh(es, index: str) -> None:
+    """Make what was written to `index` visible to search (an explicit refresh: works whatever the
+    index's `refresh_interval`, also -1). Every stage calls it on each index it wrote, at its end."""
+    response = es.indices.refresh(index=index)
+    check_complete(response, f"refresh of {index}")
+
+
+def index_actions(
+    index: str, documents: Iterable[tuple[str, dict[str, Any]]], versions: Mapping[str, Any] | None = None
+) -> Iterator[dict[str, Any]]:
+    """(id, document) pairs -> bulk `index` actions (overwrite by id: idempotent).
+
+    `versions` (id -> ``(seq_no, primary_term)`` of the stored document, or None when it was absent)
+    makes the listed ids conditional: ``if_seq_no``/``if_primary_term`` for a stored document, ``op_type
+    create`` for an absent one, so a write that raced another attempt's write fails with 409
+    (`ConcurrentUpdateError` from `bulk_write`). Ids not in `versions` are plain overwrites.
+    """
     for document_id, document in documents:
-        yield {"_op_type": "index", "_index": index, "_id": document_id, "_source": document}
+        action: dict[str, Any] = {"_op_type": "index", "_index": index, "_id": document_id, "_source": document}
+        if versions is not None and document_id in versions:
+            version = versions[document_id]
+            if version is None:
+                action["_op_type"] = "create"
+            else:
+                action["if_seq_no"], action["if_primary_term"] = version
+        yield action
+
+
+def version_of(stored: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """``(seq_no, primary_term)`` of a `fetch_documents(..., with_versions=True)` entry (None: absent)."""
+    if stored is None:
+        return None
+    return int(stored["_seq_no"]), int(stored["_primary_term"])
 
 
 def bulk_write(
@@ -45,13 +79,16 @@ def bulk_write(
 ) -> int:
     """Write all actions; returns how many were written, raises BulkWriteError if any failed.
 
-    Rejections for overload (429) are retried with backoff by the helper; anything else is a real
-    failure (mapping conflict, bad document) and fails the task after the whole stream was tried,
-    so the log shows every kind of failure at once.
+    Rejections for overload (429), of the whole bulk or of single items, are retried with
+    exponential backoff by the helper (`OVERLOAD_RETRIES` times); anything else is a real failure
+    (mapping conflict, bad document) and fails the task after the whole stream was tried, so the log
+    shows every kind of failure at once. Version conflicts (409) of conditional writes raise
+    `ConcurrentUpdateError`.
     """
     written = 0
     failures: list[dict[str, Any]] = []
     failure_count = 0
+    conflicts = 0
     started = time.monotonic()
     next_report = progress_every
     for ok, item in helpers.streaming_bulk(
@@ -72,12 +109,23 @@ def bulk_write(
                 next_report += progress_every
         else:
             failure_count += 1
+            if _status(item) == 409:
+                conflicts += 1
             if len(failures) < FAILURES_SHOWN:
                 failures.append(item)
     if failure_count:
         detail = "; ".join(_describe_failure(item) for item in failures)
-        raise BulkWriteError(f"{what}: {failure_count} documents failed to index (first: {detail})")
+        error_type = ConcurrentUpdateError if conflicts else BulkWriteError
+        raise error_type(f"{what}: {failure_count} documents failed to index ({conflicts} version conflicts: "
+                         f"written concurrently by another attempt) (first: {detail})" if conflicts else
+                         f"{what}: {failure_count} documents failed to index (first: {detail})")
     return written
+
+
+def _status(item: dict[str, Any]) -> int | None:
+    operation = next(iter(item.values()), {})
+    status = operation.get("status") if isinstance(operation, dict) else None
+    return int(status) if isinstance(status, int) else None
 
 
 def _describe_failure(item: dict[str, Any]) -> str:
@@ -115,16 +163,28 @@ def write_with_stored(
     documents: Iterable[tuple[str, dict[str, Any]]],
     what: str,
     combine: Combine = only_if_changed,
+    *,
+    conditional: bool = False,
 ) -> int:
-    """Write each document combined with its stored version, looked up a batch at a time."""
-    look_up = not index_is_empty(es, index)
+    """Write each document combined with its stored version, looked up a batch at a time (mget: real
+    time, whatever the index's refresh; a count or search could lag and is never used to decide).
 
-    def combined() -> Iterator[tuple[str, dict[str, Any]]]:
+    `conditional=True`: each write is conditional on the stored version read (``if_seq_no``/
+    ``if_primary_term``, or ``create`` when none was stored), so a concurrent attempt writing the
+    same documents makes this one fail with `ConcurrentUpdateError` instead of adding twice.
+    """
+
+    def combined() -> Iterator[dict[str, Any]]:
         for batch in batched(documents, settings.lookup_batch_size):
-            stored = fetch_documents(es, index, [identifier for identifier, _ in batch]) if look_up else {}
+            stored = fetch_documents(es, index, [identifier for identifier, _ in batch], with_versions=conditional)
+            results: list[tuple[str, dict[str, Any]]] = []
+            versions: dict[str, tuple[int, int] | None] = {}
             for identifier, document in batch:
-                result = combine(stored.get(identifier), document)
+                previous = stored.get(identifier)
+                result = combine(previous["_source"] if conditional and previous else previous, document)
                 if result is not None:
-                    yield identifier, result
+                    results.append((identifier, result))
+                    versions[identifier] = version_of(previous) if conditional else None
+            yield from index_actions(index, results, versions if conditional else None)
 
-    return bulk_write(es, index_actions(index, combined()), settings.bulk_chunk_size, what)
+    return bulk_write(es, combined(), settings.bulk_chunk_size, what)

@@ -18,7 +18,7 @@ from mailforce.core.ids import document_id
 from mailforce.core.partitions import DomainShard, Partition
 from mailforce.core.summaries import CompileResult, WrittenCounts
 from mailforce.es.reads import scan_roles
-from mailforce.es.writes import added_to_stored, bulk_write, index_actions, only_if_changed, write_with_stored
+from mailforce.es.writes import added_to_stored, bulk_write, index_actions, only_if_changed, refresh, write_with_stored
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ def compile_domain_partition(
             written += compile_whole_domains(es, settings, domains, run_id, add_window=adding)
     for shard in partition.shards:
         written += compile_shard(es, settings, shard, run_id)
+    refresh(es, ",".join((settings.engagements_index, settings.domains_index, settings.partials_index)))
     log.info(
         "Partition %s: read %d roles documents, wrote %d account engagements, %d domain documents, "
         "%d shard partials in %.1f s",

@@ -12,7 +12,7 @@ from mailforce.core.engagements import merge_domain_documents, merge_engagement_
 from mailforce.core.ids import document_id
 from mailforce.core.summaries import MergeResult
 from mailforce.es.reads import scan_partials
-from mailforce.es.writes import write_with_stored
+from mailforce.es.writes import refresh, write_with_stored
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def merge_split_domains(es, settings: Settings, domains: Sequence[str], run_id: 
                                                  "domain engagements")
     if domains:
         es.delete_by_query(index=settings.partials_index, query={"term": {"run_id": run_id}}, refresh=True)
+    refresh(es, ",".join((settings.engagements_index, settings.domains_index)))
     log.info("Merged %d split domains: %d account engagements, %d domain documents written",
              len(set(domains)), engagements_written, domains_written)
     return MergeResult(engagements_written=engagements_written, domains_written=domains_written)
