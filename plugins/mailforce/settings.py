@@ -41,7 +41,7 @@ class Settings:
     scroll_keep_alive: str = "5m"
     schedule: str | None = "@hourly"
     index_shards: int = 1
-    index_replicas: int = 0
+    index_replicas: int = 1
 
     def __post_init__(self) -> None:
         for name in ("max_partitions", "min_split_work", "min_partition_work", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):
