@@ -60,16 +60,30 @@ def check_complete(response: Any, what: str) -> Any:
     return response
 
 
+INCOMPLETE_RETRIES = 3  # an idempotent read (count, search without scroll) answered incompletely is asked again
+
+
+def _complete(call: Any, what: str, retries: int = INCOMPLETE_RETRIES) -> Any:
+    for attempt in range(retries + 1):
+        try:
+            return check_complete(call(), what)
+        except IncompleteReadError:
+            if attempt == retries:
+                raise
+            time.sleep(MGET_RETRY_BACKOFF_SECONDS * 2 ** attempt)
+
+
 def count(es, index: str, query: dict[str, Any] | None = None, what: str = "count") -> int:
-    """How many documents match, over every shard (a partial count raises)."""
+    """How many documents match, over every shard (a partial count is asked again, then raises)."""
     kwargs: dict[str, Any] = {"query": query} if query is not None else {}
-    return int(check_complete(es.count(index=index, **kwargs), f"{what} of {index}")["count"])
+    return int(_complete(lambda: es.count(index=index, **kwargs), f"{what} of {index}")["count"])
 
 
 def search(es, what: str, **kwargs: Any) -> Any:
-    """`es.search(**kwargs)` over every shard: partial results refused by the server and checked here."""
+    """`es.search(**kwargs)` over every shard: partial results refused by the server and checked here
+    (a search without scroll is asked again a few times; one opening a scroll is not)."""
     kwargs.setdefault("allow_partial_search_results", False)
-    return check_complete(es.search(**kwargs), what)
+    return _complete(lambda: es.search(**kwargs), what, 0 if "scroll" in kwargs else INCOMPLETE_RETRIES)
 
 
 def scan(
