@@ -327,8 +327,16 @@ def check_airflow_environment(compose: dict) -> list[str]:
     for name, svc in members.items():
         env = environment(svc)
         for key, value in common.items():
-            if env.get(key) != value:
+            if env.get(key) != value and not (name == "demo-mail" and key == CONN_ENV):
                 problems.append(f"{name}: {key} differs from x-airflow-common")
+    # The demo loader writes the source index, which the DAG's least-privilege user may only read:
+    # its connection (same conn id) is the elastic superuser's, otherwise the same.
+    demo = services(compose).get("demo-mail")
+    if demo is not None:
+        raw = environment(demo).get(CONN_ENV)
+        problems += [f"demo-mail: {problem}" for problem in check_connection_json(raw)]
+        if raw and json.loads(raw).get("login") != "elastic":
+            problems.append("demo-mail: the loader must connect as elastic (it creates and writes the source index)")
     return problems
 
 
@@ -746,3 +754,22 @@ def test_rule_catches_broken_ndjson(case):
 
 def test_rule_catches_unparseable_ndjson_line():
     assert check_ndjson(load_ndjson_lines() + ["{not json"]) != []
+
+
+def test_the_dag_connects_as_the_least_privilege_user_whose_role_is_the_readmes(compose):
+    """The Airflow connection's user is `mailforce_airflow`, not `elastic`; kibana-setup creates its
+    role with exactly the README's privileges; the workers wait for it."""
+    import re as _re
+
+    env = compose["x-airflow-common"]["environment"]
+    conn = json.loads(env[CONN_ENV])
+    assert conn["login"] == "mailforce_airflow" and "MAILFORCE_ES_PASSWORD" in conn["password"]
+    command = command_text(compose["services"]["kibana-setup"])
+    assert "/_security/role/mailforce_airflow" in command and "/_security/user/mailforce_airflow" in command
+    role_text = _re.search(r"role='(.*?)'\n", command, _re.S).group(1)
+    role = json.loads(role_text.replace("'\"$$MAILFORCE_SOURCE_INDEX\"'", "search-shinobi-email"))
+    readme = (ROOT / "README.md").read_text()
+    expected = json.loads(_re.search(r"<!-- mailforce-role -->\s*```json\n(.*?)```", readme, _re.S).group(1))
+    assert role == expected
+    deps = compose["services"]["airflow-worker"]["depends_on"]
+    assert deps["kibana-setup"]["condition"] == "service_completed_successfully"

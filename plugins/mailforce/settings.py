@@ -43,11 +43,11 @@ class Settings:
     scroll_keep_alive: str = "5m"
     schedule: str | None = "@hourly"
     index_shards: int = 1
+    index_replicas: int = 1
     domain_top_addresses: int = 100  # address entries listed on a domain document
     strength_half_life_days: int = 90  # recency in relationship strength halves every this many days
     automated_patterns: tuple[str, ...] = ()  # replaces the default patterns when set
     automated_patterns_extra: tuple[str, ...] = ()  # added to the default patterns
-    index_replicas: int = 0
 
     def __post_init__(self) -> None:
         for name in ("max_partitions", "min_partition_work", "domain_top_addresses", "strength_half_life_days", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):

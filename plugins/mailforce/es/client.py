@@ -6,8 +6,14 @@ password (basic auth); its extras may carry:
 - ``api_key``: an API key (used instead of basic auth),
 - ``verify_certs`` (bool, default true), ``ca_certs`` (path): TLS verification,
 - ``request_timeout`` (seconds, default 60), ``max_retries`` (default 5),
-- ``engine``: ``"elasticsearch"`` (default) or ``"osmem"`` for the embedded OpenSearch-compatible
-  test engine, which needs plain JSON media types.
+- ``retry_backoff_base``/``retry_backoff_cap`` (seconds, default 1 and 30): the exponential backoff
+  (with jitter) between two tries of a request answered 429/502/503/504 or timed out,
+- ``engine``: which server speaks at the other end and so how the pinned 9.x client talks to it:
+  ``"auto"`` (default; ``"elasticsearch"`` means the same): ask the server once (``GET /``) when the
+  client is built; ``"es9"``: Elasticsearch 9.x (the client as it is); ``"es8"``: Elasticsearch 8.x
+  (media types sent as ``compatible-with=8``); ``"opensearch"``: OpenSearch 2.x (plain JSON media
+  types; OpenSearch sends no ``X-Elastic-Product``); ``"osmem"``: the embedded test engine (as
+  OpenSearch).
 
 Secrets are never logged: :func:`describe_options` is what log lines use.
 """
@@ -25,11 +31,18 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, Urllib3HttpNode
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "elasticsearch_default"
-ENGINES = ("elasticsearch", "osmem")
-CONNECTION_EXTRAS = frozenset({"api_key", "verify_certs", "ca_certs", "request_timeout", "max_retries", "engine", "scheme"})
+AUTO = "auto"
+ENGINES = (AUTO, "elasticsearch", "es8", "es9", "opensearch", "osmem")
+# Engines whose answers carry no X-Elastic-Product and which want plain JSON media types.
+PLAIN_JSON_ENGINES = ("opensearch", "osmem")
+CONNECTION_EXTRAS = frozenset({"api_key", "verify_certs", "ca_certs", "request_timeout", "max_retries", "engine", "scheme",
+                               "retry_backoff_base", "retry_backoff_cap"})
 DEFAULT_PORT = 9200
+DEFAULT_HTTPS_PORT = 443  # Elastic Cloud (and most TLS front ends) listen on 443 when no port is given
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_RETRIES = 5
+DEFAULT_RETRY_BACKOFF_BASE = 1.0
+DEFAULT_RETRY_BACKOFF_CAP = 30.0
 RETRY_ON_STATUS = (429, 502, 503, 504)  # overload and gateways: worth another try
 
 _PLAIN_TYPES = {
@@ -40,11 +53,30 @@ _PLAIN_TYPES = {
 }
 
 
-class OsmemHttpNode(Urllib3HttpNode):
-    """Speaks to osmem-server: plain media types.
+class Compat8HttpNode(Urllib3HttpNode):
+    """Speaks to Elasticsearch 8.x: ``compatible-with=9`` becomes ``=8`` on the wire.
 
-    The official client sends Elasticsearch's ``compatible-with`` media types and expects the
-    ``X-Elastic-Product`` response header; the embedded engine does neither.
+    Elasticsearch 8 refuses ``compatible-with=9`` with 400 ``media_type_header_exception``; client
+    ``headers=`` cannot fix it, since each API method sets its own Accept/Content-Type.
+    """
+
+    def perform_request(self, method, target, body=None, headers=None, **kwargs):  # type: ignore[override]
+        if headers:
+            headers = HttpHeaders(headers)
+            for name in ("accept", "content-type"):
+                if headers.get(name):
+                    headers[name] = headers[name].replace("compatible-with=9", "compatible-with=8")
+        return super().perform_request(method, target, body=body, headers=headers, **kwargs)
+
+
+class PlainJsonHttpNode(Urllib3HttpNode):
+    """Speaks to OpenSearch 2.x and osmem-server: plain media types, no product header expected.
+
+    The official client sends Elasticsearch's ``compatible-with`` media types (OpenSearch answers
+    406) and checks that every 2xx answer carries ``X-Elastic-Product: Elasticsearch`` (raising
+    ``UnsupportedProductError`` after the request has run); the client has no supported switch for
+    that check, so this node marks the answers of the engine it was chosen for (by the server's own
+    ``GET /`` answer or the connection's ``engine`` extra).
     """
 
     def perform_request(self, method, target, body=None, headers=None, **kwargs):  # type: ignore[override]
@@ -67,12 +99,16 @@ class OsmemHttpNode(Urllib3HttpNode):
         return type(response)(meta=patched, body=data)
 
 
+OsmemHttpNode = PlainJsonHttpNode  # the name earlier code used
+NODE_CLASSES = {"es8": Compat8HttpNode, "es9": None, "opensearch": PlainJsonHttpNode, "osmem": PlainJsonHttpNode}
+
+
 @dataclass(frozen=True)
 class ClientOptions:
     """What a client needs, read from a Connection; holds secrets, so it has no useful repr."""
 
     url: str
-    engine: str = "elasticsearch"
+    engine: str = AUTO
     username: str | None = None
     password: str | None = None
     api_key: str | None = None
@@ -80,6 +116,8 @@ class ClientOptions:
     ca_certs: str | None = None
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff_base: float = DEFAULT_RETRY_BACKOFF_BASE
+    retry_backoff_cap: float = DEFAULT_RETRY_BACKOFF_CAP
 
     def __repr__(self) -> str:
         return f"ClientOptions({describe_options(self)})"
@@ -105,7 +143,7 @@ def options_from_connection(connection: Any) -> ClientOptions:
     unknown = set(extra) - CONNECTION_EXTRAS
     if unknown:
         raise ValueError(f"unknown connection extras: {sorted(unknown)}")
-    engine = str(extra.get("engine", "elasticsearch")).lower()
+    engine = str(extra.get("engine", AUTO)).lower()
     if engine not in ENGINES:
         raise ValueError(f"connection extra 'engine' must be one of {ENGINES}, got {engine!r}")
     host = connection.host or "localhost"
@@ -113,11 +151,12 @@ def options_from_connection(connection: Any) -> ClientOptions:
     if "://" in host:  # a full URL in the host field
         parts = urlsplit(host)
         scheme, host = parts.scheme, parts.hostname or "localhost"
-        port = parts.port or connection.port or DEFAULT_PORT
+        port = parts.port or connection.port
     else:
-        port = connection.port or DEFAULT_PORT
+        port = connection.port
     if scheme not in ("http", "https"):
         raise ValueError(f"connection scheme must be http or https, got {scheme!r}")
+    port = port or (DEFAULT_HTTPS_PORT if scheme == "https" else DEFAULT_PORT)
     return ClientOptions(
         url=f"{scheme}://{host}:{port}",
         engine=engine,
@@ -128,18 +167,34 @@ def options_from_connection(connection: Any) -> ClientOptions:
         ca_certs=extra.get("ca_certs") or None,
         request_timeout=float(extra.get("request_timeout", DEFAULT_REQUEST_TIMEOUT_SECONDS)),
         max_retries=int(extra.get("max_retries", DEFAULT_MAX_RETRIES)),
+        retry_backoff_base=float(extra.get("retry_backoff_base", DEFAULT_RETRY_BACKOFF_BASE)),
+        retry_backoff_cap=float(extra.get("retry_backoff_cap", DEFAULT_RETRY_BACKOFF_CAP)),
     )
 
 
-def build_client(options: ClientOptions):
-    """An ``elasticsearch.Elasticsearch`` that retries on timeouts and overload."""
-    from elasticsearch import Elasticsearch
+def engine_of(info: dict[str, Any]) -> str:
+    """The engine a ``GET /`` answer describes: ``es8``, ``es9`` or ``opensearch``."""
+    version = info.get("version") or {}
+    if str(version.get("distribution", "")).lower() == "opensearch":
+        return "opensearch"
+    number = str(version.get("number", ""))
+    major = int(number.split(".")[0]) if number.split(".")[0].isdigit() else 0
+    if major == 8:
+        return "es8"
+    if major >= 9:
+        return "es9"
+    raise ValueError(f"unsupported server: {version.get('distribution', 'elasticsearch')} {number or '?'} "
+                     "(this product supports Elasticsearch 8.x/9.x and OpenSearch 2.x)")
 
+
+def _client_kwargs(options: ClientOptions) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "request_timeout": options.request_timeout,
         "max_retries": options.max_retries,
         "retry_on_timeout": True,
         "retry_on_status": RETRY_ON_STATUS,
+        "retry_backoff_base": options.retry_backoff_base,
+        "retry_backoff_cap": options.retry_backoff_cap,
     }
     if options.api_key:
         kwargs["api_key"] = options.api_key
@@ -149,9 +204,33 @@ def build_client(options: ClientOptions):
         kwargs["verify_certs"] = options.verify_certs
         if options.ca_certs:
             kwargs["ca_certs"] = options.ca_certs
-    if options.engine == "osmem":
-        kwargs["node_class"] = OsmemHttpNode
-    return Elasticsearch(options.url, **kwargs)
+    return kwargs
+
+
+def probe_engine(options: ClientOptions) -> str:
+    """Ask the server what it is (``GET /`` in plain JSON, which every supported version accepts)."""
+    from elasticsearch import Elasticsearch
+
+    with Elasticsearch(options.url, node_class=PlainJsonHttpNode, **_client_kwargs(options)) as probe:
+        return engine_of(dict(probe.info()))
+
+
+def build_client(options: ClientOptions):
+    """An ``elasticsearch.Elasticsearch`` for the connection's engine (asked once when ``auto``),
+    retrying timeouts and overload with exponential backoff."""
+    from elasticsearch import Elasticsearch
+
+    engine = options.engine
+    if engine in (AUTO, "elasticsearch"):
+        engine = probe_engine(options)
+        log.info("Elasticsearch engine detected: %s", engine)
+    kwargs = _client_kwargs(options)
+    node_class = NODE_CLASSES[engine]
+    if node_class is not None:
+        kwargs["node_class"] = node_class
+    client = Elasticsearch(options.url, **kwargs)
+    client.mailforce_engine = engine  # type: ignore[attr-defined]
+    return client
 
 
 class MailforceElasticsearchHook(BaseHook):

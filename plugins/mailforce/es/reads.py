@@ -3,8 +3,18 @@
 Only the needed fields are read.
 
 Reads use scroll with an explicit sort: the sort lets the callers group copies of one message with
-memory bounded by one group, and scroll is supported the same way by Elasticsearch 8/9 and the
-embedded engine (where it is also the cheapest way to read everything once).
+memory bounded by one group, and scroll is supported the same way by Elasticsearch 8/9, OpenSearch 2
+and the embedded engine (where it is also the cheapest way to read everything once).
+
+Reads never accept less than the whole answer (docs/REAL_CLUSTERS.md):
+
+- every search, count and scroll page asks `allow_partial_search_results=false` where the API takes
+  it, and an answer with `_shards.failed > 0` or `timed_out` raises `IncompleteReadError`;
+- a scroll page is never retried (a retried scroll request can skip a page): scroll pages go through
+  a client with no retries, and any error ends the scan with `IncompleteReadError`, so the task
+  fails and its retry starts the scan from scratch; the first request (which opens the scroll) is
+  retried by the client as usual, with backoff;
+- an mget item `error` is retried a few times with backoff, then raises: it is never "not found".
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ import logging
 import time
 from typing import Any, Iterator, Sequence
 
-from elasticsearch import NotFoundError, helpers
+from elasticsearch import ApiError, NotFoundError, TransportError, helpers
 
 from mailforce.core.extraction import StoredCopies, roles_document_id
 from mailforce.core.roles import SOURCE_FIELDS, Message
@@ -25,6 +35,98 @@ log = logging.getLogger(__name__)
 
 PROGRESS_STEPS = 10  # a scan logs its progress by tenths ...
 MIN_PROGRESS_EVERY = 5_000  # ... but not more often than every this many documents
+MGET_ITEM_RETRIES = 3  # tries of the ids an mget answered with an item error, before raising
+MGET_RETRY_BACKOFF_SECONDS = 0.2  # doubled at each try
+
+
+class IncompleteReadError(RuntimeError):
+    """A read did not cover everything (failed shards, a timeout, a lost scroll page): never used."""
+
+
+def check_complete(response: Any, what: str) -> Any:
+    """The response, unless it covered fewer than all shards or timed out (then IncompleteReadError)."""
+    shards = response.get("_shards") or {}
+    failed = shards.get("failed") or 0
+    if failed or response.get("timed_out"):
+        reasons = [
+            f"{(failure.get('reason') or {}).get('type', '?')}: {(failure.get('reason') or {}).get('reason', '')}"
+            for failure in shards.get("failures") or [] if isinstance(failure, dict)
+        ]
+        raise IncompleteReadError(
+            f"{what}: incomplete answer ({failed} of {shards.get('total', '?')} shards failed"
+            f"{', timed out' if response.get('timed_out') else ''}){': ' + '; '.join(reasons[:3]) if reasons else ''}"
+        )
+    return response
+
+
+INCOMPLETE_RETRIES = 3  # an idempotent read (count, search without scroll) answered incompletely is asked again
+
+
+def _complete(call: Any, what: str, retries: int = INCOMPLETE_RETRIES) -> Any:
+    for attempt in range(retries + 1):
+        try:
+            return check_complete(call(), what)
+        except IncompleteReadError:
+            if attempt == retries:
+                raise
+            time.sleep(MGET_RETRY_BACKOFF_SECONDS * 2 ** attempt)
+
+
+def count(es, index: str, query: dict[str, Any] | None = None, what: str = "count") -> int:
+    """How many documents match, over every shard (a partial count is asked again, then raises)."""
+    kwargs: dict[str, Any] = {"query": query} if query is not None else {}
+    return int(_complete(lambda: es.count(index=index, **kwargs), f"{what} of {index}")["count"])
+
+
+def search(es, what: str, **kwargs: Any) -> Any:
+    """`es.search(**kwargs)` over every shard: partial results refused by the server and checked here
+    (a search without scroll is asked again a few times; one opening a scroll is not)."""
+    kwargs.setdefault("allow_partial_search_results", False)
+    return _complete(lambda: es.search(**kwargs), what, 0 if "scroll" in kwargs else INCOMPLETE_RETRIES)
+
+
+def scan(
+    es,
+    index: str,
+    body: dict[str, Any],
+    page_size: int,
+    keep_alive: str,
+    what: str,
+    on_total: Any = None,
+) -> Iterator[dict[str, Any]]:
+    """Every hit of `body` (query, sort, _source) by scroll; any error or incomplete page raises.
+
+    The scroll context is cleared at the end, also after an error (best effort).
+    """
+    response = search(es, what, index=index, size=page_size, scroll=keep_alive, track_total_hits=True, **body)
+    if on_total is not None:
+        total = response["hits"]["total"]
+        on_total(total["value"] if isinstance(total, dict) else int(total))
+    pages = es.options(max_retries=0)  # a retried scroll page may skip one: never retry it
+    scroll_id = response.get("_scroll_id")
+    try:
+        while True:
+            hits = response["hits"]["hits"]
+            if not hits:
+                return
+            yield from hits
+            if not scroll_id:
+                raise IncompleteReadError(f"{what}: the server returned no scroll id")
+            try:
+                response = pages.scroll(scroll_id=scroll_id, scroll=keep_alive)
+            except (ApiError, TransportError) as error:
+                raise IncompleteReadError(
+                    f"{what}: a scroll page of {index} failed ({type(error).__name__}: {error}); a page may "
+                    "be lost, so the scan is not continued (the task's retry reads from the start)"
+                ) from error
+            check_complete(response, what)
+            scroll_id = response.get("_scroll_id") or scroll_id
+    finally:
+        if scroll_id:
+            try:
+                es.options(max_retries=0).clear_scroll(scroll_id=scroll_id)
+            except (ApiError, TransportError):
+                pass  # it expires with its keep-alive
 
 
 def scan_sorted(
@@ -40,18 +142,17 @@ def scan_sorted(
     """Every hit of the query, in sort order, reading only `source_fields`; logs progress by tenths."""
     started = time.monotonic()
     seen = 0
-    total = es.count(index=index, query=query)["count"]
-    progress_every = max(total // PROGRESS_STEPS, MIN_PROGRESS_EVERY)
-    log.info("%s: %d documents to read from %s", what, total, index)
-    for hit in helpers.scan(
-        es,
-        index=index,
-        query={"query": query, "sort": list(sort), "_source": list(source_fields)},
-        size=page_size,
-        scroll=keep_alive,
-        preserve_order=True,
-        clear_scroll=True,
-    ):
+    total = 0
+    progress_every = MIN_PROGRESS_EVERY
+
+    def on_total(value: int) -> None:
+        nonlocal total, progress_every
+        total = value
+        progress_every = max(total // PROGRESS_STEPS, MIN_PROGRESS_EVERY)
+        log.info("%s: %d documents to read from %s", what, total, index)
+
+    body = {"query": query, "sort": list(sort), "_source": list(source_fields)}
+    for hit in scan(es, index, body, page_size, keep_alive, what, on_total):
         seen += 1
         if seen % progress_every == 0:
             rate = seen / max(time.monotonic() - started, 1e-9)
@@ -67,25 +168,50 @@ def scan_window_messages(es, index: str, window: Window, page_size: int, keep_al
 
 
 def count_undated(es, index: str, window: Window) -> int:
-    return es.count(index=index, query=window.undated_query())["count"]
+    return count(es, index, window.undated_query(), "undated source documents")
 
 
-def fetch_documents(es, index: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """id -> _source for the ids that exist (a missing index means none do)."""
+def fetch_documents(
+    es, index: str, ids: Sequence[str], *, with_versions: bool = False
+) -> dict[str, dict[str, Any]]:
+    """id -> _source for the ids that exist (a missing index means none do). Real time (mget).
+
+    `with_versions=True`: id -> ``{"_source": ..., "_seq_no": ..., "_primary_term": ...}`` instead,
+    for conditional writes (`writes.conditional_actions`).
+
+    An item answered with an `error` (e.g. a shard relocating) is asked again a few times with
+    backoff, then raises RuntimeError: an error is never read as "not stored".
+    """
     if not ids:
         return {}
-    try:
-        response = es.mget(index=index, ids=list(ids))
-    except NotFoundError:
-        return {}
-    return {doc["_id"]: doc["_source"] for doc in response["docs"] if doc.get("found")}
-
-
-def index_is_empty(es, index: str) -> bool:
-    try:
-        return es.count(index=index)["count"] == 0
-    except NotFoundError:
-        return True
+    found: dict[str, dict[str, Any]] = {}
+    pending = list(dict.fromkeys(ids))
+    for attempt in range(MGET_ITEM_RETRIES + 1):
+        if attempt:
+            time.sleep(MGET_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+        try:
+            response = es.mget(index=index, ids=pending)
+        except NotFoundError:
+            return {}
+        errors: dict[str, Any] = {}
+        for doc in response["docs"]:
+            if "error" in doc:
+                errors[doc["_id"]] = doc["error"]
+            elif doc.get("found"):
+                found[doc["_id"]] = (
+                    {"_source": doc["_source"], "_seq_no": doc.get("_seq_no"), "_primary_term": doc.get("_primary_term")}
+                    if with_versions else doc["_source"]
+                )
+        if not errors:
+            return found
+        pending = list(errors)
+    first_id, error = next(iter(errors.items()))
+    kind = error.get("type") if isinstance(error, dict) else error
+    reason = error.get("reason") if isinstance(error, dict) else ""
+    raise RuntimeError(
+        f"mget of {index}: {len(errors)} documents answered with an error after {MGET_ITEM_RETRIES + 1} tries "
+        f"(first: id={first_id} {kind}: {reason}); not read as 'not stored'"
+    )
 
 
 def read_stored_copies(es, settings: Settings, messages: Sequence[Message]) -> StoredCopies:
@@ -130,7 +256,9 @@ def scan_roles(
 
 def sums_by_account(es, index: str, accounts: Sequence[str], count_fields: Sequence[str]) -> dict[str, dict[str, int]]:
     """account -> the sum of each count field over the account's documents (accounts with none left out)."""
-    response = es.search(
+    response = search(
+        es,
+        f"sums by account of {index}",
         index=index,
         size=0,
         query={"bool": {"filter": [{"terms": {"account": list(accounts)}}]}},

@@ -13,6 +13,7 @@ from elasticsearch import NotFoundError
 
 from mailforce.core.dates import parse_source_date
 from mailforce.core.summaries import RunStats
+from mailforce.es.writes import refresh
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,10 @@ def read_watermark(es, settings: Settings) -> datetime | None:
 def publish_runtime_stats(es, settings: Settings, stats: RunStats) -> None:
     """Write the run's record: from now on it is the watermark (unless the run was a backfill)."""
     body = stats.document
-    es.index(index=settings.runtime_stats_index, id=stats.identifier, document=dict(body), refresh="wait_for")
+    es.index(index=settings.runtime_stats_index, id=stats.identifier, document=dict(body))
+    # An explicit refresh, not refresh="wait_for" (which waits forever when refresh_interval is -1):
+    # the next run's watermark search sees the record.
+    refresh(es, settings.runtime_stats_index)
     log.info(
         "Published run stats: window (%s, %s], %d messages, %d accounts, %d domains",
         body["window_start"], body["window_end"], body["emails_processed"], body["email_accounts_processed"],

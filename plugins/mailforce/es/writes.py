@@ -1,13 +1,15 @@
-"""Writing Elasticsearch: bulk writes that report every failed item, and refreshes."""
+"""Writing Elasticsearch: bulk writes that report every failed item, and writes that first look at
+what is stored (only what changed, or added to what is there)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from elasticsearch import helpers
 
+from mailforce.es.reads import check_complete
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +24,44 @@ class BulkWriteError(RuntimeError):
     """Some documents were not written; the message lists the first failures."""
 
 
-def index_actions(index: str, documents: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
-    """(id, document) pairs -> bulk `index` actions (overwrite by id: idempotent)."""
+class ConcurrentUpdateError(BulkWriteError):
+    """A conditional write found the document changed (or created) since it was read: another attempt
+    wrote it concurrently (HTTP 409). The task fails; its retry recomputes."""
+
+
+def refresh(es, index: str) -> None:
+    """Make what was written to `index` visible to search (an explicit refresh: works whatever the
+    index's `refresh_interval`, also -1). Every stage calls it on each index it wrote, at its end."""
+    response = es.indices.refresh(index=index)
+    check_complete(response, f"refresh of {index}")
+
+
+def index_actions(
+    index: str, documents: Iterable[tuple[str, dict[str, Any]]], versions: Mapping[str, Any] | None = None
+) -> Iterator[dict[str, Any]]:
+    """(id, document) pairs -> bulk `index` actions (overwrite by id: idempotent).
+
+    `versions` (id -> ``(seq_no, primary_term)`` of the stored document, or None when it was absent)
+    makes the listed ids conditional: ``if_seq_no``/``if_primary_term`` for a stored document, ``op_type
+    create`` for an absent one, so a write that raced another attempt's write fails with 409
+    (`ConcurrentUpdateError` from `bulk_write`). Ids not in `versions` are plain overwrites.
+    """
     for document_id, document in documents:
-        yield {"_op_type": "index", "_index": index, "_id": document_id, "_source": document}
+        action: dict[str, Any] = {"_op_type": "index", "_index": index, "_id": document_id, "_source": document}
+        if versions is not None and document_id in versions:
+            version = versions[document_id]
+            if version is None:
+                action["_op_type"] = "create"
+            else:
+                action["if_seq_no"], action["if_primary_term"] = version
+        yield action
+
+
+def version_of(stored: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """``(seq_no, primary_term)`` of a `fetch_documents(..., with_versions=True)` entry (None: absent)."""
+    if stored is None:
+        return None
+    return int(stored["_seq_no"]), int(stored["_primary_term"])
 
 
 def bulk_write(
@@ -37,13 +73,16 @@ def bulk_write(
 ) -> int:
     """Write all actions; returns how many were written, raises BulkWriteError if any failed.
 
-    Rejections for overload (429) are retried with backoff by the helper; anything else is a real
-    failure (mapping conflict, bad document) and fails the task after the whole stream was tried,
-    so the log shows every kind of failure at once.
+    Rejections for overload (429), of the whole bulk or of single items, are retried with
+    exponential backoff by the helper (`OVERLOAD_RETRIES` times); anything else is a real failure
+    (mapping conflict, bad document) and fails the task after the whole stream was tried, so the log
+    shows every kind of failure at once. Version conflicts (409) of conditional writes raise
+    `ConcurrentUpdateError`.
     """
     written = 0
     failures: list[dict[str, Any]] = []
     failure_count = 0
+    conflicts = 0
     started = time.monotonic()
     next_report = progress_every
     for ok, item in helpers.streaming_bulk(
@@ -64,12 +103,23 @@ def bulk_write(
                 next_report += progress_every
         else:
             failure_count += 1
+            if _status(item) == 409:
+                conflicts += 1
             if len(failures) < FAILURES_SHOWN:
                 failures.append(item)
     if failure_count:
         detail = "; ".join(_describe_failure(item) for item in failures)
-        raise BulkWriteError(f"{what}: {failure_count} documents failed to index (first: {detail})")
+        error_type = ConcurrentUpdateError if conflicts else BulkWriteError
+        raise error_type(f"{what}: {failure_count} documents failed to index ({conflicts} version conflicts: "
+                         f"written concurrently by another attempt) (first: {detail})" if conflicts else
+                         f"{what}: {failure_count} documents failed to index (first: {detail})")
     return written
+
+
+def _status(item: dict[str, Any]) -> int | None:
+    operation = next(iter(item.values()), {})
+    status = operation.get("status") if isinstance(operation, dict) else None
+    return int(status) if isinstance(status, int) else None
 
 
 def _describe_failure(item: dict[str, Any]) -> str:
@@ -78,8 +128,3 @@ def _describe_failure(item: dict[str, Any]) -> str:
     if isinstance(error, dict):
         error = f"{error.get('type')}: {error.get('reason')}"
     return f"id={operation.get('_id')} status={operation.get('status')} {error}"
-
-
-def refresh(es, index: str) -> None:
-    """Make what was written to `index` visible to searches (real clusters refresh on a schedule)."""
-    es.indices.refresh(index=index)

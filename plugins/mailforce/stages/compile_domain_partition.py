@@ -31,7 +31,7 @@ from mailforce.core.rollups import (
 )
 from mailforce.core.summaries import CompileResult, WrittenCounts
 from mailforce.es.reads import fetch_documents, scan_roles
-from mailforce.es.writes import bulk_write, index_actions, refresh
+from mailforce.es.writes import bulk_write, index_actions, refresh, version_of
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,18 +61,31 @@ def output_id(kind: str, document: Mapping[str, Any]) -> str:
     return document_id(*natural_key(kind, document))
 
 
-def stored_documents(es, settings: Settings, documents: Mapping[str, list[dict[str, Any]]]) -> dict[str, dict]:
-    """Per kind, the stored documents of the same natural keys (by id: real time, never a search)."""
+Versions = dict[str, dict[str, "tuple[int, int] | None"]]
+
+
+def stored_documents(
+    es, settings: Settings, documents: Mapping[str, list[dict[str, Any]]]
+) -> tuple[dict[str, dict], Versions]:
+    """Per kind, the stored documents of the same natural keys (by id: real time, never a search),
+    and the version each was read at (None: absent), for conditional writes."""
     indices = kind_indices(settings)
     stored: dict[str, dict] = {}
+    versions: Versions = {}
     for kind in KINDS:
         found: dict[tuple, dict] = {}
+        kind_versions: dict[str, tuple[int, int] | None] = {}
         for batch in batched(documents.get(kind, ()), settings.lookup_batch_size):
             by_id = {output_id(kind, document): natural_key(kind, document) for document in batch}
-            for identifier, source in fetch_documents(es, indices[kind], list(by_id)).items():
-                found[by_id[identifier]] = without(dict(source), "updated_at")
+            fetched = fetch_documents(es, indices[kind], list(by_id), with_versions=True)
+            for identifier, key in by_id.items():
+                entry = fetched.get(identifier)
+                kind_versions[identifier] = version_of(entry)
+                if entry is not None:
+                    found[key] = without(dict(entry["_source"]), "updated_at")
         stored[kind] = found
-    return stored
+        versions[kind] = kind_versions
+    return stored, versions
 
 
 def _changed(kind: str, documents: Iterable[dict[str, Any]], stored: Mapping[tuple, Mapping[str, Any]] | None
@@ -82,14 +95,18 @@ def _changed(kind: str, documents: Iterable[dict[str, Any]], stored: Mapping[tup
             yield document
 
 
-def write_documents(es, settings: Settings, documents: DomainDocuments, updated_at: str,
-                    stored: Mapping[str, Mapping[tuple, Mapping[str, Any]]] | None = None) -> dict[str, int]:
-    """Write each kind's documents (only those that differ from `stored` when it is given)."""
+def write_documents(es, settings: Settings, documents: DomainDocuments, updated_at: str, *,
+                    stored: Mapping[str, Mapping[tuple, Mapping[str, Any]]] | None = None,
+                    versions: Versions | None = None) -> dict[str, int]:
+    """Write each kind's documents: only those that differ from `stored` when it is given; each
+    conditional on the version it was read at when `versions` is given (a concurrent attempt that
+    wrote them first makes this one fail instead of adding the same mail twice)."""
     written = {}
     for kind, index in kind_indices(settings).items():
         changed = ((output_id(kind, document), {**document, "updated_at": updated_at})
                    for document in _changed(kind, getattr(documents, kind), None if stored is None else stored[kind]))
-        written[kind] = bulk_write(es, index_actions(index, changed), settings.bulk_chunk_size, kind)
+        actions = index_actions(index, changed, None if versions is None else versions[kind])
+        written[kind] = bulk_write(es, actions, settings.bulk_chunk_size, kind)
     return written
 
 
@@ -106,8 +123,8 @@ def recompute_domains(es, settings: Settings, domains: Sequence[str], scoring: S
     """Every document of these domains from all their roles documents; writes what changed."""
     rollup = rollup_of(es, settings, domains, written_by_run=None)
     documents = finished_documents(rollup, scoring)
-    stored = stored_documents(es, settings, vars(documents))
-    return rollup.messages_read, write_documents(es, settings, documents, updated_at, stored)
+    stored, _ = stored_documents(es, settings, vars(documents))
+    return rollup.messages_read, write_documents(es, settings, documents, updated_at, stored=stored)
 
 
 def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id: str, scoring: Scoring,
@@ -119,13 +136,14 @@ def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id
     """
     rollup = rollup_of(es, settings, domains, written_by_run=run_id)
     new = window_documents(rollup)
-    stored = stored_documents(es, settings, new)
+    stored, versions = stored_documents(es, settings, new)
     flipped = flipped_to_automated(new, stored, scoring)
     if flipped:
         new = {kind: [document for document in documents if document["domain"] not in flipped]
                for kind, documents in new.items()}
     documents = add_to_stored(new, stored, scoring)
-    return rollup.messages_read, write_documents(es, settings, documents, updated_at), sorted(flipped)
+    written = write_documents(es, settings, documents, updated_at, versions=versions)
+    return rollup.messages_read, written, sorted(flipped)
 
 
 def compile_domains(es, settings: Settings, domains: Sequence[str], run_id: str, *, add_window: bool,

@@ -13,12 +13,12 @@ from typing import Any, Iterator
 
 from mailforce.core.batches import batched
 from mailforce.core.dates import format_utc, utc_now
-from mailforce.core.extraction import ExtractionTally, StoredCopies, classify_messages, united_messages
+from mailforce.core.extraction import ExtractionTally, classify_messages, united_messages
 from mailforce.core.roles import ExtractionCounts
 from mailforce.core.summaries import ExtractionSummary
 from mailforce.core.window import Window
-from mailforce.es.reads import count_undated, index_is_empty, read_stored_copies, scan_window_messages
-from mailforce.es.writes import bulk_write, index_actions
+from mailforce.es.reads import count_undated, read_stored_copies, scan_window_messages
+from mailforce.es.writes import bulk_write, index_actions, refresh
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,17 +37,17 @@ def extract_message_roles(
     updated_at = updated_at or format_utc(utc_now())
     counts = ExtractionCounts()
     tally = ExtractionTally()
-    look_up_stored = not index_is_empty(es, settings.roles_index)
 
     def documents() -> Iterator[tuple[str, dict[str, Any]]]:
         hits = scan_window_messages(es, settings.source_index, window, settings.scan_page_size, settings.scroll_keep_alive)
         for batch in batched(united_messages(hits, settings.domain_in_scope, counts), settings.lookup_batch_size):
-            stored = read_stored_copies(es, settings, batch) if look_up_stored else StoredCopies()
+            stored = read_stored_copies(es, settings, batch)
             yield from classify_messages(batch, stored, tally, updated_at, run_id)
 
     started = time.monotonic()
     roles_written = bulk_write(es, index_actions(settings.roles_index, documents()), settings.bulk_chunk_size,
                                "message roles")
+    refresh(es, settings.roles_index)  # compile searches what was just written
     undated = count_undated(es, settings.source_index, window)
     summary = tally.summary(counts, roles_written, undated)
     log.info(

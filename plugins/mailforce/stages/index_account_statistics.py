@@ -9,7 +9,7 @@ from mailforce.core.batches import batched
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.ids import document_id
 from mailforce.es.reads import sums_by_account
-from mailforce.es.writes import bulk_write, index_actions
+from mailforce.es.writes import bulk_write, index_actions, refresh
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,5 +46,6 @@ def index_account_statistics(
         settings.bulk_chunk_size,
         "account statistics",
     )
+    refresh(es, settings.account_stats_index)
     log.info("Wrote statistics of %d accounts", written)
     return written

@@ -21,7 +21,7 @@ Command line::
 
     python -m mailforce.tools.loader PATH [PATH...] [--index NAME]
         [--account NAME | --account-header HEADER | --account-from folder]
-        [--url URL --engine osmem|elasticsearch] [--conn-id ID]
+        [--url URL --engine auto|es8|es9|opensearch|osmem] [--conn-id ID]
 """
 
 from __future__ import annotations
@@ -528,7 +528,7 @@ def _argument_parser() -> argparse.ArgumentParser:
         "--account-from", choices=ACCOUNT_FROM_CHOICES, help="'folder': the maildir/mbox/folder name"
     )
     parser.add_argument("--url", help="cluster URL; without it the Airflow connection is used")
-    parser.add_argument("--engine", default="elasticsearch", choices=("elasticsearch", "osmem"))
+    parser.add_argument("--engine", default="auto", choices=("auto", "elasticsearch", "es8", "es9", "opensearch", "osmem"))
     parser.add_argument("--conn-id", default=None, help="Airflow connection id (default: elasticsearch_default)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="documents per bulk request")
     return parser

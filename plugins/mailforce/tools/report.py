@@ -821,7 +821,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", "-o", type=Path, default=Path(DEFAULT_OUTPUT), help=f"HTML file to write (default {DEFAULT_OUTPUT})")
     parser.add_argument("--top", type=_top, default=DEFAULT_TOP, help=f"domains and contacts to show (default {DEFAULT_TOP})")
     parser.add_argument("--url", help="Elasticsearch URL (http(s)://host:port); default: the Airflow connection")
-    parser.add_argument("--engine", choices=("elasticsearch", "osmem"), default="elasticsearch",
+    parser.add_argument("--engine", choices=("auto", "elasticsearch", "es8", "es9", "opensearch", "osmem"), default="auto",
                         help="with --url: the server kind (osmem: the embedded engine of the demo)")
     parser.add_argument("--conn-id", help="Airflow connection id (default: the conn_id setting, elasticsearch_default)")
     return parser

@@ -1,0 +1,127 @@
+"""The product's own client against Elasticsearch 8, 9 and OpenSearch 2 as the test proxy plays them
+(tests/esproxy.py in front of a real osmem): the engine is chosen by the server's answer, a small run
+equals the oracle, every read of a written index follows a refresh, and the privileges a run uses
+are exactly the README's role."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from elasticsearch import BadRequestError
+
+from esproxy import CLUSTER, EsProxy, missing_privileges, required_privileges, unrefreshed_reads
+from mailforce.es.client import ClientOptions, build_client, options_from_connection
+from mailforce.es.reads import fetch_documents
+from mailforce.es.writes import ConcurrentUpdateError, bulk_write, index_actions, refresh, version_of
+from mailforce.tools.synthetic import CorpusSpec, iter_corpus
+from oracle import Coverage
+from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run
+
+ROOT = Path(__file__).resolve().parents[1]
+EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
+FLAVOURS = {"es9": "es9", "es8": "es8", "opensearch": "opensearch"}
+
+
+def product_client(proxy: EsProxy, engine: str = "auto"):
+    return build_client(ClientOptions(url=proxy.url, engine=engine, max_retries=3, request_timeout=60,
+                                      retry_backoff_base=0.01, retry_backoff_cap=0.05))
+
+
+@pytest.fixture
+def small_corpus():
+    return list(iter_corpus(CorpusSpec(seed=5, messages=120, accounts=3, correspondent_domains=12, dirt=0.1)))
+
+
+def readme_role() -> dict[str, set[str]]:
+    """The role the README lists: {index setting or "cluster": privileges}, from its JSON block."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- mailforce-role -->\s*```json\n(.*?)```", text, re.S)
+    assert block, "README.md must carry the role as a ```json block after <!-- mailforce-role -->"
+    role = json.loads(block.group(1))
+    granted: dict[str, set[str]] = {CLUSTER: set(role["cluster"])}
+    for entry in role["indices"]:
+        for name in entry["names"]:
+            granted.setdefault(name, set()).update(entry["privileges"])
+    return granted
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_each_server_gets_its_own_path_and_a_run_equals_the_oracle(es, es_url, settings, small_corpus, flavour):
+    load_source(es, settings, small_corpus)
+    with EsProxy(es_url, flavour=flavour) as proxy:
+        client = product_client(proxy)
+        try:
+            assert client.mailforce_engine == FLAVOURS[flavour]  # asked once, GET /
+            run(client, settings, f"run-{flavour}")
+            run(client, settings, f"again-{flavour}")  # a second run reads the first one's outputs
+        finally:
+            client.close()
+        records = proxy.records
+    assert [r for r in records if r.status is not None and r.status >= 400 and r.op != "exists"] == []
+    assert unrefreshed_reads(records) == []
+    assert_matches_oracle(es, settings, small_corpus, [EVERYTHING])
+
+
+def test_the_engine_extra_overrides_the_probe_and_the_plain_client_fails_on_es8(es_url):
+    with EsProxy(es_url, flavour="es8") as proxy:
+        client = product_client(proxy, engine="es8")
+        assert client.info()["version"]["number"].startswith("8.")
+        assert not any(r.op == "info" for r in proxy.records[:-1])  # no probe: the extra decides
+        client.indices.create(index="t")
+        client.close()
+        client = product_client(proxy, engine="es9")
+        with pytest.raises(BadRequestError, match="media_type_header_exception"):
+            client.count(index="t")
+        client.close()
+
+
+def test_a_whole_run_needs_exactly_the_privileges_the_readme_lists(es, es_url, settings, small_corpus):
+    load_source(es, settings, small_corpus)
+    with EsProxy(es_url, flavour="es9") as proxy:
+        client = product_client(proxy)  # the probe: GET / needs cluster monitor
+        run(client, settings, "first")
+        run(client, settings, "second")
+        client.close()
+        required = required_privileges(proxy.records)
+    role = readme_role()
+    assert missing_privileges(required, {**{name: privileges for name, privileges in role.items()}}) == {}
+    # Exactly: the source's role is what the run used; the outputs' is the union of what the run used
+    # on any output, plus `manage` (mapping updates, called only when an older output mapping lacks fields).
+    assert role[settings.source_index] == required[settings.source_index]
+    used_on_outputs = set().union(*(required.get(index, set()) for index in settings.output_indices))
+    for index in settings.output_indices:
+        assert role[index] == used_on_outputs | {"manage"}, index
+    assert role[CLUSTER] == required[CLUSTER] == {"monitor"}
+
+
+def test_an_https_url_without_a_port_is_443_and_http_is_9200():
+    class Connection:
+        login = password = None
+        port = None
+        schema = None
+        extra_dejson = {}
+
+        def __init__(self, host):
+            self.host = host
+
+    assert options_from_connection(Connection("https://my.es.cloud.example")).url == "https://my.es.cloud.example:443"
+    assert options_from_connection(Connection("http://localhost")).url == "http://localhost:9200"
+    assert options_from_connection(Connection("https://h.example:9243")).url == "https://h.example:9243"
+
+
+def test_conditional_writes_make_a_concurrent_attempt_fail(es):
+    es.indices.create(index="cond")
+    bulk_write(es, index_actions("cond", [("a", {"n": 1})]), 10, "seed")
+    stored = fetch_documents(es, "cond", ["a", "b"], with_versions=True)
+    assert stored["a"]["_source"] == {"n": 1} and "b" not in stored
+    versions = {"a": version_of(stored.get("a")), "b": version_of(stored.get("b"))}
+    # the first attempt writes conditionally: fine
+    assert bulk_write(es, index_actions("cond", [("a", {"n": 2}), ("b", {"n": 1})], versions), 10, "first") == 2
+    # a second attempt that read the same versions fails, on both the update and the create
+    with pytest.raises(ConcurrentUpdateError, match="2 documents failed.*2 version conflicts"):
+        bulk_write(es, index_actions("cond", [("a", {"n": 3}), ("b", {"n": 2})], versions), 10, "second")
+    refresh(es, "cond")
+    assert fetch_documents(es, "cond", ["a", "b"]) == {"a": {"n": 2}, "b": {"n": 1}}
