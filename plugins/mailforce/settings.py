@@ -42,6 +42,12 @@ class Settings:
     schedule: str | None = "@hourly"
     index_shards: int = 1
     index_replicas: int = 1
+    # Late mail (README "Late mail"): an ingestion-time field of the source to window on (empty: off) ...
+    arrival_field: str = ""
+    # ... else how far below the watermark each scheduled run re-reads on `date` ("30m", "6h", "2d", "0")
+    allowed_lateness: str = "6h"
+    ledger_index: str = "search-mailforce-ledger"  # one record per (account, message) counted
+    reconcile_schedule: str = "@daily"  # the reconciliation DAG's schedule ("none": only when triggered)
 
     def __post_init__(self) -> None:
         for name in ("max_partitions", "min_split_work", "min_partition_work", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):
@@ -50,6 +56,12 @@ class Settings:
                 raise SettingsError(f"setting {name!r} must be a whole number >= 1, got {value!r}")
         if not isinstance(self.index_replicas, int) or self.index_replicas < 0:
             raise SettingsError(f"setting 'index_replicas' must be a whole number >= 0, got {self.index_replicas!r}")
+        from mailforce.core.run_params import parse_duration  # pure; validates the lateness once
+
+        try:
+            parse_duration(self.allowed_lateness)
+        except ValueError as error:
+            raise SettingsError(f"setting 'allowed_lateness': {error}") from None
         if self.max_partitions > 1024:
             raise SettingsError("setting 'max_partitions' must be at most 1024")
         names = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_index")]

@@ -1,0 +1,83 @@
+"""Automated and role addresses: patterns on the local part, and the headers of bulk mail (pure).
+
+Flagged addresses are still counted (figures stay exact); they only rank last in strength.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping
+
+DEFAULT_AUTOMATED_PATTERNS: tuple[str, ...] = (
+    r"no-?reply",
+    r"do-?not-?reply",
+    r"mailer-daemon",
+    r"^postmaster$",
+    r"^notifications?$",
+    r"^bounces?([-+.]|$)",
+    r"-bounces?$",
+    r"newsletters?",
+    r"^listserv$",
+    r"^majordomo$",
+    r"-request$",
+    r"^owner-",
+    r"-owner$",
+)
+BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+# Source fields the loader fills from the headers of the same names.
+HEADER_FIELDS = ("auto_submitted", "precedence", "list_unsubscribe", "list_id")
+
+
+class AddressClassifier:
+    """Decides whether a local part looks automated; compiled once per run."""
+
+    def __init__(self, patterns: Iterable[str] = DEFAULT_AUTOMATED_PATTERNS) -> None:
+        self.patterns = tuple(patterns)
+        self._compiled = [re.compile(pattern) for pattern in self.patterns]
+
+    def is_automated(self, address: str) -> bool:
+        local = address.rpartition("@")[0]
+        return any(pattern.search(local) for pattern in self._compiled)
+
+
+def _header_text(source: Mapping[str, Any], name: str) -> str:
+    value = source.get(name)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value.strip().lower() if isinstance(value, str) else ""
+
+
+def list_address(list_id: str) -> str | None:
+    """`Announcements <announce.acme.com>` -> `announce@acme.com` (RFC 2919: list name, then host)."""
+    text = list_id
+    opening = text.rfind("<")
+    if opening != -1:
+        closing = text.find(">", opening)
+        if closing != -1:
+            text = text[opening + 1:closing]
+    text = text.strip().lower()
+    name, dot, host = text.partition(".")
+    return f"{name}@{host}" if name and dot and "." in host else None
+
+
+def header_flagged_addresses(source: Mapping[str, Any], roles: Iterable[tuple[str, str]]) -> set[str]:
+    """The addresses of one source copy that its headers mark as automated.
+
+    Bulk headers (Auto-Submitted other than "no", Precedence bulk/junk/list, List-Unsubscribe) mark
+    the sender; a List-Id marks the list's own address among the recipients.
+    """
+    auto_submitted = _header_text(source, "auto_submitted")
+    bulk = (
+        (auto_submitted and auto_submitted != "no")
+        or _header_text(source, "precedence") in BULK_PRECEDENCE
+        or bool(_header_text(source, "list_unsubscribe"))
+    )
+    list_id = _header_text(source, "list_id")
+    the_list = list_address(list_id) if list_id else None
+    flagged = set()
+    for address, role in roles:
+        if bulk and role == "From":
+            flagged.add(address)
+        elif the_list is not None and role in ("To", "CC") and address == the_list:
+            flagged.add(address)
+    return flagged
