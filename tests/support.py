@@ -59,7 +59,7 @@ def index_names(settings: Settings) -> dict[str, str]:
 
 
 # Every output kind, compared on the current data model (docs/SEMANTICS.md).
-COMPARED_KINDS = ("engagements", "account_stats", "domains", "relationships", "contacts", "timeline")
+COMPARED_KINDS = ("roles", "engagements", "account_stats", "domains", "relationships", "contacts", "timeline")
 
 
 def oracle_options(settings: Settings) -> dict[str, Any]:

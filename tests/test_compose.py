@@ -494,6 +494,11 @@ def check_elastic(compose: dict) -> list[str]:
         problems.append("setup must create the CA and certificates with elasticsearch-certutil")
     if "kibana_system/_password" not in command_text(svcs.get("kibana-setup", {})):
         problems.append("kibana-setup must set the kibana_system password")
+    stamping = command_text(svcs.get("kibana-setup", {}))
+    for part in ("_ingest/pipeline/", "{{_ingest.timestamp}}", "index.default_pipeline", "indexed_at"):
+        if part not in stamping:
+            problems.append(f"kibana-setup must install the indexed_at ingest pipeline as the source index's "
+                            f"default pipeline ({part} missing)")
     kenv = environment(svcs.get("kibana", {}))
     if kenv.get("ELASTICSEARCH_USERNAME") != "kibana_system" or not REQUIRED_REF.match(str(kenv.get("ELASTICSEARCH_PASSWORD", ""))):
         problems.append("kibana must connect as kibana_system with a password from .env")

@@ -92,6 +92,8 @@ def test_a_folded_multi_line_to_yields_every_address(es, enron_corpus):
 
     assert report.messages_indexed == 1
     [document] = all_documents(es)
+    # the loader stamps when it indexed the document (the arrival field of late-mail windows)
+    assert len(document.pop("indexed_at")) == len("2001-05-14T23:39:00Z")
     assert document == {
         "account": "dasovich-j",
         "messageId": "<1805953.1075861508566.JavaMail.evans@thyme>",

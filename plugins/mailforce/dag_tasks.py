@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mailforce.core.dates import utc_now
 from mailforce.core.partitions import Partition
-from mailforce.core.run_params import RunParamsError, parse_run_params
+from mailforce.core.run_params import RunKind, RunParamsError, parse_run_params
 from mailforce.core.run_stats import runtime_stats
 from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
 from mailforce.es.client import MailforceElasticsearchHook
@@ -45,6 +45,15 @@ def run_end_from_context(context: Mapping[str, Any]) -> datetime:
     raise RuntimeError("the run has no logical end (no data interval, run_after or logical date)")
 
 
+def run_kind_from_context(context: Mapping[str, Any]) -> RunKind:
+    """The run's type and data-interval start: an Airflow backfill or catch-up covers that interval."""
+    dag_run = context["dag_run"]
+    run_type = getattr(dag_run, "run_type", "") or ""
+    start = getattr(dag_run, "data_interval_start", None)
+    return RunKind(run_type=str(getattr(run_type, "value", run_type)),
+                   interval_start=start.astimezone(timezone.utc) if isinstance(start, datetime) else None)
+
+
 def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings()
     conf = getattr(context["dag_run"], "conf", None) or {}
@@ -55,7 +64,7 @@ def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
     run_end = run_end_from_context(context)
     with elasticsearch(settings) as es:
         try:
-            fetched = fetch_watermark_stage(es, settings, request, run_end)
+            fetched = fetch_watermark_stage(es, settings, request, run_end, kind=run_kind_from_context(context))
         except RunParamsError as error:
             raise AirflowFailException(str(error)) from None
     return fetched.to_xcom()
@@ -129,3 +138,12 @@ def publish_stats(
     with elasticsearch(settings) as es:
         publish_stats_stage(es, settings, stats)
     return stats.to_xcom()
+
+
+def reconcile_window(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The reconciliation DAG's first task: the (account, day) slices holding mail no run counted."""
+    from mailforce.stages.reconcile import reconcile_window as reconcile_stage
+
+    settings = load_settings()
+    with elasticsearch(settings) as es:
+        return reconcile_stage(es, settings).to_xcom()

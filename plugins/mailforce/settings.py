@@ -48,6 +48,12 @@ class Settings:
     strength_half_life_days: int = 90  # recency in relationship strength halves every this many days
     automated_patterns: tuple[str, ...] = ()  # replaces the default patterns when set
     automated_patterns_extra: tuple[str, ...] = ()  # added to the default patterns
+    # Late mail (README "Late mail"): an ingestion-time field of the source to window on (empty: off) ...
+    arrival_field: str = ""
+    # ... else how far below the watermark each scheduled run re-reads on `date` ("30m", "6h", "2d", "0")
+    allowed_lateness: str = "6h"
+    ledger_index: str = "search-mailforce-ledger"  # one record per (account, message) counted
+    reconcile_schedule: str = "@daily"  # the reconciliation DAG's schedule ("none": only when triggered)
 
     def __post_init__(self) -> None:
         for name in ("max_partitions", "min_partition_work", "domain_top_addresses", "strength_half_life_days", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):
@@ -61,6 +67,12 @@ class Settings:
                 re.compile(pattern)
             except re.error as error:
                 raise SettingsError(f"setting 'automated_patterns': {pattern!r} is not a regular expression ({error})") from None
+        from mailforce.core.run_params import parse_duration  # pure; validates the lateness once
+
+        try:
+            parse_duration(self.allowed_lateness)
+        except ValueError as error:
+            raise SettingsError(f"setting 'allowed_lateness': {error}") from None
         if self.max_partitions > 1024:
             raise SettingsError("setting 'max_partitions' must be at most 1024")
         names = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_index")]

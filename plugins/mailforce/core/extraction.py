@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from mailforce.core.batches import without
+from mailforce.core.dates import format_utc, parse_source_date
 from mailforce.core.ids import document_id
 from mailforce.core.roles import (
     ExtractionCounts,
@@ -58,12 +60,72 @@ def united_messages(
         yield current
 
 
+def message_groups(messages: Iterable[Message]) -> Iterator[list[Message]]:
+    """Consecutive messages of one message id (the copies of one mail in several accounts).
+
+    The scan sorts by messageId then account, so a message id's accounts come together; a message
+    keyed by its own document id never shares its key.
+    """
+    group: list[Message] = []
+    for message in messages:
+        if group and group[0].message_id != message.message_id:
+            yield group
+            group = []
+        group.append(message)
+    if group:
+        yield group
+
+
+def grouped_batches(messages: Iterable[Message], size: int) -> Iterator[list[Message]]:
+    """Batches of about `size` messages that never split one message id's group."""
+    batch: list[Message] = []
+    for group in message_groups(messages):
+        batch.extend(group)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def ledger_document_id(message: Message) -> str:
+    return document_id(message.account, message.message_id)
+
+
+def ledger_document(message: Message, run_id: str, updated_at: str) -> dict[str, Any]:
+    """The ledger's record that a run counted this (account, message): reconciliation compares it."""
+    return {
+        "account": message.account,
+        "message_id": message.message_id,
+        "date": format_utc(message.date),
+        "day": format_utc(message.date)[:10],
+        "run_id": run_id,
+        "updated_at": updated_at,
+    }
+
+
 @dataclass(frozen=True)
 class StoredCopies:
     """What the roles index held of a batch of messages before this run wrote them."""
 
     documents: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # roles document id -> document
     holders: Mapping[str, set[str]] = field(default_factory=dict)  # message id -> accounts holding it
+    # message id -> (roles document id, document) of every stored account's copy (for key_date)
+    by_message: Mapping[str, Sequence[tuple[str, Mapping[str, Any]]]] = field(default_factory=dict)
+    # run ids of the stored documents that have a runtime-stats record (None: not looked up)
+    successful_runs: frozenset[str] | None = None
+    ledger: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # ledger id -> document
+
+    def written_by_successful_run(self, document: Mapping[str, Any] | None) -> bool:
+        return (
+            document is not None
+            and self.successful_runs is not None
+            and bool(document.get("run_id"))
+            and document.get("run_id") in self.successful_runs
+        )
+
+
+MAX_REPORTED_LATE_DAYS = 100  # late days listed in the run stats; the count is always complete
 
 
 @dataclass
@@ -75,8 +137,21 @@ class ExtractionTally:
     work_by_domain: Counter = field(default_factory=Counter)
     role_entries: Counter = field(default_factory=Counter)
     recompute_domains: set[str] = field(default_factory=set)
+    unchanged_messages: int = 0  # counted by an earlier successful run, unchanged: looked up only
+    late_messages: int = 0  # counted now, dated at or before the window start
+    late_accounts: set[str] = field(default_factory=set)
+    late_days: set[str] = field(default_factory=set)
+    key_dates_rewritten: int = 0  # other accounts' documents whose key_date a new copy lowered
+    ledger_written: int = 0
 
-    def summary(self, counts: ExtractionCounts, roles_written: int, undated_source_documents: int) -> ExtractionSummary:
+    def count_late(self, message: Message, late_at_or_before: datetime | None) -> None:
+        if late_at_or_before is not None and message.date <= late_at_or_before:
+            self.late_messages += 1
+            self.late_accounts.add(message.account)
+            self.late_days.add(format_utc(message.date)[:10])
+
+    def summary(self, counts: ExtractionCounts, roles_written: int, undated_source_documents: int,
+                **extra: Any) -> ExtractionSummary:
         return ExtractionSummary(
             messages=self.messages,
             accounts=tuple(sorted(self.accounts)),
@@ -86,36 +161,114 @@ class ExtractionTally:
             roles_written=roles_written,
             undated_source_documents=undated_source_documents,
             counts=counts,
+            unchanged_messages=self.unchanged_messages,
+            late_messages=self.late_messages,
+            late_accounts=tuple(sorted(self.late_accounts)),
+            late_days=tuple(sorted(self.late_days)[:MAX_REPORTED_LATE_DAYS]),
+            **extra,
         )
 
 
+def _stored_date(document: Mapping[str, Any]) -> datetime:
+    date = parse_source_date(document.get("key_date") or document["date"])
+    assert date is not None, "roles documents always carry a date"
+    return date
+
+
 def classify_messages(
-    messages: Sequence[Message], stored: StoredCopies, tally: ExtractionTally, updated_at: str, run_id: str
+    messages: Sequence[Message],
+    stored: StoredCopies,
+    tally: ExtractionTally,
+    updated_at: str,
+    run_id: str,
+    *,
+    ledger: list[tuple[str, dict[str, Any]]] | None = None,
+    late_at_or_before: datetime | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(id, roles document) of each message whose document must be written; tallies every message.
 
     A message already stored (a copy seen by an earlier run) is united with it, so its roles and
-    earliest date cover every run; an unchanged document is not written again.
+    earliest date cover every run; an unchanged document is not written again. A message that an
+    earlier successful run counted, unchanged, costs this lookup and nothing else. Every message id
+    gets one key_date (its earliest date in any account): a copy that lowers it rewrites the other
+    accounts' stored documents with it (keeping their run_id) and marks their domains. The ledger
+    records of the counted messages are appended to `ledger` when given.
     """
-    for message in messages:
-        identifier = roles_document_id(message)
-        tally.messages += 1
-        tally.accounts.add(message.account)
-        previous = stored.documents.get(identifier)
-        if previous is not None:
-            message.merge(message_from_roles_document(previous))
-        if not message.roles:
-            continue
-        # Every message of the window marks its domains, changed or not: a run that died after
-        # this stage left them uncompiled, and its re-run must compile them.
-        for address, role in message.roles:
-            tally.work_by_domain[address.rpartition("@")[2]] += 1
-            tally.role_entries[role] += 1
-        # A message that some run already counted (this copy or another mailbox's) cannot simply
-        # be added to the stored figures: its domains are recomputed over all time.
-        if previous is not None or stored.holders.get(message.message_id, set()) - {message.account}:
-            tally.recompute_domains.update(message.domains)
-        document = roles_document(message, updated_at, run_id)
-        if previous is not None and without(previous, *WRITE_STAMP_FIELDS) == without(document, *WRITE_STAMP_FIELDS):
-            continue
-        yield identifier, document
+    for group in message_groups(messages):
+        accounts = {message.account for message in group}
+        previous_of: dict[str, Mapping[str, Any] | None] = {}
+        for message in group:
+            previous = stored.documents.get(roles_document_id(message))
+            previous_of[roles_document_id(message)] = previous
+            if previous is not None:
+                message.merge(message_from_roles_document(previous))
+        others = [(identifier, document) for identifier, document in stored.by_message.get(group[0].message_id, ())
+                  if document.get("account") not in accounts]
+        key_date = min([message.date for message in group] + [_stored_date(document) for _, document in others])
+        for message in group:
+            message.key_date = key_date
+        for identifier, document in others:
+            if _stored_date(document) > key_date:
+                rewritten = {**document, "key_date": format_utc(key_date), "updated_at": updated_at}
+                tally.key_dates_rewritten += 1
+                tally.recompute_domains.update(document.get("domains") or ())
+                yield identifier, rewritten
+        for message in group:
+            yield from _classify_one(message, previous_of[roles_document_id(message)], stored, tally, updated_at,
+                                     run_id, ledger, late_at_or_before)
+
+
+def _classify_one(
+    message: Message,
+    previous: Mapping[str, Any] | None,
+    stored: StoredCopies,
+    tally: ExtractionTally,
+    updated_at: str,
+    run_id: str,
+    ledger: list[tuple[str, dict[str, Any]]] | None,
+    late_at_or_before: datetime | None,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    identifier = roles_document_id(message)
+    recorded = stored.ledger.get(ledger_document_id(message))
+    recorded_same = recorded is not None and recorded.get("date") == format_utc(message.date)
+    if not message.roles:
+        if recorded_same and stored.written_by_successful_run(recorded):
+            tally.unchanged_messages += 1
+            return
+        _count(message, tally, ledger, run_id, updated_at, late_at_or_before)
+        return
+    document = roles_document(message, updated_at, run_id)
+    unchanged = previous is not None and without(dict(previous), *WRITE_STAMP_FIELDS) == without(
+        document, *WRITE_STAMP_FIELDS)
+    if unchanged and stored.written_by_successful_run(previous) and (recorded is not None or ledger is None):
+        tally.unchanged_messages += 1  # an earlier successful run counted exactly this
+        return
+    _count(message, tally, ledger, run_id, updated_at, late_at_or_before)
+    # Every counted message marks its domains, changed or not: a run that died after this stage
+    # left them uncompiled, and its re-run must compile them.
+    for address, role in message.roles:
+        tally.work_by_domain[address.rpartition("@")[2]] += 1
+        tally.role_entries[role] += 1
+    # A message that some run already counted (this copy or another mailbox's) cannot simply
+    # be added to the stored figures: its domains are recomputed over all time.
+    if previous is not None or stored.holders.get(message.message_id, set()) - {message.account}:
+        tally.recompute_domains.update(message.domains)
+    if unchanged:
+        return
+    yield identifier, document
+
+
+def _count(
+    message: Message,
+    tally: ExtractionTally,
+    ledger: list[tuple[str, dict[str, Any]]] | None,
+    run_id: str,
+    updated_at: str,
+    late_at_or_before: datetime | None,
+) -> None:
+    tally.messages += 1
+    tally.accounts.add(message.account)
+    tally.count_late(message, late_at_or_before)
+    if ledger is not None:
+        ledger.append((ledger_document_id(message), ledger_document(message, run_id, updated_at)))
+        tally.ledger_written += 1

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from mailforce.core.addresses import address_entries, domain_of, normalise_address
+from mailforce.core.automated import HEADER_FIELDS, header_flagged_addresses
 from mailforce.core.dates import format_utc, parse_source_date
 from mailforce.core.partitions import message_bucket
 
@@ -20,9 +21,10 @@ ROLE_CC = "CC"
 # Source field -> the role its addresses hold.
 ROLE_FIELDS = (("from", ROLE_FROM), ("to", ROLE_TO), ("cc", ROLE_CC))
 ROLES = tuple(role for _, role in ROLE_FIELDS)
-SOURCE_FIELDS = ["account", "messageId", "date", "from.address", "to.address", "cc.address"]
+SOURCE_FIELDS = ["account", "messageId", "date", "from.address", "to.address", "cc.address", *HEADER_FIELDS]
 # What the compile stage reads of a roles document (see `roles_document`).
-ROLES_READ_FIELDS = ["account", "message_id", "date", "message_roles"]
+# Role -> the roles-document field listing the addresses holding it.
+ROLE_ADDRESS_FIELDS = {ROLE_FROM: "from_addresses", ROLE_TO: "to_addresses", ROLE_CC: "cc_addresses"}
 
 
 @dataclass
@@ -44,10 +46,16 @@ class Message:
     message_id: str
     date: datetime
     roles: set[tuple[str, str]] = field(default_factory=set)  # (email_address, role)
+    automated: set[str] = field(default_factory=set)  # addresses its copies' headers flag as automated
+    key_date: datetime | None = None  # earliest date of the message id across accounts (None: own date)
 
     def merge(self, other: "Message") -> None:
         self.roles |= other.roles
+        self.automated |= other.automated
         self.date = min(self.date, other.date)
+
+    def addresses_holding(self, role: str) -> list[str]:
+        return sorted({address for address, held in self.roles if held == role})
 
     @property
     def domains(self) -> list[str]:
@@ -103,7 +111,8 @@ def message_from_hit(
             else:
                 roles.add((address, role))
     key, _ = message_key(hit)
-    return Message(account=account, message_id=key, date=date, roles=roles)
+    return Message(account=account, message_id=key, date=date, roles=roles,
+                   automated=header_flagged_addresses(source, roles))
 
 
 def roles_document(message: Message, updated_at: str, run_id: str = "") -> dict[str, Any]:
@@ -111,7 +120,10 @@ def roles_document(message: Message, updated_at: str, run_id: str = "") -> dict[
         "account": message.account,
         "message_id": message.message_id,
         "date": format_utc(message.date),
+        "key_date": format_utc(min(message.key_date or message.date, message.date)),
         "domains": message.domains,
+        **{name: message.addresses_holding(role) for role, name in ROLE_ADDRESS_FIELDS.items()},
+        "automated_addresses": sorted(message.automated & {address for address, _ in message.roles}),
         "message_roles": [
             {"email_address": address, "domain": domain_of(address), "role": role}
             for address, role in sorted(message.roles)
@@ -132,4 +144,6 @@ def message_from_roles_document(document: Mapping[str, Any]) -> Message:
         message_id=document["message_id"],
         date=date,
         roles={(entry["email_address"], entry["role"]) for entry in document.get("message_roles", [])},
+        automated=set(document.get("automated_addresses") or ()),
+        key_date=parse_source_date(document.get("key_date")) if document.get("key_date") else None,
     )

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from mailforce.core.dates import format_utc, parse_param_date
 from mailforce.core.window import Window
 
 RUN_PARAMS = ("from_date", "to_date", "backfilled_accounts", "exclude_accounts")
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`"6h"`, `"30m"`, `"2d"`, `"90s"`, `"0"` -> a timedelta; ValueError otherwise."""
+    value = str(text).strip().lower()
+    if value in ("", "0"):
+        return timedelta(0)
+    match = re.fullmatch(r"(\d+)\s*([smhd])", value)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like '30m', '6h' or '2d'")
+    return timedelta(seconds=int(match.group(1)) * DURATION_UNITS[match.group(2)])
 
 
 class RunParamsError(ValueError):
@@ -69,9 +84,51 @@ def parse_run_params(params: Mapping[str, Any], conf: Mapping[str, Any] | None =
     return RunRequest(dates["from_date"], dates["to_date"], backfilled, excluded)
 
 
-def resolve_window(request: RunRequest, run_end: datetime, watermark: datetime | None) -> Window:
-    """The window: (watermark, run end], or [from_date, run end]; account filters applied."""
+@dataclass(frozen=True)
+class RunKind:
+    """What Airflow says about the run: its type and data interval (None outside Airflow)."""
+
+    run_type: str = ""  # "scheduled", "manual", "backfill", "asset_triggered"
+    interval_start: datetime | None = None
+
+
+def resolve_window(
+    request: RunRequest,
+    run_end: datetime,
+    watermark: datetime | None,
+    *,
+    kind: RunKind = RunKind(),
+    arrival_field: str = "",
+    allowed_lateness: timedelta = timedelta(0),
+) -> Window:
+    """The window: (watermark, run end], or [from_date, run end]; account filters applied.
+
+    Late mail: with an arrival field the window is on max(arrival, date); without, a run from the
+    watermark re-reads `allowed_lateness` below it on `date`. An Airflow backfill or catch-up run
+    (run type "backfill", or a data interval ending before the watermark) covers exactly its data
+    interval on `date`, for all accounts, and never moves the watermark.
+    """
     window_end = run_end.replace(microsecond=0)
+    plain = request.from_date is None and request.to_date is None and not request.backfill
+    past_interval = watermark is not None and window_end < watermark
+    if plain and kind.interval_start is not None and (kind.run_type == "backfill" or past_interval):
+        return Window(
+            window_end=window_end,
+            window_start=kind.interval_start.replace(microsecond=0),
+            exclude_accounts=request.exclude_accounts,
+            interval_backfill=True,
+        )
+    window = _resolved(request, window_end, watermark)
+    if window.start_inclusive or window.backfill or window.window_start is None:
+        return window
+    if arrival_field:
+        return replace(window, arrival_field=arrival_field)
+    if allowed_lateness > timedelta(0):
+        return replace(window, read_from=window.window_start - allowed_lateness)
+    return window
+
+
+def _resolved(request: RunRequest, window_end: datetime, watermark: datetime | None) -> Window:
     if request.to_date is not None:
         if request.to_date > window_end:
             raise RunParamsError(

@@ -46,6 +46,13 @@ class ExtractionSummary:
     roles_written: int = 0
     undated_source_documents: int = 0
     counts: ExtractionCounts = field(default_factory=ExtractionCounts)
+    unchanged_messages: int = 0  # counted before by a successful run, unchanged: looked up only
+    late_messages: int = 0  # counted now, dated at or before the window start (or found by reconciliation)
+    late_accounts: tuple[str, ...] = ()  # sorted
+    late_days: tuple[str, ...] = ()  # sorted UTC days (YYYY-MM-DD), at most 100
+    future_dated_messages: int = 0  # source documents of the run's accounts dated after the window end
+    future_dated_max_date: str | None = None  # the latest such date (how far ahead)
+    ledger_written: int = 0
 
     @property
     def accounts_count(self) -> int:
@@ -67,6 +74,13 @@ class ExtractionSummary:
             "roles_written": self.roles_written,
             "undated_source_documents": self.undated_source_documents,
             "counts": asdict(self.counts),
+            "unchanged_messages": self.unchanged_messages,
+            "late_messages": self.late_messages,
+            "late_accounts": list(self.late_accounts),
+            "late_days": list(self.late_days),
+            "future_dated_messages": self.future_dated_messages,
+            "future_dated_max_date": self.future_dated_max_date,
+            "ledger_written": self.ledger_written,
         }
 
     @classmethod
@@ -80,6 +94,13 @@ class ExtractionSummary:
             roles_written=data["roles_written"],
             undated_source_documents=data["undated_source_documents"],
             counts=ExtractionCounts(**data["counts"]),
+            unchanged_messages=data.get("unchanged_messages", 0),
+            late_messages=data.get("late_messages", 0),
+            late_accounts=tuple(data.get("late_accounts", ())),
+            late_days=tuple(data.get("late_days", ())),
+            future_dated_messages=data.get("future_dated_messages", 0),
+            future_dated_max_date=data.get("future_dated_max_date"),
+            ledger_written=data.get("ledger_written", 0),
         )
 
 

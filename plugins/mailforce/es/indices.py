@@ -46,8 +46,14 @@ ROLES_PROPERTIES = {
     "account": KEYWORD,
     "message_id": KEYWORD,
     "date": DATE,
+    "key_date": DATE,  # earliest date of the message id across accounts (the cross-mailbox date)
     "domains": KEYWORD,
-    "message_roles": _nested(ROLE_ENTRY),
+    "from_addresses": KEYWORD,
+    "to_addresses": KEYWORD,
+    "cc_addresses": KEYWORD,
+    "automated_addresses": KEYWORD,
+    # object, not nested: a message's role list must never reach index.mapping.nested_objects.limit
+    "message_roles": {"type": "object", "properties": ROLE_ENTRY},
     "role_count": INTEGER,
     "message_bucket": INTEGER,
     "run_id": KEYWORD,
@@ -161,6 +167,15 @@ RUNTIME_STATS_PROPERTIES = {
     "invalid_addresses": INTEGER,
     "filtered_addresses": INTEGER,
     "undated_source_documents": INTEGER,
+    "late_messages": INTEGER,
+    "late_accounts": KEYWORD,
+    "late_days": KEYWORD,
+    "future_dated_messages": INTEGER,
+    "future_dated_max_date": DATE,
+    "unchanged_messages": INTEGER,
+    "read_from": DATE,
+    "reconciliation": BOOLEAN,
+    "interval_backfill": BOOLEAN,
     "partitions": INTEGER,
     "documents_written": {
         "properties": {

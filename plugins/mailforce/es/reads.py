@@ -23,9 +23,11 @@ import logging
 import time
 from typing import Any, Iterator, Sequence
 
-from elasticsearch import ApiError, NotFoundError, TransportError, helpers
+from elasticsearch import ApiError, NotFoundError, TransportError
 
-from mailforce.core.extraction import StoredCopies, roles_document_id
+from mailforce.core.dates import format_utc, parse_source_date
+from mailforce.core.extraction import StoredCopies, ledger_document_id, roles_document_id
+from mailforce.core.ids import document_id
 from mailforce.core.roles import SOURCE_FIELDS, Message
 from mailforce.core.rollups import COMPILE_READ_FIELDS
 from mailforce.core.window import Window
@@ -161,14 +163,38 @@ def scan_sorted(
     log.info("%s: %d documents read in %.1f s", what, seen, time.monotonic() - started)
 
 
+# The source scan's order: a message id's copies in every account come together (one key_date for
+# all of them), then by account (copies of one account together); `_doc` breaks the remaining ties.
+SOURCE_SORT = [{"messageId": {"order": "asc", "missing": "_last"}}, {"account": "asc"}, "_doc"]
+
+
 def scan_window_messages(es, index: str, window: Window, page_size: int, keep_alive: str) -> Iterator[dict]:
-    """The window's source copies, grouped by account then messageId (copies come together)."""
-    sort = [{"account": "asc"}, {"messageId": {"order": "asc", "missing": "_last"}}]
-    return scan_sorted(es, index, window.source_query(), sort, SOURCE_FIELDS, page_size, keep_alive, "source scan")
+    """The window's source copies, grouped by messageId then account (copies come together)."""
+    return scan_sorted(es, index, window.source_query(), SOURCE_SORT, SOURCE_FIELDS, page_size, keep_alive,
+                       "source scan")
 
 
 def count_undated(es, index: str, window: Window) -> int:
     return count(es, index, window.undated_query(), "undated source documents")
+
+
+def future_dated(es, index: str, window: Window) -> tuple[int, str | None]:
+    """(how many source documents of the window's accounts are dated after its end, the latest date)."""
+    query = window.future_dated_query()
+    how_many = count(es, index, query, "future-dated source documents")
+    if not how_many:
+        return 0, None
+    response = search(es, f"latest future date of {index}", index=index, size=1, query=query,
+                      sort=[{"date": {"order": "desc"}}], source=["date"])
+    hits = response["hits"]["hits"]
+    return how_many, (format_utc(parse_source_date(hits[0]["_source"].get("date"))) if hits else None)
+
+
+def successful_runs(es, settings: Settings, run_ids: Sequence[str]) -> frozenset[str]:
+    """The run ids among these that have a runtime-stats record (the run succeeded)."""
+    wanted = sorted({run_id for run_id in run_ids if run_id})
+    found = fetch_documents(es, settings.runtime_stats_index, [document_id(run_id) for run_id in wanted])
+    return frozenset(document.get("run_id") for document in found.values())
 
 
 def fetch_documents(
@@ -215,20 +241,28 @@ def fetch_documents(
 
 
 def read_stored_copies(es, settings: Settings, messages: Sequence[Message]) -> StoredCopies:
-    """What the roles index already holds of these messages: their own documents, and which
-    accounts hold each message id (copies in other mailboxes)."""
+    """What the roles index already holds of these messages: their own documents (real-time gets),
+    every account's document of each message id (copies in other mailboxes, for the key_date), the
+    ledger records of these messages, and which of the runs that wrote them succeeded."""
     documents = fetch_documents(es, settings.roles_index, [roles_document_id(message) for message in messages])
+    ledger = fetch_documents(es, settings.ledger_index, [ledger_document_id(message) for message in messages])
     holders: dict[str, set[str]] = {}
-    for hit in helpers.scan(
+    by_message: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for hit in scan(
         es,
-        index=settings.roles_index,
-        query={"query": {"terms": {"message_id": [message.message_id for message in messages]}},
-               "_source": ["account", "message_id"]},
-        size=settings.scan_page_size,
-        scroll=settings.scroll_keep_alive,
+        settings.roles_index,
+        {"query": {"terms": {"message_id": sorted({message.message_id for message in messages})}}},
+        settings.scan_page_size,
+        settings.scroll_keep_alive,
+        "copies in other mailboxes",
     ):
-        holders.setdefault(hit["_source"]["message_id"], set()).add(hit["_source"]["account"])
-    return StoredCopies(documents=documents, holders=holders)
+        source = hit["_source"]
+        holders.setdefault(source["message_id"], set()).add(source["account"])
+        by_message.setdefault(source["message_id"], []).append((hit["_id"], source))
+    runs = successful_runs(es, settings, [document.get("run_id", "") for document in
+                                          [*documents.values(), *ledger.values()]])
+    return StoredCopies(documents=documents, holders=holders, by_message=by_message, successful_runs=runs,
+                        ledger=ledger)
 
 
 def scan_roles(

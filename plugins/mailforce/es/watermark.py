@@ -25,7 +25,9 @@ def read_watermark(es, settings: Settings) -> datetime | None:
         response = es.search(
             index=settings.runtime_stats_index,
             size=1,
-            query={"bool": {"filter": [{"term": {"backfill": False}}]}},
+            # backfills (account lists, Airflow backfills) and reconciliations never move it
+            query={"bool": {"filter": [{"term": {"backfill": False}}],
+                            "must_not": [{"term": {"reconciliation": True}}]}},
             sort=[{"window_end": {"order": "desc"}}],
             source=["window_end", "run_id"],
         )

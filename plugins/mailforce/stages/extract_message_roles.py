@@ -11,13 +11,22 @@ import logging
 import time
 from typing import Any, Iterator
 
-from mailforce.core.batches import batched
 from mailforce.core.dates import format_utc, utc_now
-from mailforce.core.extraction import ExtractionTally, classify_messages, united_messages
+from mailforce.core.extraction import (
+    ExtractionTally,
+    classify_messages,
+    grouped_batches,
+    united_messages,
+)
 from mailforce.core.roles import ExtractionCounts
 from mailforce.core.summaries import ExtractionSummary
 from mailforce.core.window import Window
-from mailforce.es.reads import count_undated, read_stored_copies, scan_window_messages
+from mailforce.es.reads import (
+    count_undated,
+    future_dated,
+    read_stored_copies,
+    scan_window_messages,
+)
 from mailforce.es.writes import bulk_write, index_actions, refresh
 from mailforce.settings import Settings
 
@@ -30,31 +39,62 @@ def extract_message_roles(
     """Read the window's source copies once and write one roles document per message.
 
     Messages already in the roles index (copies seen by an earlier run) are united with the new
-    copies, so a message's roles and earliest date cover every run. Returns the accounts seen, the
-    work per domain for partitioning, the domains that must be recomputed over all time (those of
-    a message some run already counted), and counts.
+    copies, so a message's roles and earliest date cover every run. A message an earlier successful
+    run counted, unchanged, costs its lookup only. Every counted message gets a ledger record.
+    Returns the accounts seen, the work per domain for partitioning, the domains that must be
+    recomputed over all time (those of a message some run already counted), and counts.
     """
     updated_at = updated_at or format_utc(utc_now())
     counts = ExtractionCounts()
     tally = ExtractionTally()
+    # Messages dated at or before the window start were due in an earlier run: late (or reconciled).
+    # A reconciliation counts only what every run before it missed: all of it is late.
+    late_at_or_before = window.window_end if window.reconciliation else window.window_start
+    if window.backfill:
+        late_at_or_before = None  # a backfill re-reads on purpose
 
-    def documents() -> Iterator[tuple[str, dict[str, Any]]]:
+    def actions() -> Iterator[dict[str, Any]]:
         hits = scan_window_messages(es, settings.source_index, window, settings.scan_page_size, settings.scroll_keep_alive)
-        for batch in batched(united_messages(hits, settings.domain_in_scope, counts), settings.lookup_batch_size):
+        messages = united_messages(hits, settings.domain_in_scope, counts)
+        for batch in grouped_batches(messages, settings.lookup_batch_size):
             stored = read_stored_copies(es, settings, batch)
-            yield from classify_messages(batch, stored, tally, updated_at, run_id)
+            ledger: list[tuple[str, dict[str, Any]]] = []
+            roles = list(classify_messages(batch, stored, tally, updated_at, run_id, ledger=ledger,
+                                           late_at_or_before=late_at_or_before))
+            yield from index_actions(settings.roles_index, roles)
+            yield from index_actions(settings.ledger_index, ledger)
 
     started = time.monotonic()
-    roles_written = bulk_write(es, index_actions(settings.roles_index, documents()), settings.bulk_chunk_size,
-                               "message roles")
-    refresh(es, settings.roles_index)  # compile searches what was just written
+    written = bulk_write(es, actions(), settings.bulk_chunk_size, "message roles")  # and their ledger records
+    roles_written = written - tally.ledger_written
+    # Searches see a write only after a refresh: the compile's scans, and the next runs' lookups of
+    # other accounts' copies and reconciliation's ledger counts, search what was just written.
+    refresh(es, settings.roles_index)
+    refresh(es, settings.ledger_index)
     undated = count_undated(es, settings.source_index, window)
-    summary = tally.summary(counts, roles_written, undated)
+    future_count, future_max = future_dated(es, settings.source_index, window)
+    summary = tally.summary(counts, roles_written, undated, future_dated_messages=future_count,
+                            future_dated_max_date=future_max, ledger_written=tally.ledger_written)
     log.info(
         "Extracted %d messages of %d accounts from %d source documents in %.1f s: %d roles documents, "
         "%d domains; skipped %d without date, %d without account; %d invalid addresses; "
-        "%d source documents carry no usable date at all",
+        "%d source documents carry no usable date at all; %d unchanged messages already counted (looked up only)",
         summary.messages, summary.accounts_count, counts.source_documents, time.monotonic() - started, roles_written,
         summary.domains_count, counts.skipped_no_date, counts.skipped_no_account, counts.invalid_addresses, undated,
+        summary.unchanged_messages,
     )
+    if summary.late_messages:
+        log.warning(
+            "Counted %d late messages (dated before this window) in %d accounts (%s), on %d days (%s)",
+            summary.late_messages, len(summary.late_accounts), ", ".join(summary.late_accounts[:10]),
+            len(summary.late_days), ", ".join(summary.late_days[:10]),
+        )
+    else:
+        log.info("Counted no late messages (none dated before this window)")
+    if future_count:
+        log.warning(
+            "%d source documents are dated after this window's end (a sender's clock ahead?), the latest %s; "
+            "they are counted by the run whose window reaches their date",
+            future_count, future_max,
+        )
     return summary

@@ -6,9 +6,10 @@ import logging
 from datetime import datetime
 
 from mailforce.core.dates import format_utc, utc_now
-from mailforce.core.run_params import RunRequest, resolve_window
+from mailforce.core.run_params import RunKind, RunRequest, parse_duration, resolve_window
 from mailforce.core.summaries import FetchedWindow
 from mailforce.es.indices import prepare_indices
+from mailforce.es.ledger import ensure_ledger_index
 from mailforce.es.watermark import read_watermark
 from mailforce.settings import Settings
 
@@ -16,13 +17,23 @@ log = logging.getLogger(__name__)
 
 
 def fetch_watermark(
-    es, settings: Settings, request: RunRequest, run_end: datetime, *, run_started: datetime | None = None
+    es,
+    settings: Settings,
+    request: RunRequest,
+    run_end: datetime,
+    *,
+    run_started: datetime | None = None,
+    kind: RunKind = RunKind(),
 ) -> FetchedWindow:
     """(watermark, run end], or [from_date, run end], with the account filters; raises
-    RunParamsError when the params cannot give a window."""
+    RunParamsError when the params cannot give a window. Late mail: on the arrival field when set,
+    else reaching back by the allowed lateness; an Airflow backfill covers its data interval."""
     created = prepare_indices(es, settings)
+    if ensure_ledger_index(es, settings):
+        created = [*created, settings.ledger_index]
     watermark = read_watermark(es, settings)
-    window = resolve_window(request, run_end, watermark)
+    window = resolve_window(request, run_end, watermark, kind=kind, arrival_field=settings.arrival_field,
+                            allowed_lateness=parse_duration(settings.allowed_lateness))
     fetched = FetchedWindow(window=window, run_started=run_started or utc_now())
     log.info(
         "Window (%s, %s]%s; watermark %s; accounts %s; excluded %s; indices created: %s",
@@ -32,4 +43,13 @@ def fetch_watermark(
         list(window.accounts) if window.accounts is not None else "all",
         list(window.exclude_accounts) or "none", created or "none",
     )
+    if window.interval_backfill:
+        log.info("Airflow backfill/catch-up of a past data interval: every account, on date; the watermark "
+                 "stays at %s", format_utc(watermark) if watermark else "none")
+    elif window.arrival_field:
+        log.info("Late mail: window on max(%s, date), so mail indexed late is read by the first run after it "
+                 "arrived", window.arrival_field)
+    elif window.read_from is not None:
+        log.info("Late mail: re-reading from %s (allowed lateness %s below the watermark)",
+                 format_utc(window.read_from), settings.allowed_lateness)
     return fetched

@@ -35,6 +35,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import Parser
@@ -73,8 +74,24 @@ SOURCE_MAPPING: dict[str, Any] = {
         "to": {"properties": {"address": {"type": "keyword"}}},
         "cc": {"properties": {"address": {"type": "keyword"}}},
         "subject": {"type": "text"},
+        # Bulk-mail headers (Auto-Submitted, Precedence, List-Unsubscribe, List-Id), kept under these
+        # names: the pipeline flags the addresses they mark as automated.
+        "auto_submitted": {"type": "keyword"},
+        "precedence": {"type": "keyword"},
+        "list_unsubscribe": {"type": "keyword"},
+        "list_id": {"type": "keyword"},
+        # When the document was indexed (UTC): runs can select their window on it (arrival_field).
+        "indexed_at": {"type": "date"},
     },
 }
+# Header -> source field, kept as the header's first value.
+HEADER_SOURCE_FIELDS = (
+    ("Auto-Submitted", "auto_submitted"),
+    ("Precedence", "precedence"),
+    ("List-Unsubscribe", "list_unsubscribe"),
+    ("List-Id", "list_id"),
+)
+ARRIVAL_FIELD = "indexed_at"
 
 # Source ids are the loader's own (a mailbox copy), not the pipeline's output ids (mailforce.core.ids).
 SOURCE_ID_LENGTH = 32
@@ -155,7 +172,16 @@ def parse_message(
     subject = _first_header(headers, "Subject")
     if subject is not None:
         document["subject"] = _decoded_text(subject)
+    for header_name, field_name in HEADER_SOURCE_FIELDS:
+        value = _first_header(headers, header_name)
+        if value is not None and value.strip():
+            document[field_name] = _decoded_text(value).strip()
     return document
+
+
+def utc_now_iso() -> str:
+    """The time a document is indexed, ISO-8601 UTC to the second with a Z (the `indexed_at` stamp)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def source_document_id(account: str, raw: bytes) -> str:
@@ -498,6 +524,7 @@ def _index_actions(
             report.skipped_no_account += 1
             continue
         accounts.add(document["account"])
+        document[ARRIVAL_FIELD] = utc_now_iso()
         yield {
             "_op_type": "index",
             "_index": index,

@@ -1,0 +1,194 @@
+"""Late mail (issue 9): a harvester simulation over hourly scheduled runs, in each mode.
+
+Messages are indexed after a seeded random lag (seconds to two days), out of order; some copies of
+one message reach a second mailbox a day or two later (some dated a minute earlier, which lowers
+the message's key_date); a few are dated ahead of their arrival (a sender's clock). After the last
+run (and, with a too-short lateness, a reconciliation) the outputs equal the brute-force oracle
+over the whole source.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from elasticsearch import helpers
+
+from driver import run_once
+from mailforce.core.dates import format_utc, utc_now
+from mailforce.core.run_params import RunKind, RunRequest
+from mailforce.core.run_stats import runtime_stats
+from mailforce.core.summaries import split_domains_of
+from mailforce.es.watermark import read_watermark
+from mailforce.stages.compile_domain_partition import compile_domain_partition
+from mailforce.stages.extract_message_roles import extract_message_roles
+from mailforce.stages.fetch_watermark import fetch_watermark
+from mailforce.stages.index_account_statistics import index_account_statistics
+from mailforce.stages.list_domains import list_domains
+from mailforce.stages.merge_split_domains import merge_split_domains
+from mailforce.stages.publish_stats import publish_stats
+from mailforce.stages.reconcile import reconcile_window
+from mailforce.tools.loader import load_mail
+from oracle import Coverage
+from support import assert_matches_oracle, load_source, raw_outputs, read_source
+
+UTC = timezone.utc
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+RUNS = 16  # hourly
+MESSAGES = 250
+COPIES = 25
+FUTURE = 6
+
+
+def stages_once(es, settings, fetched, run_id: str) -> dict:
+    """Every stage after the window is fixed, in the DAG's order (as `driver.run_once`)."""
+    extraction = extract_message_roles(es, settings, fetched.window, run_id)
+    compiled = [compile_domain_partition(es, settings, partition, run_id, add_window=True)
+                for partition in list_domains(extraction, settings)]
+    merged = merge_split_domains(es, settings, split_domains_of(compiled), run_id)
+    accounts_written = index_account_statistics(es, settings, extraction.accounts)
+    stats = runtime_stats(run_id, fetched.window, extraction, compiled, merged, accounts_written,
+                          fetched.run_started, utc_now())
+    publish_stats(es, settings, stats)
+    return stats.to_xcom()
+
+
+def reconcile_once(es, settings, run_id: str) -> dict:
+    """The reconciliation DAG's path: its window, then the same stages as a normal run."""
+    return stages_once(es, settings, reconcile_window(es, settings), run_id)
+
+
+def _lag(rng: random.Random) -> timedelta:
+    """Seconds to two days, most of them short (log-uniform)."""
+    return timedelta(seconds=int(10 ** rng.uniform(0, 5.24)))  # 1 s .. ~2 days
+
+
+@pytest.fixture
+def harvest(es, settings, enron_corpus):
+    """(documents with their arrival time) of a seeded simulation on a few hundred Enron messages."""
+    load_mail(es, [enron_corpus], index=settings.source_index)
+    rng = random.Random(9)
+    originals = sorted(read_source(es, settings), key=lambda doc: doc["_id"])
+    es.indices.delete(index=settings.source_index)
+    chosen = rng.sample([doc for doc in originals if doc["_source"].get("messageId")], MESSAGES)
+    span = timedelta(hours=RUNS + 24)
+    documents = []
+    for doc in chosen:
+        date = T0 - timedelta(hours=24) + timedelta(seconds=rng.randrange(int(span.total_seconds())))
+        documents.append((doc["_id"], dict(doc["_source"], date=format_utc(date)), date + _lag(rng)))
+    accounts = sorted({source["account"] for _, source, _ in documents})
+    for number, (identifier, source, arrival) in enumerate(documents[:COPIES]):
+        other = next(account for account in accounts if account != source["account"])
+        date = datetime.fromisoformat(source["date"].replace("Z", "+00:00"))
+        if number % 3 == 0:
+            date -= timedelta(minutes=1)  # the second mailbox's copy is stamped earlier
+        copy_arrival = arrival + timedelta(hours=rng.randint(20, 44))
+        copy_arrival = min(copy_arrival, date + timedelta(hours=47))
+        documents.append((f"{identifier}-copy", dict(source, account=other, date=format_utc(date)), copy_arrival))
+    for identifier, source, arrival in documents[COPIES:COPIES + FUTURE]:
+        # a sender's clock ahead: dated hours after it arrived (some after the last run)
+        source["date"] = format_utc(arrival + timedelta(hours=rng.randint(2, 30)))
+    rng.shuffle(documents)
+    return documents
+
+
+def simulate(es, settings, documents, *, reconcile: bool = False) -> list[dict]:
+    """Hourly runs; before each, the harvester indexes what arrived by its end (stamped indexed_at)."""
+    loaded: set[str] = set()
+    stats = []
+    for hour in range(1, RUNS + 1):
+        run_end = T0 + timedelta(hours=hour)
+        batch = [{"_id": identifier, "_source": dict(source, indexed_at=format_utc(arrival))}
+                 for identifier, source, arrival in documents if arrival <= run_end and identifier not in loaded]
+        load_source(es, settings, batch)
+        loaded.update(doc["_id"] for doc in batch)
+        stats.append(run_once(es, settings, RunRequest(), run_end, f"scheduled-{hour:02d}"))
+    if reconcile:
+        stats.append(reconcile_once(es, settings, "reconcile-1"))
+    return stats
+
+
+def whole_source(es, settings) -> list[Coverage]:
+    return [Coverage(window_end=T0 + timedelta(hours=RUNS))]
+
+
+def test_arrival_windows_count_every_message_whatever_its_lag(es, settings, harvest):
+    settings = replace(settings, arrival_field="indexed_at")
+    stats = simulate(es, settings, harvest)
+    assert_matches_oracle(es, settings, read_source(es, settings), whole_source(es, settings))
+    assert sum(record["late_messages"] for record in stats) > 0
+    assert any(record["future_dated_messages"] for record in stats)
+    assert read_watermark(es, settings) == T0 + timedelta(hours=RUNS)
+
+
+def test_a_long_enough_lateness_counts_everything_and_rereads_cost_a_lookup_only(es, settings, harvest):
+    settings = replace(settings, allowed_lateness="3d")
+    stats = simulate(es, settings, harvest)
+    source = read_source(es, settings)
+    assert_matches_oracle(es, settings, source, whole_source(es, settings))
+    assert sum(record["late_messages"] for record in stats) > 0
+    assert sum(record["unchanged_messages"] for record in stats) > 0
+    roles = [hit["_source"] for hit in helpers.scan(es, index=settings.roles_index)]
+    assert any(document["key_date"] < document["date"] for document in roles)  # an earlier copy elsewhere
+
+    # Nothing arrived: re-reading the lateness window writes nothing and marks no domain.
+    before = raw_outputs(es, settings)
+    again = run_once(es, settings, RunRequest(), T0 + timedelta(hours=RUNS, minutes=30), "scheduled-idle")
+    after = raw_outputs(es, settings)
+    del before[settings.runtime_stats_index], after[settings.runtime_stats_index]
+    assert after == before
+    assert (again["emails_processed"], again["domains_processed"], again["partitions"]) == (0, 0, 0)
+    assert again["unchanged_messages"] > 0
+    assert again["documents_written"]["message_roles"] == 0
+
+
+def test_a_too_short_lateness_loses_mail_until_reconciliation_counts_it(es, settings, harvest):
+    settings = replace(settings, allowed_lateness="1h")
+    stats = simulate(es, settings, harvest, reconcile=True)
+    source = read_source(es, settings)
+    assert_matches_oracle(es, settings, source, whole_source(es, settings))
+    reconciliation = stats[-1]
+    assert reconciliation["reconciliation"] is True
+    assert reconciliation["late_messages"] > 0
+    assert reconciliation["late_accounts"] and reconciliation["late_days"]
+    assert read_watermark(es, settings) == T0 + timedelta(hours=RUNS)  # never moved by it
+    # a second reconciliation finds nothing
+    assert reconcile_once(es, settings, "reconcile-2")["late_messages"] == 0
+
+
+def test_airflow_backfill_intervals_cover_exactly_their_interval_and_leave_the_watermark(es, settings, harvest):
+    settings = replace(settings, allowed_lateness="3d")
+    simulate(es, settings, harvest)
+    watermark = read_watermark(es, settings)
+    before = raw_outputs(es, settings)
+    for hour in (3, 4, 5):  # three past hourly intervals, as `airflow backfill create` makes them
+        start, end = T0 + timedelta(hours=hour - 1), T0 + timedelta(hours=hour)
+        fetched = fetch_watermark(es, settings, RunRequest(), end, kind=RunKind("backfill", start))
+        assert (fetched.window.window_start, fetched.window.window_end) == (start, end)
+        assert fetched.window.interval_backfill and fetched.window.read_from is None
+        record = stages_once(es, settings, fetched, f"backfill-{hour}")
+        assert record["backfill"] is True
+        assert read_watermark(es, settings) == watermark
+    # a catch-up run (not typed backfill) for an interval before the watermark is one too
+    fetched = fetch_watermark(es, settings, RunRequest(), T0 + timedelta(hours=2),
+                              kind=RunKind("scheduled", T0 + timedelta(hours=1)))
+    assert fetched.window.interval_backfill
+    after = raw_outputs(es, settings)
+    del before[settings.runtime_stats_index], after[settings.runtime_stats_index]
+    assert after == before  # nothing changed: everything was already counted
+    assert_matches_oracle(es, settings, read_source(es, settings), whole_source(es, settings))
+
+
+def test_the_reconciliation_dag_loads_and_reuses_the_stages():
+    import os
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    assert bag.import_errors == {}
+    dag = bag.dags["mailforce_reconcile"]
+    assert dag.schedule == "@daily" or str(dag.timetable.summary) == "@daily"
+    assert {"reconcile_window", "extract_message_roles", "compile_domain_partition", "publish_stats"} <= set(dag.task_ids)
+    assert dag.max_active_runs == 1
