@@ -66,33 +66,34 @@ def mailforce_reconcile():
     def list_domains(extraction: dict[str, Any]) -> list[dict[str, Any]]:
         return dag_tasks.list_domains(extraction)
 
+    @task(task_display_name="Rescore relationships")
+    def rescore_relationships(window: dict[str, Any]) -> dict[str, Any]:
+        return dag_tasks.rescore_relationships(window)
+
     @task(task_display_name="Compile domain partition", map_index_template="{{ partition_label }}")
-    def compile_domain_partition(partition: dict[str, Any]) -> dict[str, Any]:
+    def compile_domain_partition(window: dict[str, Any], partition: dict[str, Any]) -> dict[str, Any]:
         context = get_current_context()
         context["partition_label"] = partition["label"]  # type: ignore[typeddict-unknown-key]
-        return dag_tasks.compile_domain_partition(context, partition)
-
-    @task(task_display_name="Merge split domains", trigger_rule="none_failed")
-    def merge_split_domains(compiled: list[dict[str, Any]]) -> dict[str, int]:
-        return dag_tasks.merge_split_domains(get_current_context(), compiled)
+        return dag_tasks.compile_domain_partition(context, window, partition)
 
     @task(task_display_name="Bulk index account statistics", trigger_rule="none_failed")
-    def bulk_index_account_statistics(extraction: dict[str, Any], merged: dict[str, int]) -> int:
+    def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
         return dag_tasks.index_account_statistics(extraction)
 
     @task(task_display_name="Publish stats", trigger_rule="none_failed")
     def publish_stats(window: dict[str, Any], extraction: dict[str, Any], compiled: list[dict[str, Any]],
-                      merged: dict[str, int], accounts_written: int) -> dict[str, Any]:
+                      rescored: dict[str, Any], accounts_written: int) -> dict[str, Any]:
         """The record says `reconciliation: true`; the watermark ignores it."""
-        return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, merged, accounts_written)
+        return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, rescored, accounts_written)
 
     window = reconcile_window()
     extraction = extract_message_roles(window)
     partitions = list_domains(extraction)
-    compiled = compile_domain_partition.expand(partition=partitions)
-    merged = merge_split_domains(compiled)
-    accounts_written = bulk_index_account_statistics(extraction, merged)
-    publish_stats(window, extraction, compiled, merged, accounts_written)
+    rescored = rescore_relationships(window)
+    compiled = compile_domain_partition.partial(window=window).expand(partition=partitions)
+    rescored >> compiled
+    accounts_written = bulk_index_account_statistics(extraction, compiled)
+    publish_stats(window, extraction, compiled, rescored, accounts_written)
 
 
 mailforce_reconcile()

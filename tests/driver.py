@@ -13,6 +13,7 @@ from typing import Any
 from mailforce.core.dates import utc_now
 from mailforce.core.run_params import RunRequest
 from mailforce.core.run_stats import runtime_stats
+from mailforce.core.summaries import FetchedWindow
 from mailforce.settings import Settings
 from mailforce.stages.compile_domain_partition import compile_domain_partition
 from mailforce.stages.extract_message_roles import extract_message_roles
@@ -35,6 +36,13 @@ def run_once(
 ) -> dict[str, Any]:
     """One run of every stage; returns the runtime-stats document (what `publish_stats` returns)."""
     fetched = fetch_watermark(es, settings, request, run_end, run_started=utc_now())
+    return run_stages(es, settings, fetched, run_id, stop_after_partitions=stop_after_partitions)
+
+
+def run_stages(
+    es, settings: Settings, fetched: FetchedWindow, run_id: str, *, stop_after_partitions: int | None = None
+) -> dict[str, Any]:
+    """Every stage after the window is fixed (a scheduled run's or the reconciliation's), in order."""
     extraction = extract_message_roles(es, settings, fetched.window, run_id)
     partitions = list_domains(extraction, settings)
     rescored = rescore_relationships(es, settings, fetched.window.window_end)

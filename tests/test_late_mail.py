@@ -19,19 +19,12 @@ from elasticsearch import helpers
 from driver import run_once
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.run_params import RunKind, RunRequest
-from mailforce.core.run_stats import runtime_stats
-from mailforce.core.summaries import split_domains_of
 from mailforce.es.watermark import read_watermark
-from mailforce.stages.compile_domain_partition import compile_domain_partition
-from mailforce.stages.extract_message_roles import extract_message_roles
 from mailforce.stages.fetch_watermark import fetch_watermark
-from mailforce.stages.index_account_statistics import index_account_statistics
-from mailforce.stages.list_domains import list_domains
-from mailforce.stages.merge_split_domains import merge_split_domains
-from mailforce.stages.publish_stats import publish_stats
 from mailforce.stages.reconcile import reconcile_window
 from mailforce.tools.loader import load_mail
 from oracle import Coverage
+from driver import run_stages
 from support import assert_matches_oracle, load_source, raw_outputs, read_source
 
 UTC = timezone.utc
@@ -43,16 +36,8 @@ FUTURE = 6
 
 
 def stages_once(es, settings, fetched, run_id: str) -> dict:
-    """Every stage after the window is fixed, in the DAG's order (as `driver.run_once`)."""
-    extraction = extract_message_roles(es, settings, fetched.window, run_id)
-    compiled = [compile_domain_partition(es, settings, partition, run_id, add_window=True)
-                for partition in list_domains(extraction, settings)]
-    merged = merge_split_domains(es, settings, split_domains_of(compiled), run_id)
-    accounts_written = index_account_statistics(es, settings, extraction.accounts)
-    stats = runtime_stats(run_id, fetched.window, extraction, compiled, merged, accounts_written,
-                          fetched.run_started, utc_now())
-    publish_stats(es, settings, stats)
-    return stats.to_xcom()
+    """Every stage after the window is fixed, in the DAG's order."""
+    return run_stages(es, settings, fetched, run_id)
 
 
 def reconcile_once(es, settings, run_id: str) -> dict:

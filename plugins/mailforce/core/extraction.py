@@ -190,7 +190,8 @@ def classify_messages(
     A message already stored (a copy seen by an earlier run) is united with it, so its roles and
     earliest date cover every run; an unchanged document is not written again. A message that an
     earlier successful run counted, unchanged, costs this lookup and nothing else. Every message id
-    gets one key_date (its earliest date in any account): a copy that lowers it rewrites the other
+    gets one key_date (its earliest date among the copies that have a roles document, in any
+    account): a copy that lowers it rewrites the other
     accounts' stored documents with it (keeping their run_id) and marks their domains. The ledger
     records of the counted messages are appended to `ledger` when given.
     """
@@ -204,7 +205,10 @@ def classify_messages(
                 message.merge(message_from_roles_document(previous))
         others = [(identifier, document) for identifier, document in stored.by_message.get(group[0].message_id, ())
                   if document.get("account") not in accounts]
-        key_date = min([message.date for message in group] + [_stored_date(document) for _, document in others])
+        # Only copies that keep an address (and so a roles document) date the message across
+        # mailboxes (docs/SEMANTICS.md); a copy left with none does not.
+        dated = [message.date for message in group if message.roles] + [_stored_date(document) for _, document in others]
+        key_date = min(dated) if dated else min(message.date for message in group)
         for message in group:
             message.key_date = key_date
         for identifier, document in others:
