@@ -80,6 +80,7 @@ def latest_window_end(es, settings: Settings) -> datetime | None:
         return None
     es.indices.refresh(index=settings.runtime_stats_index)
     found = es.search(index=settings.runtime_stats_index, size=1, sort=[{"window_end": "desc"}], source=["window_end"])
+    assert not found["_shards"].get("failed"), "the runs' latest window end must be read from every shard"
     hits = found["hits"]["hits"]
     return utc(hits[0]["_source"]["window_end"]) if hits else None
 

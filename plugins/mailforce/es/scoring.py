@@ -8,14 +8,15 @@ from typing import Any, Sequence
 from elasticsearch import NotFoundError
 
 from mailforce.core.strength import BEST_CONNECTED_LIMIT, calendar_date
+from mailforce.es.reads import search
 from mailforce.settings import Settings
 
 
 def last_scoring_date(es, settings: Settings) -> date | None:
     """The latest scoring date of a successful run (backfills included); None on a fresh cluster."""
     try:
-        response = es.search(
-            index=settings.runtime_stats_index, size=1, source=["scoring_date", "window_end"],
+        response = search(
+            es, "the last scoring date", index=settings.runtime_stats_index, size=1, source=["scoring_date"],
             query={"bool": {"filter": [{"exists": {"field": "scoring_date"}}]}},
             sort=[{"scoring_date": {"order": "desc"}}],
         )
@@ -29,8 +30,8 @@ def best_connected_by_engagement(es, settings: Settings, domains: Sequence[str])
     """Per domain, its top accounts by their strongest relationship there (engagement documents)."""
     result: dict[str, list[dict[str, Any]]] = {}
     for domain in domains:
-        response = es.search(
-            index=settings.engagements_index, size=BEST_CONNECTED_LIMIT,
+        response = search(
+            es, f"best-connected accounts of {domain}", index=settings.engagements_index, size=BEST_CONNECTED_LIMIT,
             query={"bool": {"filter": [{"term": {"domain": domain}}]}},
             sort=[{"strength_max": "desc"}, {"total_count": "desc"}, {"account": "asc"}],
             source=["account", "strength_max", "total_count"],

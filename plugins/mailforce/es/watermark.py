@@ -14,6 +14,7 @@ from elasticsearch import NotFoundError
 from mailforce.core.dates import parse_source_date
 from mailforce.core.summaries import RunStats
 from mailforce.es.writes import refresh
+from mailforce.es.reads import search
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 def read_watermark(es, settings: Settings) -> datetime | None:
     """The latest window end of a successful non-backfill run; None on a fresh cluster."""
     try:
-        response = es.search(
+        response = search(
+            es,
+            "the watermark",  # a partial answer could miss the latest record: refused
             index=settings.runtime_stats_index,
             size=1,
             # backfills (account lists, Airflow backfills) and reconciliations never move it
