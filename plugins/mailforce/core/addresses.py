@@ -11,14 +11,18 @@ def normalise_address(entry: object) -> str | None:
     """
     if not isinstance(entry, str):
         return None
-    text = entry
+    address = within_angle_brackets(entry).strip().lower()
+    return address if is_valid_address(address) else None
+
+
+def within_angle_brackets(text: str) -> str:
+    """The text between the last `<` and the first `>` after it, or the whole text without them."""
     opening = text.rfind("<")
     if opening != -1:
         closing = text.find(">", opening)
         if closing != -1:
-            text = text[opening + 1 : closing]
-    address = text.strip().lower()
-    return address if is_valid_address(address) else None
+            return text[opening + 1 : closing]
+    return text
 
 
 def is_valid_address(address: str) -> bool:

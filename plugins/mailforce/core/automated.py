@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping
 
+from mailforce.core.addresses import within_angle_brackets
+
 DEFAULT_AUTOMATED_PATTERNS: tuple[str, ...] = (
     r"no-?reply",
     r"do-?not-?reply",
@@ -49,13 +51,7 @@ def _header_text(source: Mapping[str, Any], name: str) -> str:
 
 def list_address(list_id: str) -> str | None:
     """`Announcements <announce.acme.com>` -> `announce@acme.com` (RFC 2919: list name, then host)."""
-    text = list_id
-    opening = text.rfind("<")
-    if opening != -1:
-        closing = text.find(">", opening)
-        if closing != -1:
-            text = text[opening + 1:closing]
-    text = text.strip().lower()
+    text = within_angle_brackets(list_id).strip().lower()
     name, dot, host = text.partition(".")
     return f"{name}@{host}" if name and dot and "." in host else None
 
