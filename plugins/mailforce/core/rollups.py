@@ -404,6 +404,22 @@ def contact_automated(contact: Mapping[str, Any], scoring: Scoring) -> bool:
     return bool(contact.get("automated")) or scoring.is_automated_address(contact["email_address"])
 
 
+def score_relationships(
+    relationships: Iterable[dict[str, Any]], automated: Mapping[str, bool], scoring: Scoring
+) -> tuple[dict[str, list[dict[str, Any]]], dict[tuple[str, str], int]]:
+    """Score each relationship in place; returns the connection entries per address and the
+    strongest strength per (account, domain), from which the rankings are built."""
+    connections: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    strongest: dict[tuple[str, str], int] = defaultdict(int)
+    for relationship in relationships:
+        score_relationship(relationship, automated[relationship["email_address"]], scoring)
+        connections[relationship["email_address"]].append(
+            connection_entry(relationship["account"], relationship["strength"], relationship["total_count"]))
+        key = (relationship["account"], relationship["domain"])
+        strongest[key] = max(strongest[key], relationship["strength"])
+    return connections, strongest
+
+
 def finished_documents(rollup: DomainRollup, scoring: Scoring) -> DomainDocuments:
     """The documents of a rollup over all time of its domains: scores and rankings complete."""
     result = DomainDocuments()
@@ -411,15 +427,8 @@ def finished_documents(rollup: DomainRollup, scoring: Scoring) -> DomainDocument
     for contact in rollup.contact_documents():
         contact["automated"] = automated[contact["email_address"]] = contact_automated(contact, scoring)
         result.contacts.append(contact)
-    connections_by_address: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    strongest: dict[tuple[str, str], int] = defaultdict(int)
-    for relationship in rollup.relationship_documents():
-        score_relationship(relationship, automated[relationship["email_address"]], scoring)
-        result.relationships.append(relationship)
-        connections_by_address[relationship["email_address"]].append(
-            connection_entry(relationship["account"], relationship["strength"], relationship["total_count"]))
-        key = (relationship["account"], relationship["domain"])
-        strongest[key] = max(strongest[key], relationship["strength"])
+    result.relationships = list(rollup.relationship_documents())
+    connections_by_address, strongest = score_relationships(result.relationships, automated, scoring)
     for contact in result.contacts:
         contact["best_connected_accounts"] = best_connected(connections_by_address[contact["email_address"]])
     connections_by_domain: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -506,17 +515,11 @@ def add_to_stored(new: Mapping[str, list[dict[str, Any]]], stored: Stored, scori
             new_addresses[contact["domain"]] += 1
         result.contacts.append(merged)
 
-    updated_connections: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    strongest_updated: dict[tuple[str, str], int] = defaultdict(int)
     for relationship in new["relationships"]:
         previous = stored["relationships"].get(natural_key("relationships", relationship))
-        merged = merge_relationships([previous, relationship]) if previous is not None else dict(relationship)
-        score_relationship(merged, automated[relationship["email_address"]], scoring)
-        result.relationships.append(merged)
-        updated_connections[merged["email_address"]].append(
-            connection_entry(merged["account"], merged["strength"], merged["total_count"]))
-        key = (merged["account"], merged["domain"])
-        strongest_updated[key] = max(strongest_updated[key], merged["strength"])
+        result.relationships.append(
+            merge_relationships([previous, relationship]) if previous is not None else dict(relationship))
+    updated_connections, strongest_updated = score_relationships(result.relationships, automated, scoring)
     for contact in result.contacts:
         contact["best_connected_accounts"] = merged_ranking(
             contact["best_connected_accounts"], updated_connections[contact["email_address"]])
