@@ -86,9 +86,13 @@ def latest_window_end(es, settings: Settings) -> datetime | None:
 
 
 def assert_matches_oracle(es, settings: Settings, source: list[dict], coverages: list[Coverage],
-                          scoring_date: datetime | None = None) -> dict:
+                          scoring_date: datetime | None = None, *, erased_addresses: Iterable[str] = (),
+                          erased_domains: Iterable[str] = ()) -> dict:
+    """The outputs equal the oracle's; erased addresses and domains are treated as absent."""
     expected = expected_outputs(source, coverages, settings.internal_domains, settings.allowed_domains,
-                                scoring_date=scoring_date or latest_window_end(es, settings), **oracle_options(settings))
+                                scoring_date=scoring_date or latest_window_end(es, settings),
+                                erased_addresses=erased_addresses, erased_domains=erased_domains,
+                                **oracle_options(settings))
     actual = read_outputs(es, {kind: index for kind, index in index_names(settings).items() if kind in expected})
     assert_outputs_equal(actual, expected)
     return expected

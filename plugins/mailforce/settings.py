@@ -54,6 +54,9 @@ class Settings:
     allowed_lateness: str = "6h"
     ledger_index: str = "search-mailforce-ledger"  # one record per (account, message) counted
     reconcile_schedule: str = "@daily"  # the reconciliation DAG's schedule ("none": only when triggered)
+    # Erasure (README "Erasure"): erased addresses and domains, honoured by every run; and the audit trail
+    suppressions_index: str = "search-mailforce-suppressions"
+    erasure_audit_index: str = "search-mailforce-erasure-audit"
 
     def __post_init__(self) -> None:
         for name in ("max_partitions", "min_partition_work", "domain_top_addresses", "strength_half_life_days", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):

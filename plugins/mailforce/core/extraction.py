@@ -34,7 +34,8 @@ def roles_document_id(message: Message) -> str:
 
 
 def united_messages(
-    hits: Iterable[Mapping[str, Any]], domain_in_scope: Callable[[str], bool], counts: ExtractionCounts
+    hits: Iterable[Mapping[str, Any]], domain_in_scope: Callable[[str], bool], counts: ExtractionCounts,
+    suppressed: Callable[[str], bool] | None = None,
 ) -> Iterator[Message]:
     """Source copies sorted by (account, messageId) -> one Message per (account, messageId).
 
@@ -43,7 +44,7 @@ def united_messages(
     """
     current: Message | None = None
     for hit in hits:
-        message = message_from_hit(hit, domain_in_scope, counts)
+        message = message_from_hit(hit, domain_in_scope, counts, suppressed)
         if message is None:
             continue
         _, from_message_id = message_key(hit)

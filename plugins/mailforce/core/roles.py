@@ -87,9 +87,12 @@ def _field_values(source: Mapping[str, Any], name: str) -> Any:
 
 
 def message_from_hit(
-    hit: Mapping[str, Any], domain_in_scope: Callable[[str], bool], counts: ExtractionCounts
+    hit: Mapping[str, Any], domain_in_scope: Callable[[str], bool], counts: ExtractionCounts,
+    suppressed: Callable[[str], bool] | None = None,
 ) -> Message | None:
-    """One source copy as a Message, or None (counted) when it has no date or no account."""
+    """One source copy as a Message, or None (counted) when it has no date or no account.
+
+    `suppressed` (an address -> erased?) drops erased addresses exactly like internal ones."""
     source = hit["_source"]
     counts.source_documents += 1
     account = source.get("account")
@@ -106,7 +109,7 @@ def message_from_hit(
             address = normalise_address(entry)
             if address is None:
                 counts.invalid_addresses += 1
-            elif not domain_in_scope(domain_of(address)):
+            elif not domain_in_scope(domain_of(address)) or (suppressed is not None and suppressed(address)):
                 counts.filtered_addresses += 1
             else:
                 roles.add((address, role))

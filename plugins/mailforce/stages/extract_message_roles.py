@@ -27,6 +27,7 @@ from mailforce.es.reads import (
     read_stored_copies,
     scan_window_messages,
 )
+from mailforce.es.suppressions import read_suppressions
 from mailforce.es.writes import bulk_write, index_actions, refresh
 from mailforce.settings import Settings
 
@@ -53,9 +54,16 @@ def extract_message_roles(
     if window.backfill:
         late_at_or_before = None  # a backfill re-reads on purpose
 
+    # Erased addresses and domains (README "Erasure"): read once per call, dropped like internal ones.
+    suppressions = read_suppressions(es, settings)
+    if suppressions:
+        log.info("Honouring %d erased addresses and %d erased domains (suppression list)",
+                 len(suppressions.addresses), len(suppressions.domains))
+
     def actions() -> Iterator[dict[str, Any]]:
         hits = scan_window_messages(es, settings.source_index, window, settings.scan_page_size, settings.scroll_keep_alive)
-        messages = united_messages(hits, settings.domain_in_scope, counts)
+        messages = united_messages(hits, settings.domain_in_scope, counts,
+                                   suppressions.suppresses if suppressions else None)
         for batch in grouped_batches(messages, settings.lookup_batch_size):
             stored = read_stored_copies(es, settings, batch)
             ledger: list[tuple[str, dict[str, Any]]] = []

@@ -1,0 +1,186 @@
+"""Erasure, the pure part: the request, the suppression list, and roles documents without the erased.
+
+An erased address, or every address of an erased domain, is treated as absent from every source
+message, exactly like an address of an internal domain (docs/SEMANTICS.md "Erasure"). The I/O is in
+`mailforce.es.suppressions` and `mailforce.stages.erase`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from mailforce.core.addresses import domain_of, normalise_address
+from mailforce.core.ids import document_id
+from mailforce.core.roles import Message, message_from_roles_document, roles_document
+
+KIND_ADDRESS = "address"
+KIND_DOMAIN = "domain"
+MAX_VALUES = 10_000  # addresses plus domains per request: an erasure names people, not mailboxes
+
+
+class ErasureParamsError(ValueError):
+    """A bad erasure request; the message says which value and why. Nothing was written."""
+
+
+@dataclass(frozen=True)
+class Suppressions:
+    """The erased addresses and domains in force (empty: nothing erased)."""
+
+    addresses: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.addresses or self.domains)
+
+    def suppresses(self, address: str) -> bool:
+        return address in self.addresses or domain_of(address) in self.domains
+
+    def __len__(self) -> int:
+        return len(self.addresses) + len(self.domains)
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    addresses: tuple[str, ...]
+    domains: tuple[str, ...]
+    reason: str
+    requested_by: str
+    requested_at: str
+    erasure_id: str = ""
+
+    @property
+    def suppressions(self) -> Suppressions:
+        return Suppressions(frozenset(self.addresses), frozenset(self.domains))
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {"addresses": list(self.addresses), "domains": list(self.domains), "reason": self.reason,
+                "requested_by": self.requested_by, "requested_at": self.requested_at, "erasure_id": self.erasure_id}
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "ErasureRequest":
+        return cls(addresses=tuple(data["addresses"]), domains=tuple(data["domains"]), reason=data["reason"],
+                   requested_by=data["requested_by"], requested_at=data["requested_at"],
+                   erasure_id=data.get("erasure_id", ""))
+
+
+def _as_list(name: str, value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):  # a form's text box, or a comma/newline-separated conf value
+        return [item for item in re.split(r"[,\s]+", value) if item]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ErasureParamsError(f"param {name!r} must be a list of strings, got {value!r}")
+
+
+def normalised_domain(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ErasureParamsError(f"param 'domains': {value!r} is not a string")
+    domain = value.strip().lower()
+    labels = domain.split(".")
+    # the pipeline's own rule for an address's domain (core/addresses.py): two or more non-empty labels
+    if not domain or "@" in domain or any(c.isspace() for c in domain) or len(labels) < 2 or not all(labels):
+        raise ErasureParamsError(f"param 'domains': {value!r} is not a domain name (e.g. acme.com)")
+    return domain
+
+
+def normalised_address(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ErasureParamsError(f"param 'addresses': {value!r} is not a string")
+    address = normalise_address(value)  # the pipeline's own normalisation: the erased form is the counted form
+    if address is None:
+        raise ErasureParamsError(f"param 'addresses': {value!r} is not an e-mail address (e.g. jane@acme.com)")
+    return address
+
+
+def parse_erasure_params(params: Mapping[str, Any], requested_at: str) -> ErasureRequest:
+    """The form's values, checked before anything is written; raises ErasureParamsError."""
+    addresses = sorted({normalised_address(value) for value in _as_list("addresses", params.get("addresses"))})
+    domains = sorted({normalised_domain(value) for value in _as_list("domains", params.get("domains"))})
+    if not addresses and not domains:
+        raise ErasureParamsError("nothing to erase: give at least one address or domain")
+    if len(addresses) + len(domains) > MAX_VALUES:
+        raise ErasureParamsError(f"at most {MAX_VALUES} addresses and domains per erasure, got "
+                                 f"{len(addresses) + len(domains)}")
+    texts = {}
+    for name in ("reason", "requested_by"):
+        value = params.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise ErasureParamsError(f"param {name!r} is required (who asks, and why, go in the audit record)")
+        texts[name] = value.strip()
+    identifier = document_id("erasure", requested_at, *addresses, "|", *domains)
+    return ErasureRequest(tuple(addresses), tuple(domains), texts["reason"], texts["requested_by"], requested_at,
+                          erasure_id=identifier)
+
+
+def suppression_documents(request: ErasureRequest) -> list[tuple[str, dict[str, Any]]]:
+    """(id, document) per erased value; the id is from (kind, value): recording twice is one record."""
+    documents = []
+    for kind, values in ((KIND_ADDRESS, request.addresses), (KIND_DOMAIN, request.domains)):
+        for value in values:
+            documents.append((suppression_id(kind, value), {
+                "kind": kind, "value": value, "reason": request.reason, "requested_by": request.requested_by,
+                "requested_at": request.requested_at, "erasure_id": request.erasure_id,
+            }))
+    return documents
+
+
+def suppression_id(kind: str, value: str) -> str:
+    return document_id("suppression", kind, value)
+
+
+def suppressions_of(documents: Iterable[Mapping[str, Any]]) -> Suppressions:
+    addresses, domains = set(), set()
+    for document in documents:
+        (addresses if document.get("kind") == KIND_ADDRESS else domains).add(document.get("value"))
+    return Suppressions(frozenset(addresses), frozenset(domains))
+
+
+@dataclass
+class ErasedMessage:
+    """A roles document after erasure: rewritten (`document`), or gone (`document is None`)."""
+
+    document: dict[str, Any] | None
+    removed_entries: int
+    domains_before: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def erased_roles_document(document: Mapping[str, Any], suppressions: Suppressions, updated_at: str
+                          ) -> ErasedMessage:
+    """The roles document without the erased addresses (domains, per-role lists, message_roles and
+    automated_addresses recomputed); None when no address is left. Keeps run_id and key_date (the
+    stage moves key dates of all copies afterwards)."""
+    message: Message = message_from_roles_document(document)
+    kept = {(address, role) for address, role in message.roles if not suppressions.suppresses(address)}
+    removed = len(message.roles) - len(kept)
+    before = tuple(document.get("domains") or ())
+    if not kept:
+        return ErasedMessage(None, removed, before)
+    message.roles = kept
+    message.automated = {address for address in message.automated if not suppressions.suppresses(address)}
+    return ErasedMessage(roles_document(message, updated_at, document.get("run_id", "")), removed, before)
+
+
+def audit_document(request: ErasureRequest, removed: Mapping[str, int], rewritten: Mapping[str, int],
+                   indices: Mapping[str, str], affected_domains: int, affected_accounts: int, finished_at: str,
+                   duration_seconds: float) -> dict[str, Any]:
+    """The audit record: who asked, when, why, what, and what was removed per index (counts)."""
+    return {
+        "erasure_id": request.erasure_id,
+        "requested_by": request.requested_by,
+        "requested_at": request.requested_at,
+        "reason": request.reason,
+        "addresses": list(request.addresses),
+        "domains": list(request.domains),
+        "removed": dict(removed),
+        "rewritten": dict(rewritten),
+        "indices": dict(indices),
+        "removed_total": sum(removed.values()),
+        "affected_domains": affected_domains,
+        "affected_accounts": affected_accounts,
+        "finished_at": finished_at,
+        "duration_seconds": round(duration_seconds, 3),
+    }

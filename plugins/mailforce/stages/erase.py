@@ -1,0 +1,264 @@
+"""The erase DAG's stages (`mailforce_erase`): remove addresses and domains from every output.
+
+In order, each a plain function (client + settings + plain values -> plain dict), all idempotent:
+1. `record_suppressions`: the erased values into the suppression index, which every later run and
+   reconciliation honours at extraction (docs/SEMANTICS.md "Erasure");
+2. `erase_message_roles`: every roles document naming an erased address or domain, rewritten without
+   it (deleted when no address is left); the key dates of all copies of those messages recomputed;
+3. `recompute_outputs`: every domain those messages named, recomputed over all time; every output
+   document whose natural key is no longer produced (the erased addresses' relationships, contacts,
+   engagements of erased domains, timeline months, domain documents) deleted;
+4. `recompute_account_statistics`: the statistics of every affected account;
+5. `audit`: the audit record (who, when, why, what, and what was removed per output kind).
+
+Logs carry counts only, never the erased values; the audit record holds them (proof of erasure).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from mailforce.core.batches import batched
+from mailforce.core.dates import format_utc, parse_source_date, utc_now
+from mailforce.core.erasure import (
+    ErasureParamsError,
+    ErasureRequest,
+    Suppressions,
+    audit_document,
+    erased_roles_document,
+    parse_erasure_params,
+)
+from mailforce.core.rollups import KINDS, finished_documents
+from mailforce.core.strength import calendar_date
+from mailforce.es.reads import fetch_documents, scan
+from mailforce.es.scoring import last_scoring_date
+from mailforce.es.suppressions import OUTPUT_KINDS, record_suppressions as record_suppressions_io, write_audit
+from mailforce.es.writes import bulk_write, index_actions, refresh
+from mailforce.settings import Settings
+from mailforce.stages.compile_domain_partition import (
+    kind_indices,
+    output_id,
+    rollup_of,
+    scoring_for,
+    stored_documents,
+    write_documents,
+)
+from mailforce.stages.index_account_statistics import index_account_statistics
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ErasureParamsError", "validate_request", "record_suppressions", "erase_message_roles",
+           "recompute_outputs", "recompute_account_statistics", "audit", "erase"]
+
+TERMS_PER_QUERY = 1_000  # values per terms query (far below index.max_terms_count)
+
+
+def output_indices_by_kind(settings: Settings) -> dict[str, str]:
+    return {"roles": settings.roles_index, **kind_indices(settings), "account_stats": settings.account_stats_index}
+
+
+def validate_request(params: Mapping[str, Any], requested_at: str | None = None) -> ErasureRequest:
+    """The form's values checked (ErasureParamsError with a clear message) before any write."""
+    return parse_erasure_params(params, requested_at or format_utc(utc_now()))
+
+
+def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
+    created = record_suppressions_io(es, settings, request)
+    log.info("Suppression list: %d of %d erased values newly recorded (%d addresses, %d domains)",
+             created, len(request.suppressions), len(request.addresses), len(request.domains))
+    return created
+
+
+def _naming_query(values: Sequence[str], domains: Sequence[str]) -> dict[str, Any]:
+    should: list[dict[str, Any]] = []
+    if values:
+        should += [{"terms": {field: list(values)}} for field in ("from_addresses", "to_addresses", "cc_addresses")]
+    if domains:
+        should.append({"terms": {"domains": list(domains)}})
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+def _roles_naming(es, settings: Settings, request: ErasureRequest) -> Iterator[dict[str, Any]]:
+    """Every roles document naming an erased value (queries of at most TERMS_PER_QUERY values each)."""
+    seen: set[str] = set()
+    chunks = [(list(chunk), []) for chunk in batched(request.addresses, TERMS_PER_QUERY)]
+    chunks += [([], list(chunk)) for chunk in batched(request.domains, TERMS_PER_QUERY)]
+    for addresses, domains in chunks:
+        for hit in scan(es, settings.roles_index, {"query": _naming_query(addresses, domains)},
+                        settings.scan_page_size, settings.scroll_keep_alive, "roles documents naming erased values"):
+            if hit["_id"] not in seen:
+                seen.add(hit["_id"])
+                yield hit
+
+
+def _delete_actions(index: str, ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for identifier in ids:
+        yield {"_op_type": "delete", "_index": index, "_id": identifier}
+
+
+def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, updated_at: str | None = None
+                        ) -> dict[str, Any]:
+    """Rewrite (or delete) the roles documents naming erased values; move the key dates of all copies.
+
+    Returns the affected domains (every domain those messages named, and those of copies whose key
+    date moved) and accounts, and counts.
+    """
+    updated_at = updated_at or format_utc(utc_now())
+    if not es.indices.exists(index=settings.roles_index):
+        return {"domains": sorted(request.domains), "accounts": [], "roles_rewritten": 0, "roles_deleted": 0,
+                "entries_removed": 0, "key_dates_moved": 0}
+    refresh(es, settings.roles_index)
+    suppressions = request.suppressions
+    rewritten: list[tuple[str, dict[str, Any]]] = []
+    deleted: list[str] = []
+    domains: set[str] = set(request.domains) | {address.rpartition("@")[2] for address in request.addresses}
+    accounts: set[str] = set()
+    message_ids: set[str] = set()
+    entries_removed = 0
+    for hit in _roles_naming(es, settings, request):
+        source = hit["_source"]
+        erased = erased_roles_document(source, suppressions, updated_at)
+        if not erased.removed_entries:
+            continue
+        entries_removed += erased.removed_entries
+        domains.update(erased.domains_before)
+        accounts.add(source["account"])
+        message_ids.add(source["message_id"])
+        if erased.document is None:
+            deleted.append(hit["_id"])
+        else:
+            rewritten.append((hit["_id"], erased.document))
+    written = bulk_write(es, index_actions(settings.roles_index, rewritten), settings.bulk_chunk_size,
+                         "roles documents without erased addresses")
+    removed = bulk_write(es, _delete_actions(settings.roles_index, deleted), settings.bulk_chunk_size,
+                         "roles documents left with no address")
+    refresh(es, settings.roles_index)
+    moved = _move_key_dates(es, settings, sorted(message_ids), updated_at, domains)
+    log.info("Erasure of %d addresses and %d domains: %d role entries removed from %d messages; %d roles "
+             "documents rewritten, %d deleted (no address left); %d other copies' key dates moved; "
+             "%d domains and %d accounts to recompute",
+             len(request.addresses), len(request.domains), entries_removed, len(message_ids), written, removed,
+             moved, len(domains), len(accounts))
+    return {"domains": sorted(domains), "accounts": sorted(accounts), "roles_rewritten": written + moved,
+            "roles_deleted": removed, "entries_removed": entries_removed, "key_dates_moved": moved}
+
+
+def _move_key_dates(es, settings: Settings, message_ids: Sequence[str], updated_at: str, domains: set[str]) -> int:
+    """The key date of a message id is the earliest date of its copies that have a roles document:
+    with a copy gone it may move later, for every remaining copy. Adds their domains to `domains`."""
+    changes: list[tuple[str, dict[str, Any]]] = []
+    for batch in batched(message_ids, settings.lookup_batch_size):
+        copies: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for hit in scan(es, settings.roles_index, {"query": {"terms": {"message_id": list(batch)}}},
+                        settings.scan_page_size, settings.scroll_keep_alive, "copies of erased messages"):
+            copies.setdefault(hit["_source"]["message_id"], []).append((hit["_id"], hit["_source"]))
+        for group in copies.values():
+            key_date = format_utc(min(parse_source_date(source["date"]) for _, source in group))
+            for identifier, source in group:
+                if source.get("key_date") != key_date:
+                    changes.append((identifier, {**source, "key_date": key_date, "updated_at": updated_at}))
+                    domains.update(source.get("domains") or ())
+    moved = bulk_write(es, index_actions(settings.roles_index, changes), settings.bulk_chunk_size,
+                       "key dates of remaining copies")
+    refresh(es, settings.roles_index)
+    return moved
+
+
+def _scoring(es, settings: Settings):
+    """Score at the date the stored strengths are at (the last run's), never a new one: an erasure
+    must not rescore the affected domains to a date the rest of the outputs are not at."""
+    scoring_date = last_scoring_date(es, settings) or calendar_date(utc_now())
+    return scoring_for(settings, scoring_date)
+
+
+def _stored_ids(es, settings: Settings, index: str, domains: Sequence[str]) -> set[str]:
+    if not es.indices.exists(index=index):
+        return set()
+    return {hit["_id"] for hit in scan(es, index, {"query": {"terms": {"domain": list(domains)}}, "_source": False},
+                                       settings.scan_page_size, settings.scroll_keep_alive, f"stored ids of {index}")}
+
+
+def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated_at: str | None = None
+                      ) -> dict[str, dict[str, int]]:
+    """Every document of these domains recomputed over all time from the roles documents; those whose
+    natural key is no longer produced deleted. Returns documents written and removed per kind."""
+    updated_at = updated_at or format_utc(utc_now())
+    scoring = _scoring(es, settings)
+    indices = kind_indices(settings)
+    written: Counter = Counter()
+    removed: Counter = Counter()
+    for chunk in batched(sorted(domains), TERMS_PER_QUERY):
+        rollup = rollup_of(es, settings, chunk, written_by_run=None)
+        documents = finished_documents(rollup, scoring)
+        stored, _ = stored_documents(es, settings, vars(documents))
+        written.update(write_documents(es, settings, documents, updated_at, stored=stored))
+        for kind in KINDS:
+            refresh(es, indices[kind])
+            expected = {output_id(kind, document) for document in getattr(documents, kind)}
+            stale = sorted(_stored_ids(es, settings, indices[kind], chunk) - expected)
+            removed[kind] += bulk_write(es, _delete_actions(indices[kind], stale), settings.bulk_chunk_size,
+                                        f"erased {kind}")
+    for index in indices.values():
+        refresh(es, index)
+    log.info("Recomputed %d domains over all time: wrote %s; deleted %s", len(domains),
+             dict(written), dict(removed))
+    return {"written": {kind: written[kind] for kind in KINDS}, "removed": {kind: removed[kind] for kind in KINDS}}
+
+
+def recompute_account_statistics(es, settings: Settings, accounts: Sequence[str]) -> int:
+    """The statistics of these accounts recomputed; returns how many changed."""
+    if not accounts:
+        return 0
+    from mailforce.core.ids import document_id
+
+    ids = [document_id(account) for account in accounts]
+    before = fetch_documents(es, settings.account_stats_index, ids)
+    index_account_statistics(es, settings, accounts)
+    after = fetch_documents(es, settings.account_stats_index, ids)
+    changed = sum(1 for identifier in ids if
+                  {k: v for k, v in (before.get(identifier) or {}).items() if k != "updated_at"}
+                  != {k: v for k, v in (after.get(identifier) or {}).items() if k != "updated_at"})
+    log.info("Recomputed the statistics of %d accounts: %d changed", len(accounts), changed)
+    return changed
+
+
+def audit(es, settings: Settings, request: ErasureRequest, roles: Mapping[str, Any],
+          outputs: Mapping[str, Mapping[str, int]], accounts_changed: int, started: float | None = None
+          ) -> dict[str, Any]:
+    """Write the audit record; returns it."""
+    removed = {"roles": int(roles["roles_deleted"]), **{kind: int(outputs["removed"][kind]) for kind in KINDS},
+               "account_stats": 0}
+    rewritten = {"roles": int(roles["roles_rewritten"]), **{kind: int(outputs["written"][kind]) for kind in KINDS},
+                 "account_stats": int(accounts_changed)}
+    document = audit_document(
+        request, {kind: removed[kind] for kind in OUTPUT_KINDS}, {kind: rewritten[kind] for kind in OUTPUT_KINDS},
+        output_indices_by_kind(settings), len(roles["domains"]), len(roles["accounts"]), format_utc(utc_now()),
+        time.monotonic() - started if started is not None else 0.0,
+    )
+    write_audit(es, settings, document)
+    log.info("Erasure %s recorded in %s: %d documents removed (%s), %d rewritten",
+             request.erasure_id, settings.erasure_audit_index, document["removed_total"],
+             ", ".join(f"{kind} {count}" for kind, count in removed.items() if count) or "none",
+             sum(rewritten.values()))
+    return document
+
+
+def erase(es, settings: Settings, params: Mapping[str, Any], *, requested_at: str | None = None) -> dict[str, Any]:
+    """Every stage in the DAG's order, in this process; returns the audit record."""
+    started = time.monotonic()
+    request = validate_request(params, requested_at)
+    record_suppressions(es, settings, request)
+    roles = erase_message_roles(es, settings, request)
+    outputs = recompute_outputs(es, settings, roles["domains"])
+    changed = recompute_account_statistics(es, settings, roles["accounts"])
+    return audit(es, settings, request, roles, outputs, changed, started)
+
+
+def suppressions_in_force(es, settings: Settings) -> Suppressions:
+    """What the extraction honours (one scan of the small suppression index)."""
+    from mailforce.es.suppressions import read_suppressions
+
+    return read_suppressions(es, settings)

@@ -1,0 +1,182 @@
+"""Erasure (issue 11 point 4): after `mailforce_erase` the outputs equal the oracle computed with the
+erased addresses and domains treated as absent, also after later runs bring new mail from them."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+
+import pytest
+from elasticsearch import helpers
+
+from mailforce.core.erasure import ErasureParamsError, parse_erasure_params
+from mailforce.stages.erase import erase
+from mailforce.tools.loader import load_mail
+from mailforce.tools.synthetic import dirty_corpus
+from oracle import Coverage
+from support import (
+    FAR_FUTURE_RUN_END,
+    assert_matches_oracle,
+    load_source,
+    raw_outputs,
+    read_source,
+    run,
+)
+
+EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
+LATER_RUN_END = datetime(2031, 1, 1, tzinfo=timezone.utc)  # a run after the first, reading the new mail
+LATER = Coverage(window_end=LATER_RUN_END)
+REQUEST = {"reason": "GDPR art. 17 request #42", "requested_by": "dpo@kunaico.com"}
+
+
+def roles_documents(es, settings) -> list[dict]:
+    es.indices.refresh(index=settings.roles_index)
+    return [hit["_source"] for hit in helpers.scan(es, index=settings.roles_index)]
+
+
+def chosen_erasures(es, settings) -> tuple[list[str], str]:
+    """Two addresses and a domain that exercise every path: an address that is the only one on some
+    message (its roles document goes), an address on a message several mailboxes hold (key dates of
+    the other copies may move), and a domain of several addresses that is neither's."""
+    documents = roles_documents(es, settings)
+    holders = defaultdict(set)
+    for document in documents:
+        holders[document["message_id"]].add(document["account"])
+    sole = Counter()
+    shared = Counter()
+    for document in documents:
+        addresses = {entry["email_address"] for entry in document["message_roles"]}
+        if len(addresses) == 1:
+            sole.update(addresses)
+        # a message several mailboxes hold when there is one (the dirty corpus), else any message
+        shared.update({address: 1000 if len(holders[document["message_id"]]) > 1 else 1 for address in addresses})
+    first = sorted(sole, key=lambda address: (-sole[address], address))[0]
+    second = next(address for address in sorted(shared, key=lambda a: (-shared[a], a))
+                  if address != first and address.rpartition("@")[2] != first.rpartition("@")[2])
+    taken = {first.rpartition("@")[2], second.rpartition("@")[2]}
+    domain_addresses = defaultdict(set)
+    for document in documents:
+        for entry in document["message_roles"]:
+            domain_addresses[entry["domain"]].add(entry["email_address"])
+    domain = sorted((d for d in domain_addresses if d not in taken and len(domain_addresses[d]) > 1),
+                    key=lambda d: (-len(domain_addresses[d]), d))[0]
+    return [first, second], domain
+
+
+def new_mail_from(addresses: list[str], domain: str, bystander: str) -> list[dict]:
+    """Later mail from the erased: they must not come back."""
+    documents = []
+    for number, address in enumerate(addresses):
+        documents.append({"_id": f"after-erasure-{number}", "_source": {
+            "account": "after@kunaico.com", "messageId": f"<after-{number}@mail>",
+            "date": f"2030-06-0{number + 1}T10:00:00Z",
+            "from": {"address": address.upper()}, "to": {"address": [bystander, f"someone@{domain}"]},
+            "cc": {"address": f"Jane <jane@{domain}>"},
+        }})
+    documents.append({"_id": "after-erasure-only", "_source": {
+        "account": "after@kunaico.com", "messageId": "<after-only@mail>", "date": "2030-06-05T10:00:00Z",
+        "from": {"address": addresses[0]}, "to": {"address": f"x@{domain}"},
+    }})
+    return documents
+
+
+def audit_records(es, settings) -> list[dict]:
+    es.indices.refresh(index=settings.erasure_audit_index)
+    return sorted((hit["_source"] for hit in helpers.scan(es, index=settings.erasure_audit_index)),
+                  key=lambda record: record["finished_at"])
+
+
+def erase_and_check(es, settings, source: list[dict]) -> tuple[list[str], str, dict]:
+    addresses, domain = chosen_erasures(es, settings)
+    before = roles_documents(es, settings)
+    record = erase(es, settings, {"addresses": addresses, "domains": [domain], **REQUEST})
+    expected = assert_matches_oracle(es, settings, source, [EVERYTHING], erased_addresses=addresses,
+                                     erased_domains=[domain])
+    named = [d for d in before if {e["email_address"] for e in d["message_roles"]} & set(addresses)
+             or domain in d["domains"]]
+    gone = [d for d in named if not {e["email_address"] for e in d["message_roles"]
+                                     if e["email_address"] not in addresses and e["domain"] != domain}]
+    assert named and gone, "the chosen values must name messages, some of them only"
+    assert record["removed"]["roles"] == len(gone)
+    assert record["removed"]["relationships"] > 0 and record["removed"]["contacts"] > 0
+    assert record["removed"]["domains"] == 1  # the erased domain's own document
+    assert record["addresses"] == sorted(addresses) and record["domains"] == [domain]
+    assert record["requested_by"] == REQUEST["requested_by"] and record["reason"] == REQUEST["reason"]
+    return addresses, domain, expected
+
+
+def test_erasing_two_addresses_and_a_domain_from_the_dirty_corpus_equals_the_oracle_without_them(es, settings):
+    documents = dirty_corpus()
+    load_source(es, settings, documents)
+    run(es, settings, "dirty")
+    addresses, domain, expected = erase_and_check(es, settings, documents)
+    for kind in ("relationships", "contacts"):
+        assert not [key for key in expected[kind] if any(a in key for a in addresses)]
+    assert domain not in expected["domains"]
+    # nothing of them anywhere in the roles index
+    for document in roles_documents(es, settings):
+        assert not set(document["from_addresses"] + document["to_addresses"] + document["cc_addresses"]) & set(addresses)
+        assert domain not in document["domains"]
+
+
+def test_later_runs_never_bring_the_erased_back_and_erasing_twice_changes_nothing(es, settings):
+    documents = dirty_corpus()
+    load_source(es, settings, documents)
+    run(es, settings, "dirty")
+    addresses, domain, _ = erase_and_check(es, settings, documents)
+    bystander = "bystander@example-new.com"
+    later = new_mail_from(addresses, domain, bystander)
+    load_source(es, settings, later)
+    stats = run(es, settings, "after-erasure", LATER_RUN_END)
+    assert stats["filtered_addresses"] >= 7  # the erased entries of the new mail, dropped like internal ones
+    source = read_source(es, settings)
+    assert_matches_oracle(es, settings, source, [LATER], erased_addresses=addresses, erased_domains=[domain])
+    es.indices.refresh(index=settings.contacts_index)
+    assert es.count(index=settings.contacts_index, query={"term": {"email_address": bystander}})["count"] == 1
+
+    before = raw_outputs(es, settings)
+    again = erase(es, settings, {"addresses": [a.upper() for a in addresses], "domains": [domain.upper()], **REQUEST})
+    assert again["removed_total"] == 0 and sum(again["rewritten"].values()) == 0
+    assert raw_outputs(es, settings) == before  # updated_at included: not one document rewritten
+    records = audit_records(es, settings)
+    assert len(records) == 2 and records[0]["removed_total"] > 0
+    es.indices.refresh(index=settings.suppressions_index)
+    assert es.count(index=settings.suppressions_index)["count"] == 3  # one per value, recorded once
+
+    # a reconciliation-like re-read of everything (a backfill) still keeps them out
+    run(es, settings, "backfill", LATER_RUN_END, from_date="2000-01-01")
+    assert_matches_oracle(es, settings, source, [LATER], erased_addresses=addresses, erased_domains=[domain])
+
+
+def test_erasure_on_enron_equals_the_oracle_and_new_mail_from_the_erased_stays_out(es, settings, enron_corpus):
+    load_mail(es, [enron_corpus], index=settings.source_index)
+    source = read_source(es, settings)
+    run(es, settings, "enron")
+    addresses, domain, _ = erase_and_check(es, settings, source)
+    load_source(es, settings, new_mail_from(addresses, domain, "new.person@example-new.com"))
+    run(es, settings, "enron-after", LATER_RUN_END)
+    assert_matches_oracle(es, settings, read_source(es, settings), [LATER], erased_addresses=addresses,
+                          erased_domains=[domain])
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"addresses": ["not an address"], **REQUEST}, "is not an e-mail address"),
+    ({"domains": ["localhost"], **REQUEST}, "is not a domain name"),
+    ({"addresses": [], "domains": [], **REQUEST}, "nothing to erase"),
+    ({"addresses": ["jane@acme.com"], "reason": " ", "requested_by": "dpo"}, "'reason' is required"),
+    ({"addresses": ["jane@acme.com"], "reason": "art. 17"}, "'requested_by' is required"),
+    ({"addresses": 42, **REQUEST}, "must be a list"),
+])
+def test_a_bad_param_is_refused_with_a_clear_message_before_any_write(es, settings, params, message):
+    with pytest.raises(ErasureParamsError, match=message):
+        erase(es, settings, params)
+    assert not es.indices.exists(index=settings.suppressions_index)
+    assert not es.indices.exists(index=settings.erasure_audit_index)
+
+
+def test_the_form_values_are_normalised_like_the_pipeline_normalises_addresses():
+    request = parse_erasure_params({"addresses": ["Jane Doe <Jane@Acme.COM>", "jane@acme.com"],
+                                    "domains": "Globex.com, initech.com", **REQUEST}, "2026-01-01T00:00:00Z")
+    assert request.addresses == ("jane@acme.com",)
+    assert request.domains == ("globex.com", "initech.com")
+    assert request.suppressions.suppresses("anyone@globex.com") and not request.suppressions.suppresses("a@acme.com")
