@@ -180,3 +180,63 @@ def test_the_form_values_are_normalised_like_the_pipeline_normalises_addresses()
     assert request.addresses == ("jane@acme.com",)
     assert request.domains == ("globex.com", "initech.com")
     assert request.suppressions.suppresses("anyone@globex.com") and not request.suppressions.suppresses("a@acme.com")
+
+
+@pytest.fixture(scope="module")
+def erase_dag():
+    import os
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils import db
+
+    db.resetdb()
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    assert bag.import_errors == {}
+    return bag.dags["mailforce_erase"]
+
+
+@pytest.fixture
+def connection_to_engine(es_url, monkeypatch):
+    import json
+
+    host, port = es_url.rsplit("//", 1)[1].split(":")
+    monkeypatch.setenv("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT", json.dumps(
+        {"conn_type": "elasticsearch", "host": host, "port": int(port), "schema": "http", "extra": {"engine": "osmem"}}
+    ))
+
+
+def test_the_erase_dag_is_a_form_run_one_at_a_time_never_scheduled(erase_dag):
+    assert erase_dag.schedule is None or str(erase_dag.timetable.summary).lower() in ("none", "never")
+    assert erase_dag.max_active_runs == 1
+    params = erase_dag.params
+    for name in ("addresses", "domains", "reason", "requested_by"):
+        assert params.get_param(name).schema.get("title"), name
+        assert params.get_param(name).description, name
+    assert params.get_param("addresses").schema["type"] == "array"
+    assert params.get_param("reason").schema["minLength"] == 1
+
+
+def test_an_erasure_through_airflow_equals_the_oracle_and_logs_counts_only(
+        erase_dag, connection_to_engine, es, settings, caplog):
+    documents = dirty_corpus()
+    load_source(es, settings, documents)
+    run(es, settings, "dirty")
+    addresses, domain = chosen_erasures(es, settings)
+    with caplog.at_level("INFO"):
+        dag_run = erase_dag.test(run_conf={"addresses": addresses, "domains": [domain], **REQUEST})
+    assert dag_run.state == "success"
+    assert_matches_oracle(es, settings, documents, [EVERYTHING], erased_addresses=addresses, erased_domains=[domain])
+    [record] = audit_records(es, settings)
+    assert record["removed_total"] > 0 and record["addresses"] == sorted(addresses)
+    logs = "\n".join(entry.getMessage() for entry in caplog.records)
+    assert "role entries removed" in logs
+    assert not [value for value in [*addresses, domain] if value in logs]
+
+
+def test_a_bad_form_value_fails_the_first_task_and_writes_nothing(erase_dag, connection_to_engine, es):
+    dag_run = erase_dag.test(run_conf={"addresses": ["nobody at all"], **REQUEST})
+    assert dag_run.state == "failed"
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states["validate_request"] == "failed"
+    assert states["record_suppressions"] in ("upstream_failed", None)
+    assert not es.indices.exists(index="search-mailforce-suppressions")

@@ -1,0 +1,127 @@
+"""
+### Mailforce erasure
+
+Removes addresses and domains from every output of `mailforce_engagements` (roles entries,
+engagements, account statistics, domain totals, relationships, contacts, timeline), recomputes the
+figures they were part of, adds them to the suppression index every later run and reconciliation
+honours, and writes an audit record. See README "Erasure" and docs/ERASURE.md.
+
+**Form** (Trigger DAG w/ config): `addresses`, `domains` (at least one value in all), `reason` and
+`requested_by` (both required). Bad values fail the first task with a clear message, before any write.
+
+**Stages** (`plugins/mailforce/stages/erase.py`)
+
+1. `validate_request`: the form checked and normalised like the pipeline normalises addresses;
+2. `record_suppressions`: one suppression document per value (kind + value is the id);
+3. `erase_message_roles`: roles documents rewritten without the erased (deleted when none is left),
+   key dates of every copy of those messages recomputed;
+4. `recompute_outputs`: every affected domain recomputed over all time; documents no longer produced deleted;
+5. `recompute_account_statistics`: every affected account;
+6. `audit`: who, when, why, what, and what was removed per output (counts). Logs carry counts only.
+
+Every stage is idempotent: erasing twice changes nothing (the second audit record says 0 removed).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from mailforce.core.erasure import ErasureParamsError, ErasureRequest
+from mailforce.es.client import MailforceElasticsearchHook
+from mailforce.settings import load_settings
+from mailforce.stages import erase as stages
+
+
+def _client():
+    settings = load_settings()
+    return settings, MailforceElasticsearchHook(settings.conn_id)
+
+
+@dag(
+    dag_id="mailforce_erase",
+    dag_display_name="Mailforce erasure",
+    description="Erases addresses and domains from every output, suppresses them for later runs, audits it.",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["mailforce", "elasticsearch", "erasure"],
+    params={
+        "addresses": Param([], type="array", items={"type": "string", "minLength": 3},
+                           title="Addresses to erase",
+                           description="E-mail addresses, one per line (display names are fine: "
+                                       "'Jane <jane@acme.com>' erases jane@acme.com)."),
+        "domains": Param([], type="array", items={"type": "string", "minLength": 3},
+                         title="Domains to erase",
+                         description="Whole domains, one per line (acme.com erases every address @acme.com)."),
+        "reason": Param("", type="string", minLength=1, title="Reason",
+                        description="Why (e.g. the request's reference): kept in the audit record."),
+        "requested_by": Param("", type="string", minLength=1, title="Requested by",
+                              description="Who asks for the erasure: kept in the audit record."),
+    },
+    default_args={
+        "owner": "mailforce",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=20),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(hours=6),
+    },
+)
+def mailforce_erase():
+    @task(task_display_name="Validate request", retries=0)
+    def validate_request() -> dict[str, Any]:
+        """Refuses bad values before any write (retrying cannot fix them)."""
+        context = get_current_context()
+        conf = getattr(context["dag_run"], "conf", None) or {}
+        try:
+            return stages.validate_request({**context["params"], **conf}).to_xcom()
+        except ErasureParamsError as error:
+            raise AirflowFailException(str(error)) from None
+
+    @task(task_display_name="Record suppressions")
+    def record_suppressions(request: dict[str, Any]) -> int:
+        settings, hook = _client()
+        with hook as es:
+            return stages.record_suppressions(es, settings, ErasureRequest.from_xcom(request))
+
+    @task(task_display_name="Erase message roles")
+    def erase_message_roles(request: dict[str, Any], recorded: int) -> dict[str, Any]:
+        settings, hook = _client()
+        with hook as es:
+            return stages.erase_message_roles(es, settings, ErasureRequest.from_xcom(request))
+
+    @task(task_display_name="Recompute outputs")
+    def recompute_outputs(roles: dict[str, Any]) -> dict[str, Any]:
+        settings, hook = _client()
+        with hook as es:
+            return stages.recompute_outputs(es, settings, roles["domains"])
+
+    @task(task_display_name="Recompute account statistics")
+    def recompute_account_statistics(roles: dict[str, Any], outputs: dict[str, Any]) -> int:
+        settings, hook = _client()
+        with hook as es:
+            return stages.recompute_account_statistics(es, settings, roles["accounts"])
+
+    @task(task_display_name="Write audit record")
+    def audit(request: dict[str, Any], roles: dict[str, Any], outputs: dict[str, Any], changed: int) -> dict[str, Any]:
+        settings, hook = _client()
+        with hook as es:
+            record = stages.audit(es, settings, ErasureRequest.from_xcom(request), roles, outputs, changed)
+        return {"erasure_id": record["erasure_id"], "removed": record["removed"], "rewritten": record["rewritten"]}
+
+    request = validate_request()
+    recorded = record_suppressions(request)
+    roles = erase_message_roles(request, recorded)
+    outputs = recompute_outputs(roles)
+    changed = recompute_account_statistics(roles, outputs)
+    audit(request, roles, outputs, changed)
+
+
+mailforce_erase()
