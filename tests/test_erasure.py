@@ -240,3 +240,22 @@ def test_a_bad_form_value_fails_the_first_task_and_writes_nothing(erase_dag, con
     assert states["validate_request"] == "failed"
     assert states["record_suppressions"] in ("upstream_failed", None)
     assert not es.indices.exists(index="search-mailforce-suppressions")
+
+
+def test_an_erasure_needs_no_more_than_the_readme_role_and_uses_delete_on_the_outputs(es, es_url, settings):
+    from esproxy import EsProxy, missing_privileges, required_privileges
+    from mailforce.es.client import ClientOptions, build_client
+    from test_real_clusters import readme_role
+
+    documents = dirty_corpus()[:200]
+    load_source(es, settings, documents)
+    run(es, settings, "before")
+    addresses, domain = chosen_erasures(es, settings)
+    with EsProxy(es_url, flavour="es9") as proxy:
+        client = build_client(ClientOptions(url=proxy.url, engine="auto", max_retries=3, request_timeout=60))
+        erase(client, settings, {"addresses": addresses, "domains": [domain], **REQUEST})
+        run(client, settings, "after", LATER_RUN_END)  # a run reads the suppression list
+        client.close()
+        required = required_privileges(proxy.records)
+    assert missing_privileges(required, readme_role()) == {}
+    assert "delete" in required[settings.roles_index] | required[settings.relationships_index]
