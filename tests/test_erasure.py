@@ -259,3 +259,22 @@ def test_an_erasure_needs_no_more_than_the_readme_role_and_uses_delete_on_the_ou
         required = required_privileges(proxy.records)
     assert missing_privileges(required, readme_role()) == {}
     assert "delete" in required[settings.roles_index] | required[settings.relationships_index]
+
+
+def test_a_reconciliation_counting_late_mail_from_the_erased_keeps_them_out(es, settings):
+    from driver import run_stages
+    from mailforce.stages.reconcile import reconcile_window
+
+    documents = dirty_corpus()
+    load_source(es, settings, documents)
+    run(es, settings, "dirty")
+    addresses, domain = chosen_erasures(es, settings)
+    erase(es, settings, {"addresses": addresses, "domains": [domain], **REQUEST})
+    late = new_mail_from(addresses, domain, "late.bystander@example-new.com")
+    for document in late:  # dated long before the watermark: only reconciliation counts it
+        document["_source"]["date"] = document["_source"]["date"].replace("2030-", "2001-")
+    load_source(es, settings, late)
+    stats = run_stages(es, settings, reconcile_window(es, settings), "reconcile")
+    assert stats["reconciliation"] is True and stats["late_messages"] == len(late)
+    assert_matches_oracle(es, settings, read_source(es, settings), [EVERYTHING], erased_addresses=addresses,
+                          erased_domains=[domain])
