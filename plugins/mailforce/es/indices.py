@@ -235,7 +235,6 @@ def ensure_output_indices(es, settings: Settings, *, allow_rebuild: bool = True)
     existing = {name: properties for name, properties in mappings.items() if es.indices.exists(index=name)}
     checked = {name: _check_mapping(es, name, properties) for name, properties in existing.items()}
     outdated = [name for name, (old_fields, _) in checked.items() if old_fields]
-    _report_unused(es)
     rebuilt: list[str] = []
     if outdated:
         if not allow_rebuild:
@@ -246,6 +245,7 @@ def ensure_output_indices(es, settings: Settings, *, allow_rebuild: bool = True)
                 "them (see README, 'Upgrading')"
             )
         rebuilt = _rebuild(es, settings, outdated, existing)
+        _report_unused(es)  # only when upgrading: a normal run never looks outside its indices
     for name, (_, missing) in checked.items():
         if missing and name not in rebuilt:
             es.indices.put_mapping(index=name, properties={field: mappings[name][field] for field in missing})
@@ -302,7 +302,7 @@ def _report_unused(es) -> None:
             if es.indices.exists(index=name):
                 log.info("Index %s is left from an earlier version and is no longer used; delete it when "
                          "convenient (mailforce never deletes it)", name)
-        except Exception:  # a role without access to it: nothing to report
+        except Exception:  # a role without access to it (403): nothing to report
             pass
 
 
