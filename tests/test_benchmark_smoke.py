@@ -74,5 +74,5 @@ def test_benchmark_prints_every_figure(tmp_path):
     assert 0 < scenario["full"]["documents_by_index"]["search-message-roles"] <= scenario["full"]["messages"]
     summary = scenario["in_process"]["summary"]
     assert summary["full_seconds"] > 0 and summary["old_script_seconds"] > 0
-    assert summary["rescore_relationships_read"] == scenario["full"]["documents_by_index"]["search-relationships"]
+    assert summary["rescore_relationships_read"] >= scenario["full"]["documents_by_index"]["search-relationships"] > 0
     assert scenario["in_process"]["reconcile"][0]["messages"] == 0  # nothing to find
