@@ -43,7 +43,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -125,6 +125,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also run the whole DAG once per partition count, each on a fresh clone")
     parser.add_argument("--profile", action="store_true",
                         help="also run the driver's run_once in-process under cProfile and print the hot spots")
+    parser.add_argument("--in-process", action="store_true",
+                        help="also, on two fresh clones in this process: the product's own time without Airflow, "
+                             "the old script's shape, an hourly run with and without lateness, a reconciliation "
+                             "finding nothing, the rescore of a day change")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--repo", type=Path, default=HERE,
                         help="checkout whose dags/ and plugins/ are measured (default: this one), e.g. a "
@@ -255,6 +259,11 @@ class CorpusSplit:
     dated_documents: int = 0
     cutoff: datetime | None = None  # the full run's to_date (inclusive); held-back docs are after it
     held_back: list[dict] = field(default_factory=list)
+    # The incremental runs' to_date: the held-back mail is re-dated into (cutoff, incremental_end], at
+    # most an hour after the cut-off and on its calendar day, so the incremental run is an hourly run
+    # of the same day (the first run of a new day also rescores every relationship: measured apart).
+    incremental_end: datetime | None = None
+    latest_date: datetime | None = None
     loaded: int = 0
     load_seconds: float = 0.0
 
@@ -288,7 +297,21 @@ def plan_split(spec: CorpusSpec, fraction: float) -> CorpusSplit:
     if hold and len(dates) > hold:
         dates.sort()
         split.cutoff = dates[-hold - 1].replace(microsecond=0)  # to the second, as to_date is written
+        end_of_day = split.cutoff.replace(hour=23, minute=59, second=59)
+        split.incremental_end = min(split.cutoff + timedelta(hours=1), end_of_day)
+        split.latest_date = dates[-1]
     return split
+
+
+def redated(document: dict, split: CorpusSplit) -> dict:
+    """A held-back document with its date mapped linearly from (cutoff, latest] into (cutoff,
+    incremental_end] (order kept; copies of one message keep one date)."""
+    moment = parse_source_date(document["_source"].get("date"))
+    span = (split.latest_date - split.cutoff).total_seconds() or 1.0
+    target = (split.incremental_end - split.cutoff).total_seconds()
+    offset = max(1.0, (moment - split.cutoff).total_seconds() * target / span)
+    new_date = split.cutoff + timedelta(seconds=min(offset, target))
+    return {"_id": document["_id"], "_source": dict(document["_source"], date=format_utc(new_date))}
 
 
 def load_source(es, index: str, split: CorpusSplit) -> None:
@@ -299,7 +322,7 @@ def load_source(es, index: str, split: CorpusSplit) -> None:
         for document in iter_corpus(split.spec):
             moment = parse_source_date(document["_source"].get("date"))
             if split.cutoff is not None and moment is not None and moment > split.cutoff:
-                split.held_back.append(document)
+                split.held_back.append(redated(document, split))
                 continue
             yield {"_op_type": "index", "_index": index, "_id": document["_id"], "_source": document["_source"]}
 
@@ -796,6 +819,192 @@ def profile_run_once(url: str, settings: Settings, cutoff: datetime | None, engi
 
 
 # ------------------------------------------------------------------------------------------------
+# In-process measurements (--in-process): the product's own time without Airflow, the old script's
+# shape, late-mail costs (issue 9), the rescore on a day change (issue 11)
+
+
+def timed_stages(es, settings: Settings, fetched, run_id: str) -> dict[str, Any]:
+    """`tests/driver.py` `run_stages` (every stage after the window, the DAG's order and stage
+    functions), each stage timed; compile partitions run one after another, as `airflow dags test`."""
+    from mailforce.core.run_stats import runtime_stats
+    from mailforce.core.dates import utc_now
+    from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
+    from mailforce.stages.extract_message_roles import extract_message_roles
+    from mailforce.stages.index_account_statistics import index_account_statistics
+    from mailforce.stages.list_domains import list_domains
+    from mailforce.stages.publish_stats import publish_stats
+    from mailforce.stages.rescore_relationships import rescore_relationships, scoring_date_of_run
+
+    seconds: dict[str, float] = {}
+
+    def timed(name, call):
+        started = time.monotonic()
+        value = call()
+        seconds[name] = seconds.get(name, 0.0) + time.monotonic() - started
+        return value
+
+    extraction = timed("extract_message_roles", lambda: extract_message_roles(es, settings, fetched.window, run_id))
+    partitions = timed("list_domains", lambda: list_domains(extraction, settings))
+    rescored = timed("rescore_relationships", lambda: rescore_relationships(es, settings, fetched.window.window_end))
+    scoring = scoring_for(settings, scoring_date_of_run(es, settings, fetched.window.window_end))
+    compiled = [timed(COMPILE_TASK, lambda partition=partition: compile_domain_partition(
+        es, settings, partition, run_id, add_window=True, scoring=scoring)) for partition in partitions]
+    accounts_written = timed("bulk_index_account_statistics",
+                             lambda: index_account_statistics(es, settings, extraction.accounts))
+    stats = runtime_stats(run_id, fetched.window, extraction, compiled, rescored, accounts_written,
+                          fetched.run_started, utc_now())
+    timed("publish_stats", lambda: publish_stats(es, settings, stats))
+    document = stats.to_xcom()
+    return {"stages": {name: round(value, 3) for name, value in seconds.items()},
+            "seconds": round(sum(seconds.values()), 3), "messages": document.get("emails_processed"),
+            "unchanged_messages": document.get("unchanged_messages"), "late_messages": document.get("late_messages"),
+            "documents_written": document.get("documents_written", {}),
+            "relationships_rescored": document.get("relationships_rescored")}
+
+
+def timed_run(es, settings: Settings, request, run_end: datetime, run_id: str, kind=None) -> dict[str, Any]:
+    """One whole run in this process: fetch_watermark timed, then `timed_stages`."""
+    from mailforce.core.run_params import RunKind
+    from mailforce.stages.fetch_watermark import fetch_watermark
+
+    started = time.monotonic()
+    fetched = fetch_watermark(es, settings, request, run_end, kind=kind or RunKind())
+    fetch_seconds = time.monotonic() - started
+    result = timed_stages(es, settings, fetched, run_id)
+    result["stages"] = {"fetch_watermark": round(fetch_seconds, 3), **result["stages"]}
+    result["seconds"] = round(result["seconds"] + fetch_seconds, 3)
+    result["read_from"] = format_utc(fetched.window.read_from) if fetched.window.read_from else None
+    return result
+
+
+def old_script_shape(es, settings: Settings, window_query: dict[str, Any]) -> dict[str, Any]:
+    """What the old script did, on the same engine and window: one scan of the needed fields, every
+    figure aggregated in memory (engagements per (account, domain) with their address lists, domain
+    totals), one bulk of the results. No incremental state, no cross-mailbox rule, no new indices:
+    the shape of the cost, not a correct implementation."""
+    from mailforce.core.addresses import domain_of, normalise_address
+    from mailforce.es.indices import DOMAINS_PROPERTIES, ENGAGEMENTS_PROPERTIES
+
+    started = time.monotonic()
+    engagements: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
+    domains: dict[str, dict[str, Any]] = {}
+    for hit in helpers.scan(es, index=settings.source_index, query={"query": window_query, "_source": SOURCE_FIELDS},
+                            size=settings.scan_page_size, scroll=settings.scroll_keep_alive, clear_scroll=True):
+        source = hit["_source"]
+        account = source.get("account")
+        for role in ("from", "to", "cc"):
+            values = (source.get(role) or {}).get("address")
+            for raw in values if isinstance(values, list) else [values]:
+                address = normalise_address(raw)
+                if not address:
+                    continue
+                domain = domain_of(address)
+                lists = engagements.setdefault((account, domain), {"from": {}, "to": {}, "cc": {}})
+                lists[role][address] = lists[role].get(address, 0) + 1
+                totals = domains.setdefault(domain, {"domain": domain, "total_from": 0, "total_to": 0, "total_cc": 0,
+                                                     "accounts": set()})
+                totals[f"total_{role}"] += 1
+                totals["accounts"].add(account)
+    aggregated = time.monotonic()
+
+    def actions():
+        for (account, domain), lists in engagements.items():
+            yield {"_index": FLOOR_PREFIX + "old-engagements", "_id": f"{account}|{domain}", "_source": {
+                "account": account, "domain": domain,
+                **{f"emails_{role}": [{"email_address": a, "count": c} for a, c in lists[role].items()]
+                   for role in ("from", "to", "cc")},
+                **{f"emails_{role}_count": len(lists[role]) for role in ("from", "to", "cc")}}}
+        for domain, totals in domains.items():
+            yield {"_index": FLOOR_PREFIX + "old-domains", "_id": domain, "_source": dict(
+                totals, accounts=sorted(totals["accounts"]), accounts_count=len(totals["accounts"]),
+                total_emails=totals["total_from"] + totals["total_to"] + totals["total_cc"])}
+
+    for name, properties in ((FLOOR_PREFIX + "old-engagements", ENGAGEMENTS_PROPERTIES),
+                             (FLOOR_PREFIX + "old-domains", DOMAINS_PROPERTIES)):
+        if es.indices.exists(index=name):
+            es.indices.delete(index=name)
+        es.indices.create(index=name, mappings={"properties": properties},
+                          settings={"number_of_shards": settings.index_shards, "number_of_replicas": 0})
+    bulk_started = time.monotonic()
+    written, _ = helpers.bulk(es, actions(), chunk_size=settings.bulk_chunk_size)
+    es.indices.refresh(index=FLOOR_PREFIX + "old-*")
+    ended = time.monotonic()
+    es.indices.delete(index=FLOOR_PREFIX + "old-engagements")
+    es.indices.delete(index=FLOOR_PREFIX + "old-domains")
+    return {"seconds": round(ended - started, 3), "scan_and_aggregate_seconds": round(aggregated - started, 3),
+            "bulk_seconds": round(ended - bulk_started, 3), "documents": written}
+
+
+def in_process(server, settings: Settings, split: CorpusSplit, window_query: dict[str, Any]) -> dict[str, Any]:
+    """Two fresh clones of the loaded engine, A (default lateness) and B (lateness 0); on each: a full
+    run in this process, the old script's shape, the held-back 1 % loaded and an hourly run, a
+    reconciliation that finds nothing, and the rescore of a day change. Every figure twice (A and B)
+    except the lateness pair (one each: the point is their difference)."""
+    from mailforce.core.run_params import RunRequest
+    from mailforce.stages.reconcile import reconcile_window
+    from mailforce.stages.rescore_relationships import rescore_relationships
+
+    results: dict[str, Any] = {"full": [], "old_script": [], "hourly": {}, "reconcile": [], "rescore": []}
+    cutoff_request = RunRequest(to_date=split.cutoff) if split.cutoff else RunRequest()
+    for label, lateness in (("A", settings.allowed_lateness), ("B", "0s")):
+        clone = server.clone()
+        es = client_for(clone.url)
+        try:
+            run_settings = replace(settings, allowed_lateness=lateness)
+            log(f"in-process {label}: full run")
+            now = datetime.now(UTC).replace(microsecond=0)
+            results["full"].append(timed_run(es, run_settings, cutoff_request, now, f"bench-full-{label}"))
+            log(f"in-process {label}: the old script's shape")
+            results["old_script"].append(old_script_shape(es, run_settings, window_query))
+            load_held_back(es, settings.source_index, split)
+            log(f"in-process {label}: hourly run with lateness {lateness}")
+            hourly_request = RunRequest(to_date=split.incremental_end) if split.incremental_end else RunRequest()
+            hourly = timed_run(es, run_settings, hourly_request, now, f"bench-hourly-{label}")
+            hourly["allowed_lateness"] = lateness
+            hourly["new_source_documents"] = len(split.held_back)
+            results["hourly"][lateness] = hourly
+            log(f"in-process {label}: reconciliation (finds nothing)")
+            started = time.monotonic()
+            fetched = reconcile_window(es, run_settings)
+            window_seconds = time.monotonic() - started
+            reconciled = timed_stages(es, run_settings, fetched, f"bench-reconcile-{label}")
+            reconciled["stages"] = {"reconcile_window": round(window_seconds, 3), **reconciled["stages"]}
+            reconciled["seconds"] = round(reconciled["seconds"] + window_seconds, 3)
+            reconciled["slices"] = len(fetched.window.slices)
+            results["reconcile"].append(reconciled)
+            log(f"in-process {label}: rescore on a day change")
+            es.indices.refresh(index=settings.relationships_index)
+            relationships = es.count(index=settings.relationships_index)["count"]
+            started = time.monotonic()
+            rescored = rescore_relationships(es, run_settings, (split.incremental_end or now) + timedelta(days=1))
+            results["rescore"].append({"seconds": round(time.monotonic() - started, 3),
+                                       "relationships": relationships, **rescored.to_xcom()})
+        finally:
+            es.close()
+            clone.close()
+    best = lambda runs: min(runs, key=lambda run: run["seconds"])  # noqa: E731
+    full, old = best(results["full"]), best(results["old_script"])
+    with_lateness, without = results["hourly"][settings.allowed_lateness], results["hourly"]["0s"]
+    results["summary"] = {
+        "full_seconds": full["seconds"],
+        "full_stages": full["stages"],
+        "old_script_seconds": old["seconds"],
+        "full_over_old_script": round(full["seconds"] / max(old["seconds"], 1e-9), 2),
+        "hourly_lateness_seconds": with_lateness["seconds"],
+        "hourly_no_lateness_seconds": without["seconds"],
+        "lateness_over_none": round(with_lateness["seconds"] / max(without["seconds"], 1e-9), 3),
+        "hourly_fraction_of_full": round(with_lateness["seconds"] / max(full["seconds"], 1e-9), 3),
+        "reconcile_seconds": best(results["reconcile"])["seconds"],
+        "reconcile_fraction_of_full": round(best(results["reconcile"])["seconds"] / max(full["seconds"], 1e-9), 3),
+        "rescore_seconds": best(results["rescore"])["seconds"],
+        "rescore_relationships_read": best(results["rescore"])["relationships_read"],
+        "rescore_relationships_written": best(results["rescore"])["relationships_written"],
+        "rescore_fraction_of_full": round(best(results["rescore"])["seconds"] / max(full["seconds"], 1e-9), 3),
+    }
+    return results
+
+
+# ------------------------------------------------------------------------------------------------
 # One scenario
 
 
@@ -837,7 +1046,8 @@ def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int,
         base.close()
         result["load"] = {
             "source_documents": split.source_documents, "loaded": split.loaded, "held_back": len(split.held_back),
-            "cutoff": format_utc(split.cutoff) if split.cutoff else None, "seconds": round(split.load_seconds, 2),
+            "cutoff": format_utc(split.cutoff) if split.cutoff else None,
+            "incremental_end": format_utc(split.incremental_end) if split.incremental_end else None, "seconds": round(split.load_seconds, 2),
             "documents_per_second": round(split.loaded / max(split.load_seconds, 1e-9)),
         }
         log(f"{name}: loaded {split.loaded} source documents in {split.load_seconds:.1f} s "
@@ -905,8 +1115,9 @@ def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int,
         # The incremental run: the held-back newest messages arrive.
         log(f"{name}: incremental run ({len(split.held_back)} new source documents)")
         result["incremental_load_seconds"] = round(load_held_back(es, settings.source_index, split), 2)
+        incremental_conf = {"to_date": format_utc(split.incremental_end)} if split.incremental_end else {}
         incremental = airflow.dags_test(clone.url, dict(settings_env, MAILFORCE_MAX_PARTITIONS=str(main_slots)),
-                                        {}, f"{name}-incremental-k{main_slots}", server.pid)
+                                        incremental_conf, f"{name}-incremental-k{main_slots}", server.pid)
         result["incremental"] = incremental.summary()
         result["incremental"]["documents_by_index"] = count_outputs(es, settings)
         result["incremental"]["fraction_of_full"] = round(incremental.pipeline_wall / max(full.pipeline_wall, 1e-9), 3)
@@ -927,6 +1138,12 @@ def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int,
         clone.close()
         clones.remove(clone)
 
+        if arguments.in_process:
+            result["in_process"] = in_process(server, settings, split, window.source_query())
+            summary = result["in_process"]["summary"]
+            summary["airflow_fixed_seconds"] = round(full.pipeline_wall - summary["full_seconds"], 3)
+            summary["pipeline_over_old_script"] = round(full.pipeline_wall / max(summary["old_script_seconds"], 1e-9), 2)
+            summary["product_over_floor"] = round(summary["full_seconds"] / max(floor["floor_seconds"], 1e-9), 2)
         if arguments.profile:
             log(f"{name}: profiling the driver's run_once in-process on a fresh clone")
             profile_clone = server.clone()
@@ -961,7 +1178,8 @@ def report(result: dict[str, Any]) -> str:
     write(f"Code measured: {result['code']}")
     load = result["load"]
     write(f"Source load (not pipeline time): {load['loaded']} documents in {load['seconds']:.1f} s "
-          f"({load['documents_per_second']}/s); held back {load['held_back']} newer than {load['cutoff']}")
+          f"({load['documents_per_second']}/s); held back {load['held_back']} newer than {load['cutoff']}, "
+          f"re-dated into the hour up to {load.get('incremental_end')}")
     write()
     write(f"Full run (airflow dags test, MAILFORCE_MAX_PARTITIONS={result['main_partitions']}):")
     rows = [
@@ -1016,7 +1234,7 @@ def report(result: dict[str, Any]) -> str:
     ]
     write(table(rows, ["figure", "size", "time"]))
     write()
-    write("Incremental run (held-back newest messages loaded; window = (watermark, run end]):")
+    write("Incremental run (held-back newest messages, re-dated into the hour after the cut-off, loaded; window = (watermark, cut-off + 1 h]):")
     rows = [
         ["new source documents", str(incremental["new_source_documents"])],
         ["messages processed", str(incremental["messages"])],
@@ -1067,6 +1285,32 @@ def report(result: dict[str, Any]) -> str:
     write(f"(DAG columns: whole DAG per K with --dag-sweep, else only K={result['main_partitions']}; "
           f"heaviest partition of the full run: {full['largest_partition_label']} "
           f"= {full['largest_partition_share']:.1%} of the work)")
+    if "in_process" in result:
+        summary = result["in_process"]["summary"]
+        runs = result["in_process"]
+        write()
+        write("In process (no Airflow; two fresh clones A and B, best of the two where both measure it):")
+        rows = [
+            ["product's own time, full run (in process)", fmt_seconds(summary["full_seconds"]),
+             " / ".join(fmt_seconds(run["seconds"]) for run in runs["full"])],
+            ["  per stage", ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in summary["full_stages"].items()), ""],
+            ["Airflow's fixed cost (pipeline wall - own time)", fmt_seconds(summary["airflow_fixed_seconds"]), ""],
+            ["ratio own time / I/O floor", f"{summary['product_over_floor']:.2f}x", ""],
+            ["old script's shape (scan + in-memory aggregation + bulk)", fmt_seconds(summary["old_script_seconds"]),
+             " / ".join(fmt_seconds(run["seconds"]) for run in runs["old_script"])],
+            ["ratio full run / old script's shape (own time, pipeline wall)",
+             f"{summary['full_over_old_script']:.2f}x, {summary['pipeline_over_old_script']:.2f}x", ""],
+            ["hourly run, 1 % new, default lateness / lateness 0",
+             f"{fmt_seconds(summary['hourly_lateness_seconds'])} / {fmt_seconds(summary['hourly_no_lateness_seconds'])}",
+             f"{summary['lateness_over_none']:.1%} (target <= 110 %)"],
+            ["hourly run with lateness, fraction of the full run", f"{summary['hourly_fraction_of_full']:.1%}", ""],
+            ["reconciliation that finds nothing", fmt_seconds(summary["reconcile_seconds"]),
+             f"{summary['reconcile_fraction_of_full']:.1%} of the full run (target < 20 %)"],
+            ["rescore on a day change: relationships read / rewritten",
+             f"{summary['rescore_relationships_read']} / {summary['rescore_relationships_written']}",
+             f"{fmt_seconds(summary['rescore_seconds'])} ({summary['rescore_fraction_of_full']:.1%} of the full run)"],
+        ]
+        write(table(rows, ["figure", "value", "detail"]))
     if "profile" in result:
         profile = result["profile"]
         write()

@@ -38,6 +38,15 @@ FIGURES = [
     "Partitions vs wall time",
     "largest partition share",
     "parallel compile wall",
+    "product's own time, full run (in process)",
+    "Airflow's fixed cost",
+    "old script's shape",
+    "hourly run, 1 % new, default lateness / lateness 0",
+    "reconciliation that finds nothing",
+    "rescore on a day change",
+    "search-relationships",
+    "search-contacts",
+    "search-engagement-timeline",
 ]
 
 
@@ -46,7 +55,7 @@ def test_benchmark_prints_every_figure(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("MAILFORCE_")}
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--messages", "300", "--partitions", "1,2",
-         "--json", str(figures_file)],
+         "--in-process", "--json", str(figures_file)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-5000:]}"
@@ -63,3 +72,7 @@ def test_benchmark_prints_every_figure(tmp_path):
     assert [entry["slots"] for entry in scenario["partition_sweep"]] == [1, 2]
     assert scenario["incremental"]["new_source_documents"] > 0
     assert 0 < scenario["full"]["documents_by_index"]["search-message-roles"] <= scenario["full"]["messages"]
+    summary = scenario["in_process"]["summary"]
+    assert summary["full_seconds"] > 0 and summary["old_script_seconds"] > 0
+    assert summary["rescore_relationships_read"] >= scenario["full"]["documents_by_index"]["search-relationships"] > 0
+    assert scenario["in_process"]["reconcile"][0]["messages"] == 0  # nothing to find

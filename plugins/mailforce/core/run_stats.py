@@ -16,6 +16,11 @@ from mailforce.core.summaries import CompileResult, ExtractionSummary, RescoreRe
 from mailforce.core.window import Window
 
 DURATION_DECIMALS = 3  # milliseconds
+# The data model's version, recorded in every runtime-stats document. The watermark reads only the
+# records of this version: after an upgrade that rebuilds the outputs (`mailforce.es.indices`), the
+# first run starts from the beginning and recomputes everything from the source (README, "Upgrading").
+# 1: nested roles/engagement lists (no model_version field); 2: flat relationships, contacts, timeline.
+MODEL_VERSION = 2
 
 
 def runtime_stats(
@@ -31,6 +36,7 @@ def runtime_stats(
     """The record of one successful run; its id is the run id's, so a re-publish overwrites."""
     counts = extraction.counts
     document = {
+        "model_version": MODEL_VERSION,
         "run_id": run_id,
         "run_date": format_utc(now),
         "window_start": format_utc(window.window_start) if window.window_start else None,

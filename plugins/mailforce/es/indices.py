@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from mailforce.core.run_stats import MODEL_VERSION
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ TIMELINE_PROPERTIES = {
     "updated_at": DATE,
 }
 RUNTIME_STATS_PROPERTIES = {
+    "model_version": INTEGER,
     "run_id": KEYWORD,
     "run_date": DATE,
     "window_start": DATE,
@@ -196,7 +198,7 @@ RUNTIME_STATS_PROPERTIES = {
 
 
 def index_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Index name -> its mapping, for the eight output indices."""
+    """Index name -> its mapping, for the eight output indices (the ledger has its own, `mailforce.es.ledger`)."""
     return {
         settings.roles_index: ROLES_PROPERTIES,
         settings.engagements_index: ENGAGEMENTS_PROPERTIES,
@@ -209,56 +211,148 @@ def index_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
-def ensure_output_indices(es, settings: Settings) -> list[str]:
+class MigrationRequired(RuntimeError):
+    """The output indices were written by an earlier data model and this run may not rebuild them."""
+
+
+# Indices a previous version created and this one no longer uses: reported, never deleted.
+UNUSED_INDICES = ("search-mailforce-partials",)
+
+
+def ensure_output_indices(es, settings: Settings, *, allow_rebuild: bool = True) -> list[str]:
     """Create each missing output index with its explicit mapping; returns the ones created.
 
-    An existing index whose mapping lacks a field we write is reported, not silently extended.
+    An existing index whose mapping lacks a field we write gets the field added. An index written by
+    the previous data model (a `nested` field where this version stores an object or a stored list)
+    is migrated: every derived output index (all but the runtime stats) is deleted and created again
+    with this version's mapping, and since the watermark only reads runtime-stats records of
+    `MODEL_VERSION`, this run starts from the beginning and recomputes everything from the source.
+    `allow_rebuild=False` (backfills, reprocessing from a date, reconciliations: runs that do not
+    cover the whole source) raises `MigrationRequired` instead, before anything is touched. Any other
+    mapping conflict is refused: the index is not ours to rebuild.
     """
+    mappings = index_mappings(settings)
+    existing = {name: properties for name, properties in mappings.items() if es.indices.exists(index=name)}
+    checked = {name: _check_mapping(es, name, properties) for name, properties in existing.items()}
+    outdated = [name for name, (old_fields, _) in checked.items() if old_fields]
+    rebuilt: list[str] = []
+    if outdated:
+        if not allow_rebuild:
+            raise MigrationRequired(
+                f"indices {outdated} were written by an earlier version of mailforce (data model < {MODEL_VERSION}); "
+                "the next normal run (scheduled, or triggered without from_date/backfill) rebuilds them from the "
+                "source. Run one first: a backfill, a reprocessing from a date or a reconciliation cannot rebuild "
+                "them (see README, 'Upgrading')"
+            )
+        rebuilt = _rebuild(es, settings, outdated, existing)
+        _report_unused(es)  # only when upgrading: a normal run never looks outside its indices
+    for name, (_, missing) in checked.items():
+        if missing and name not in rebuilt:
+            es.indices.put_mapping(index=name, properties={field: mappings[name][field] for field in missing})
+            log.info("Added fields %s to the mapping of %s", missing, name)
     created = []
-    for name, properties in index_mappings(settings).items():
-        if es.indices.exists(index=name):
-            _check_mapping(es, name, properties)
-            continue
-        body = {
-            "settings": {"number_of_shards": settings.index_shards, "number_of_replicas": settings.index_replicas},
-            "mappings": {"dynamic": "strict", "properties": properties},
-        }
-        try:
-            es.indices.create(index=name, **body)
+    for name, properties in mappings.items():
+        if name in existing and name not in rebuilt:
+            continue  # checked above, missing fields added
+        if _create(es, settings, name, properties):
             created.append(name)
-            log.info("Created index %s with an explicit mapping", name)
-        except Exception as error:  # another task created it first: fine if it is there now
-            if not es.indices.exists(index=name):
-                raise
-            log.info("Index %s appeared meanwhile (%s)", name, type(error).__name__)
     return created
 
 
-def _check_mapping(es, name: str, properties: dict[str, Any]) -> None:
+def _create(es, settings: Settings, name: str, properties: dict[str, Any]) -> bool:
+    body = {
+        "settings": {"number_of_shards": settings.index_shards, "number_of_replicas": settings.index_replicas},
+        "mappings": {"dynamic": "strict", "properties": properties},
+    }
+    try:
+        es.indices.create(index=name, **body)
+        log.info("Created index %s with an explicit mapping", name)
+        return True
+    except Exception as error:  # another task created it first: fine if it is there now
+        if not es.indices.exists(index=name):
+            raise
+        log.info("Index %s appeared meanwhile (%s)", name, type(error).__name__)
+        return False
+
+
+def _rebuild(es, settings: Settings, outdated: list[str], existing: dict[str, Any]) -> list[str]:
+    """Delete every derived output index (the runtime stats and the source never); returns them.
+
+    The outdated ones are deleted last: a run that dies half-way still finds one of them, and the
+    next run rebuilds again.
+    """
+    derived = [name for name in existing if name != settings.runtime_stats_index]
+    ledger = settings.ledger_index  # derived too; written only by this version, but made consistent
+    order = [name for name in derived if name not in outdated] + [name for name in outdated if name in derived]
+    if es.indices.exists(index=ledger):
+        order.insert(0, ledger)
+    log.warning(
+        "Upgrading to data model %d: indices %s were written by an earlier version; deleting %s and creating "
+        "them again; this run reads the whole source from the beginning (runtime-stats history kept)",
+        MODEL_VERSION, outdated, order,
+    )
+    for name in order:
+        es.indices.delete(index=name)
+    return [name for name in order if name != ledger]
+
+
+def _report_unused(es) -> None:
+    for name in UNUSED_INDICES:
+        try:
+            if es.indices.exists(index=name):
+                log.info("Index %s is left from an earlier version and is no longer used; delete it when "
+                         "convenient (mailforce never deletes it)", name)
+        except Exception:  # a role without access to it (403): nothing to report
+            pass
+
+
+def _is_migratable(existing: dict[str, Any], spec: dict[str, Any]) -> bool:
+    """The previous data model's shape: `nested` where this version has an object or a stored list."""
+    return existing.get("type") == "nested" and spec.get("type", "object") == "object"
+
+
+def _missing_subfields(existing: dict[str, Any], spec: dict[str, Any]) -> bool:
+    """An object field whose declared sub-fields are not all mapped yet (e.g. a new documents_written kind)."""
+    if existing.get("type", "object") != "object" or spec.get("type", "object") != "object":
+        return False
+    have, want = existing.get("properties", {}), spec.get("properties", {})
+    return any(sub not in have or _missing_subfields(have[sub], want[sub]) for sub in want)
+
+
+def _check_mapping(es, name: str, properties: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(fields in the previous data model's shape, to be migrated; fields to add). Changes nothing.
+
+    Any other type conflict raises."""
     response = es.indices.get_mapping(index=name)
+    outdated: list[str] = []
+    to_add: list[str] = []
     for index_body in response.body.values():
         existing = index_body.get("mappings", {}).get("properties", {})
-        missing = sorted(set(properties) - set(existing))
-        conflicting = sorted(
+        missing = sorted(
+            field for field, spec in properties.items()
+            if field not in existing or _missing_subfields(existing[field], spec)
+        )
+        differing = sorted(
             field
             for field, spec in properties.items()
             if field in existing and existing[field].get("type", "object") != spec.get("type", "object")
         )
+        outdated += [field for field in differing if _is_migratable(existing[field], properties[field])]
+        conflicting = [field for field in differing if field not in outdated]
         if conflicting:
             raise RuntimeError(
                 f"index {name} has a mapping that conflicts with this version for {conflicting}; "
                 "reindex it or point the settings at a new index name"
             )
-        if missing:
-            es.indices.put_mapping(index=name, properties={field: properties[field] for field in missing})
-            log.info("Added fields %s to the mapping of %s", missing, name)
+        to_add += [field for field in missing if field not in to_add]
+    return outdated, to_add
 
 
 class SourceIndexMissing(RuntimeError):
     """The configured source index does not exist: a typo must not look like a quiet mailbox."""
 
 
-def prepare_indices(es, settings: Settings) -> list[str]:
+def prepare_indices(es, settings: Settings, *, allow_rebuild: bool = True) -> list[str]:
     """Check the source exists, and create missing output indices before anything is written.
 
     A run over a missing source would record an empty window and move the watermark past mail that
@@ -269,4 +363,4 @@ def prepare_indices(es, settings: Settings) -> list[str]:
             f"source index {settings.source_index!r} does not exist; check the setting 'source_index' "
             "(MAILFORCE_SOURCE_INDEX) or load mail first"
         )
-    return ensure_output_indices(es, settings)
+    return ensure_output_indices(es, settings, allow_rebuild=allow_rebuild)

@@ -12,6 +12,7 @@ from datetime import datetime
 from elasticsearch import NotFoundError
 
 from mailforce.core.dates import parse_source_date
+from mailforce.core.run_stats import MODEL_VERSION
 from mailforce.core.summaries import RunStats
 from mailforce.es.writes import refresh
 from mailforce.es.reads import search
@@ -21,7 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def read_watermark(es, settings: Settings) -> datetime | None:
-    """The latest window end of a successful non-backfill run; None on a fresh cluster."""
+    """The latest window end of a successful non-backfill run of this data model; None on a fresh
+    cluster, and on one just upgraded (records of an earlier model are history, not a watermark: the
+    outputs were rebuilt, so the first run of this version reads the source from the beginning)."""
     try:
         response = search(
             es,
@@ -29,7 +32,7 @@ def read_watermark(es, settings: Settings) -> datetime | None:
             index=settings.runtime_stats_index,
             size=1,
             # backfills (account lists, Airflow backfills) and reconciliations never move it
-            query={"bool": {"filter": [{"term": {"backfill": False}}],
+            query={"bool": {"filter": [{"term": {"backfill": False}}, {"term": {"model_version": MODEL_VERSION}}],
                             "must_not": [{"term": {"reconciliation": True}}]}},
             sort=[{"window_end": {"order": "desc"}}],
             source=["window_end", "run_id"],

@@ -28,7 +28,10 @@ def fetch_watermark(
     """(watermark, run end], or [from_date, run end], with the account filters; raises
     RunParamsError when the params cannot give a window. Late mail: on the arrival field when set,
     else reaching back by the allowed lateness; an Airflow backfill covers its data interval."""
-    created = prepare_indices(es, settings)
+    # Only a run that covers the whole source may rebuild outputs of an earlier data model: not a
+    # backfill (accounts, or an Airflow backfill's data interval) nor a reprocessing from a date.
+    covers_everything = request.from_date is None and not request.backfill and kind.run_type != "backfill"
+    created = prepare_indices(es, settings, allow_rebuild=covers_everything)
     if ensure_ledger_index(es, settings):
         created = [*created, settings.ledger_index]
     watermark = read_watermark(es, settings)

@@ -95,7 +95,7 @@ def missing_in_slice(es, settings: Settings, account: str, day: str, up_to: date
 def reconcile_window(es, settings: Settings, *, run_started: datetime | None = None) -> FetchedWindow:
     """The reconciliation's window: the (account, day) slices up to the watermark holding a message
     that no run counted. Empty slices (nothing to do) select nothing."""
-    prepare_indices(es, settings)
+    prepare_indices(es, settings, allow_rebuild=False)  # only a normal run rebuilds an earlier model's outputs
     ensure_ledger_index(es, settings)
     started = run_started or utc_now()
     watermark = read_watermark(es, settings)
