@@ -1,0 +1,67 @@
+"""What a person reads: one window notation, plurals, the one-line run summary, the run's duration
+from its first start (retries included)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+from mailforce.core.summaries import FetchedWindow
+from mailforce.core.window import Window
+from mailforce.core.wording import describe_window, duration_text, plural, run_summary, window_notation
+from mailforce.dag_tasks import run_started_at
+
+END = datetime(2001, 6, 1, tzinfo=timezone.utc)
+START = datetime(2001, 5, 1, tzinfo=timezone.utc)
+
+
+def test_one_window_notation():
+    assert describe_window(Window(window_end=END, window_start=START)) == "(2001-05-01T00:00:00Z, 2001-06-01T00:00:00Z]"
+    assert describe_window(Window(window_end=END, window_start=START, start_inclusive=True)) == \
+        "[2001-05-01T00:00:00Z, 2001-06-01T00:00:00Z]"
+    assert describe_window(Window(window_end=END)) == "(the beginning, 2001-06-01T00:00:00Z]"
+    assert window_notation(None, "2001-06-01T00:00:00Z") == "(the beginning, 2001-06-01T00:00:00Z]"
+
+
+def test_plurals():
+    assert plural(1, "domain") == "1 domain"
+    assert plural(2, "domain") == "2 domains"
+    assert plural(1, "source document") == "1 source document"
+    assert plural(1204, "message") == "1,204 messages"
+    assert plural(1, "invalid address", "invalid addresses") == "1 invalid address"
+    assert duration_text(42.4) == "42 s" and duration_text(185) == "3 min 5 s" and duration_text(3720) == "1 h 2 min"
+
+
+STATS = {
+    "window_start": "2001-05-01T00:00:00Z", "window_start_inclusive": False, "window_end": "2001-06-01T00:00:00Z",
+    "emails_processed": 1204, "email_accounts_processed": 1, "domains_processed": 1, "partitions": 1,
+    "late_messages": 0, "exclude_accounts": ["kunai-raj"], "backfill": False,
+    "documents_written": {"message_roles": 1204, "relationships": 10},
+}
+
+
+def test_run_summary_is_one_line_with_every_figure():
+    line = run_summary(STATS, 75.0)
+    assert line == ("Window (2001-05-01T00:00:00Z, 2001-06-01T00:00:00Z]; 1,204 messages of 1 account "
+                    "(excluded: kunai-raj); 1 domain in 1 partition; 0 late messages; 1,214 documents written; "
+                    "1 min 15 s including retries")
+
+
+def test_run_summary_warns_of_unknown_accounts_and_says_unchanged():
+    line = run_summary({**STATS, "documents_written": {"message_roles": 0}}, 3,
+                       {"backfilled_accounts": ["kunai-jimm"]})
+    assert "no document written (all unchanged)" in line
+    assert line.endswith("WARNING unknown accounts (backfilled_accounts kunai-jimm): not in the source index: "
+                         "mistyped, or a mailbox not loaded yet (the run goes on; nothing is read for them)")
+    assert "\n" not in line
+
+
+def test_duration_counts_from_the_first_start_even_after_a_cleared_instance():
+    first_task = datetime(2026, 1, 1, 10, 0, tzinfo=timezone.utc)
+    fetched = FetchedWindow(window=Window(window_end=END), run_started=first_task)
+    # Clearing an instance resets the DAG run's start_date to the re-run's start.
+    cleared = SimpleNamespace(start_date=first_task + timedelta(hours=2))
+    assert run_started_at({"dag_run": cleared}, fetched) == first_task
+    scheduled = SimpleNamespace(start_date=first_task - timedelta(seconds=5))
+    assert run_started_at({"dag_run": scheduled}, fetched) == first_task - timedelta(seconds=5)
+    assert run_started_at({"dag_run": SimpleNamespace(start_date=None)}, fetched) == first_task
