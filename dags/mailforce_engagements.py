@@ -121,12 +121,12 @@ SOURCE = source_asset(DEPLOY_SETTINGS)
     },
 )
 def mailforce_engagements():
-    @task(task_display_name="Fetch watermark")
+    @task(task_display_name="Fetch watermark", multiple_outputs=False)
     def fetch_watermark() -> dict[str, Any]:
         """Validate params, create missing indices, fix the window once for the whole run."""
         return dag_tasks.fetch_watermark(get_current_context())
 
-    @task(task_display_name="Extract message roles", inlets=[SOURCE], outlets=[ASSETS["roles"]])
+    @task(task_display_name="Extract message roles", inlets=[SOURCE], outlets=[ASSETS["roles"]], multiple_outputs=False)
     def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
         """Read the window's messages once; write the roles fact table."""
         return dag_tasks.extract_message_roles(get_current_context(), window)
@@ -139,6 +139,7 @@ def mailforce_engagements():
     # A mapped task does not take its docstring as doc_md, so it is given here.
     @task(
         task_display_name="Compile domain partition",
+        multiple_outputs=False,
         # An alias, not the five assets: an event is added per index actually written (none when
         # the partition was unchanged); Airflow records one for every declared asset outlet.
         outlets=[compiled_alias()],
@@ -152,6 +153,7 @@ def mailforce_engagements():
 
     @task(
         task_display_name="Rescore relationships",
+        multiple_outputs=False,
         outlets=[ASSETS[kind] for kind in ("relationships", "contacts", "engagements", "domains")],
     )
     def rescore_relationships(window: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +172,10 @@ def mailforce_engagements():
         """Per account seen in the window: distinct addresses per role."""
         return dag_tasks.index_account_statistics(extraction, get_current_context())
 
-    @task(task_display_name="Publish stats", trigger_rule="none_failed", outlets=[ASSETS["runtime_stats"]])
+    # One XCom entry for the record (return_value) and one for the person: `run_summary`. A dict
+    # return would otherwise be split into one XCom per key (multiple_outputs is inferred).
+    @task(task_display_name="Publish stats", trigger_rule="none_failed", outlets=[ASSETS["runtime_stats"]],
+          multiple_outputs=False)
     def publish_stats(
         window: dict[str, Any],
         extraction: dict[str, Any],

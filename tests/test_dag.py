@@ -234,6 +234,15 @@ def test_unknown_accounts_warn_and_the_run_summary_says_so_in_one_line(dag, conn
     assert warnings == ["Unknown accounts (exclude_accounts acct-9999): not in the source index: mistyped, or a "
                         "mailbox not loaded yet (the run goes on; nothing is read for them)"], warnings
 
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        keys = set(session.scalars(select(XComModel.key).where(
+            XComModel.run_id == dag_run.run_id, XComModel.task_id == "publish_stats")))
+    assert keys == {"return_value", "run_summary"}  # not one entry per record field
+
     summary = run_summary_of(dag_run)
     assert summary is not None and "\n" not in summary
     stats = es.search(index="search-runtime-stats", query={"term": {"run_id": dag_run.run_id}})["hits"]["hits"][0]["_source"]
