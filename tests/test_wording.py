@@ -65,3 +65,45 @@ def test_duration_counts_from_the_first_start_even_after_a_cleared_instance():
     scheduled = SimpleNamespace(start_date=first_task - timedelta(seconds=5))
     assert run_started_at({"dag_run": scheduled}, fetched) == first_task - timedelta(seconds=5)
     assert run_started_at({"dag_run": SimpleNamespace(start_date=None)}, fetched) == first_task
+
+
+def test_compile_logs_say_added_recomputed_and_unchanged_and_record_no_event_when_unchanged(es, settings, caplog):
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from mailforce.core.run_params import RunRequest
+    from mailforce.dag_tasks import add_compiled_events
+    from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
+    from mailforce.stages.extract_message_roles import extract_message_roles
+    from mailforce.stages.fetch_watermark import fetch_watermark
+    from mailforce.stages.list_domains import list_domains
+    from mailforce.stages.rescore_relationships import scoring_date_of_run
+    from mailforce.tools.synthetic import dirty_corpus
+    from support import load_source
+
+    load_source(es, settings, dirty_corpus()[:60])
+    fetched = fetch_watermark(es, settings, RunRequest(), datetime(2030, 1, 1, tzinfo=timezone.utc))
+    extraction = extract_message_roles(es, settings, fetched.window, "run-1")
+    partition = list_domains(extraction, settings)[0]
+    scoring = scoring_for(settings, scoring_date_of_run(es, settings, fetched.window.window_end))
+
+    with caplog.at_level("INFO", logger="mailforce"):
+        first = compile_domain_partition(es, settings, partition, "run-1", add_window=True, scoring=scoring)
+        retry = compile_domain_partition(es, settings, partition, "run-1", add_window=False, scoring=scoring)
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Partition 1/")]
+    assert len(lines) == 2, lines
+    assert "added this run's new mail to" in lines[0] and "; wrote " in lines[0], lines[0]
+    assert "recomputed" in lines[1] and "(this task is a retry: an earlier attempt may have added part of the " \
+        "window)" in lines[1], lines[1]
+    assert "unchanged (every document was already up to date, nothing written)" in lines[1], lines[1]
+    assert " 1 domains" not in " ".join(lines) and " 1 roles documents" not in " ".join(lines)
+
+    written_events, unchanged_events = OutletEventAccessors(), OutletEventAccessors()
+    add_compiled_events({"outlet_events": written_events, "run_id": "run-1"}, settings, first)
+    add_compiled_events({"outlet_events": unchanged_events, "run_id": "run-1"}, settings, retry)
+    from mailforce.assets import compiled_alias
+
+    events = written_events[compiled_alias()].asset_alias_events
+    assert events and all(event.extra["documents_written"] > 0 and event.extra["partition"] == partition.label
+                          for event in events)
+    assert {event.dest_asset_key.name for event in events} <= set(settings.output_indices)
+    assert unchanged_events[compiled_alias()].asset_alias_events == []  # nothing written: no event

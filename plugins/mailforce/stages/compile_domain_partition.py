@@ -193,7 +193,7 @@ def compile_domain_partition(
                   else "a message of theirs was counted before")
         how.append(f"recomputed {plural(len(recomputed), 'domain')} over all time ({reason})")
     outcome = (f"wrote {written.describe()}" if written.documents_written
-               else "unchanged: every document was already up to date, nothing written")
+               else "unchanged (every document was already up to date, nothing written)")
     log.info(
         "Partition %s: %s; read %s; %s in %.1f s",
         partition.label, " and ".join(how) or "nothing to do", plural(written.roles_read, "roles document"),
