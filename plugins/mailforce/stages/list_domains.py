@@ -23,7 +23,8 @@ def list_domains(extraction: ExtractionSummary, settings: Settings) -> list[Part
     ]
     for partition in partitions:
         log.info("Partition %s", partition.label)
-    log.info("%s in %s; %d of them recomputed over all time (a message of theirs was counted before), "
-             "the others add the window's new mail", plural(extraction.domains_count, "domain"),
-             plural(len(partitions), "partition"), len(recompute))
+    domains = extraction.domains_count
+    log.info("%d of %d %s recomputed over all time (a message of theirs was counted before), the others add "
+             "the window's new mail; %s", len(recompute), domains, "domain" if domains == 1 else "domains",
+             plural(len(partitions), "partition"))
     return partitions
