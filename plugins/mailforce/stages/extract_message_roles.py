@@ -58,8 +58,9 @@ def extract_message_roles(
     # Erased addresses and domains (README "Erasure"): read once per call, dropped like internal ones.
     suppressions = read_suppressions(es, settings)
     if suppressions:
-        log.info("Honouring %d erased addresses and %d erased domains (suppression list)",
-                 len(suppressions.addresses), len(suppressions.domains))
+        log.info("Honouring %s and %s (suppression list)",
+                 plural(len(suppressions.addresses), "erased address", "erased addresses"),
+                 plural(len(suppressions.domains), "erased domain"))
 
     def actions() -> Iterator[dict[str, Any]]:
         hits = scan_window_messages(es, settings.source_index, window, settings.scan_page_size, settings.scroll_keep_alive)
