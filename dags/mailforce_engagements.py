@@ -8,8 +8,11 @@ held which role; and a runtime-stats record per run that doubles as the incremen
 
 **Stages**
 
-1. `fetch_watermark`: validates the params, creates missing output indices, and fixes the window:
-   after the last successful run's `window_end` (or `from_date`), up to this run's logical end.
+1. `fetch_watermark`: validates the params (a wrong one fails the run at once, in one sentence),
+   creates missing output indices, and fixes the window: `(watermark, end]` after the last
+   successful run's `window_end`, `[from_date, end]` with a `from_date`, `(the beginning, end]` on a
+   fresh cluster. An account in `backfilled_accounts` / `exclude_accounts` the source index does not
+   hold is a WARNING here and in the run summary (mistyped, or a mailbox not loaded yet).
 2. `extract_message_roles`: reads the window's messages once (only the needed fields), unites copies
    of a message, and writes one `search-message-roles` document per message (the fact table).
 3. `list_domains`: groups the domains the window touched into a bounded number of partitions,
@@ -20,14 +23,21 @@ held which role; and a runtime-stats record per run that doubles as the incremen
 5. `compile_domain_partition` (mapped, one per partition): brings every document of its domains up
    to date (account engagements, relationships, contacts, the monthly timeline, the domain): adds
    the window's new messages to the stored documents, or recomputes a domain over all time when one
-   of its window messages was already counted (or when the task is a retry).
+   of its window messages was already counted (or when the task is a retry). Its log says which,
+   and why; "unchanged" when it wrote nothing, and then it records no asset event.
 6. `bulk_index_account_statistics`: per account seen, distinct addresses per role.
-7. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills).
+7. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills),
+   and the **run summary**: one line (window, messages, accounts, domains, late mail, documents
+   written, duration of the whole run including retries) in the XCom entry `run_summary` of this
+   task and at the end of its log.
 
 A failed partition can be cleared and retried alone; stats are published only when all succeeded.
 
 **Params** (Trigger DAG w/ config): `from_date`, `to_date`, `backfilled_accounts`, `exclude_accounts`.
 Backfills (`backfilled_accounts`) never move the watermark.
+
+**Lineage**: the source index is the extraction's input asset; every write records an asset event
+whose extras carry the index and the documents written.
 """
 
 from __future__ import annotations
@@ -39,15 +49,15 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from mailforce import DAG_ID, dag_tasks
-from mailforce.assets import output_assets
-from mailforce.core.dates import ISO_DATE_TIME_PATTERN
+from mailforce.assets import compiled_alias, output_assets, source_asset
 from mailforce.settings import load_settings
 
 
 def date_time_param(title: str, description: str) -> Param:
-    # Airflow checks `pattern` before the run starts; `format` only guides the form's widget.
-    return Param(None, type=["null", "string"], format="date-time", pattern=ISO_DATE_TIME_PATTERN,
-                 title=title, description=description)
+    # No JSON-schema `pattern`: Airflow would answer a bad value with the raw regular expression.
+    # The first task checks the date and fails the run in one plain sentence. `format` only guides
+    # the form's date picker (Airflow does not check it).
+    return Param(None, type=["null", "string"], format="date-time", title=title, description=description)
 
 
 def accounts_param(title: str, description: str) -> Param:
@@ -55,8 +65,19 @@ def accounts_param(title: str, description: str) -> Param:
                  title=title, description=description)
 
 
+# The DAG documentation's stage 5, word for word: the task's own documentation says the same.
+COMPILE_DOC = (
+    "Bring every output document of one partition of domains up to date (account engagements, relationships, "
+    "contacts, the monthly timeline, the domain): **add** the window's new messages to the stored documents, "
+    "or **recompute** a domain over all time when one of its window messages was already counted before "
+    "(always, when the task is a retry). Runs after `rescore_relationships`. The log says which path each "
+    "domain took and why, and \"unchanged\" when nothing was written (then no asset event is recorded). "
+    "Clear one mapped instance to retry just that partition."
+)
+
 DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
 ASSETS = output_assets(DEPLOY_SETTINGS)
+SOURCE = source_asset(DEPLOY_SETTINGS)
 
 
 @dag(
@@ -100,12 +121,12 @@ ASSETS = output_assets(DEPLOY_SETTINGS)
     },
 )
 def mailforce_engagements():
-    @task(task_display_name="Fetch watermark")
+    @task(task_display_name="Fetch watermark", multiple_outputs=False)
     def fetch_watermark() -> dict[str, Any]:
         """Validate params, create missing indices, fix the window once for the whole run."""
         return dag_tasks.fetch_watermark(get_current_context())
 
-    @task(task_display_name="Extract message roles", outlets=[ASSETS["roles"]])
+    @task(task_display_name="Extract message roles", inlets=[SOURCE], outlets=[ASSETS["roles"]], multiple_outputs=False)
     def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
         """Read the window's messages once; write the roles fact table."""
         return dag_tasks.extract_message_roles(get_current_context(), window)
@@ -118,12 +139,12 @@ def mailforce_engagements():
     # A mapped task does not take its docstring as doc_md, so it is given here.
     @task(
         task_display_name="Compile domain partition",
-        outlets=[ASSETS[kind] for kind in ("engagements", "relationships", "contacts", "timeline", "domains")],
+        multiple_outputs=False,
+        # An alias, not the five assets: an event is added per index actually written (none when
+        # the partition was unchanged); Airflow records one for every declared asset outlet.
+        outlets=[compiled_alias()],
         map_index_template="{{ partition_label }}",
-        doc_md="Bring every output document of one partition of domains up to date (account engagements, "
-        "relationships, contacts, timeline, domain): add the window's new messages to the stored documents, "
-        "or recompute a domain over all time when one of its window messages was already counted (always, "
-        "on a retry). Clear one mapped instance to retry just that partition.",
+        doc_md=COMPILE_DOC,
     )
     def compile_domain_partition(window: dict[str, Any], partition: dict[str, Any]) -> dict[str, Any]:
         context = get_current_context()
@@ -132,6 +153,7 @@ def mailforce_engagements():
 
     @task(
         task_display_name="Rescore relationships",
+        multiple_outputs=False,
         outlets=[ASSETS[kind] for kind in ("relationships", "contacts", "engagements", "domains")],
     )
     def rescore_relationships(window: dict[str, Any]) -> dict[str, Any]:
@@ -148,9 +170,12 @@ def mailforce_engagements():
     )
     def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
         """Per account seen in the window: distinct addresses per role."""
-        return dag_tasks.index_account_statistics(extraction)
+        return dag_tasks.index_account_statistics(extraction, get_current_context())
 
-    @task(task_display_name="Publish stats", trigger_rule="none_failed", outlets=[ASSETS["runtime_stats"]])
+    # One XCom entry for the record (return_value) and one for the person: `run_summary`. A dict
+    # return would otherwise be split into one XCom per key (multiple_outputs is inferred).
+    @task(task_display_name="Publish stats", trigger_rule="none_failed", outlets=[ASSETS["runtime_stats"]],
+          multiple_outputs=False)
     def publish_stats(
         window: dict[str, Any],
         extraction: dict[str, Any],

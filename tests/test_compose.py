@@ -24,7 +24,6 @@ COMPOSE_FILE = ROOT / "docker-compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 REQUIREMENTS = ROOT / "requirements.txt"
-NDJSON = ROOT / "kibana" / "mailforce-dashboard.ndjson"
 
 REQUIRED_SERVICES = {
     "postgres", "redis", "es01", "kibana", "kibana-dashboards", "airflow-init", "airflow-apiserver",
@@ -52,20 +51,6 @@ ANY_REF = re.compile(r"^\$\{[A-Za-z_]\w*(:?[-?+][^}]*)?\}$")
 # else with a `$` is read from .env by compose.
 INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_]\w*)(:?[-?+])?|\$([A-Za-z_]\w*)")
 
-# Output index fields the dashboard may use (SPEC section 5 and the brief).
-INDEX_FIELDS = {
-    "search-domains-engagements": {
-        "domain", "first_contact_date", "latest_contact_date", "total_from", "total_to", "total_cc",
-        "total_emails", "accounts", "updated_at", "___records___",
-    },
-    "search-accounts_statistics_simple": {
-        "account", "emails_from_count", "emails_to_count", "emails_cc_count", "total_emails_count",
-        "updated_at", "___records___",
-    },
-    "search-message-roles": {"account", "message_id", "date", "domains", "updated_at", "___records___"},
-}
-
-
 # ----------------------------------------------------------------------------- loading
 
 
@@ -73,8 +58,6 @@ def load_compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE_FILE.read_text())  # resolves anchors and `<<` merges
 
 
-def load_ndjson_lines() -> list[str]:
-    return [line for line in NDJSON.read_text().splitlines() if line.strip()]
 
 
 def env_example() -> dict[str, str]:
@@ -101,9 +84,6 @@ def compose() -> dict[str, Any]:
     return load_compose()
 
 
-@pytest.fixture(scope="module")
-def ndjson_lines() -> list[str]:
-    return load_ndjson_lines()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -517,74 +497,7 @@ def check_elastic(compose: dict) -> list[str]:
     return problems
 
 
-# ----------------------------------------------------------------------------- rules: Kibana
-
-
-def check_ndjson(lines: list[str]) -> list[str]:
-    problems, objects = [], []
-    for number, line in enumerate(lines, 1):
-        try:
-            obj = json.loads(line)
-        except ValueError as error:
-            problems.append(f"line {number} is not JSON: {error}")
-            continue
-        missing = [key for key in ("id", "type", "attributes") if not obj.get(key)]
-        if missing:
-            problems.append(f"line {number} has no {missing}")
-            continue
-        objects.append(obj)
-    present = {(obj["type"], obj["id"]) for obj in objects}
-    if len(present) != len(objects):
-        problems.append("two objects share a type and id")
-    views = {obj["attributes"].get("title"): obj["id"] for obj in objects if obj["type"] == "index-pattern"}
-    for index in INDEX_FIELDS:
-        if index not in views:
-            problems.append(f"no data view for {index}")
-    view_index = {oid: title for title, oid in views.items()}
-    used_fields: set[tuple[str, str]] = set()
-    for obj in objects:
-        refs = obj.get("references") or []
-        for ref in refs:
-            if (ref.get("type"), ref.get("id")) not in present:
-                problems.append(f"{obj['id']}: reference {ref.get('name')} -> {ref.get('type')}:{ref.get('id')} is not in the file")
-        ref_names = {ref.get("name"): ref for ref in refs}
-        if obj["type"] == "lens":
-            layers = obj["attributes"].get("state", {}).get("datasourceStates", {}).get("formBased", {}).get("layers", {})
-            if not layers:
-                problems.append(f"{obj['id']}: a Lens object without layers")
-            for layer_id, layer in layers.items():
-                ref = ref_names.get(f"indexpattern-datasource-layer-{layer_id}")
-                if not ref:
-                    problems.append(f"{obj['id']}: layer {layer_id} has no data view reference")
-                    continue
-                index = view_index.get(ref["id"])
-                if set(layer.get("columnOrder", [])) != set(layer.get("columns", {})):
-                    problems.append(f"{obj['id']}: layer {layer_id} columnOrder does not match its columns")
-                for column in layer.get("columns", {}).values():
-                    field = column.get("sourceField")
-                    if index in INDEX_FIELDS and field not in INDEX_FIELDS[index]:
-                        problems.append(f"{obj['id']}: field {field!r} is not in {index}")
-                    used_fields.add((column.get("operationType"), field))
-        if obj["type"] == "dashboard":
-            try:
-                panels = json.loads(obj["attributes"].get("panelsJSON", "[]"))
-            except ValueError:
-                problems.append(f"{obj['id']}: panelsJSON is not JSON")
-                panels = []
-            if not panels:
-                problems.append(f"{obj['id']}: the dashboard has no panels")
-            for panel in panels:
-                name = f"{panel.get('panelIndex')}:{panel.get('panelRefName')}"
-                if name not in ref_names:
-                    problems.append(f"{obj['id']}: panel {panel.get('panelIndex')} has no reference {name}")
-    if not any(obj["type"] == "dashboard" for obj in objects):
-        problems.append("no dashboard object")
-    for wanted in [("terms", "domain"), ("sum", "total_emails"), ("date_histogram", "first_contact_date"),
-                   ("date_histogram", "latest_contact_date"), ("sum", "emails_from_count"),
-                   ("sum", "emails_to_count"), ("sum", "emails_cc_count")]:
-        if wanted not in used_fields:
-            problems.append(f"no visualization uses {wanted[0]} of {wanted[1]}")
-    return problems
+# The Kibana saved objects are checked by tests/test_kibana.py, against the product's mappings.
 
 
 # ----------------------------------------------------------------------------- the real files
@@ -628,10 +541,6 @@ def test_env_example_defines_every_variable(compose):
 
 def test_elasticsearch_and_kibana(compose):
     assert check_elastic(compose) == []
-
-
-def test_kibana_saved_objects(ndjson_lines):
-    assert check_ndjson(ndjson_lines) == []
 
 
 def test_dot_env_is_git_ignored():
@@ -716,49 +625,6 @@ def test_rule_catches_airflow_version_drift():
 def test_rule_catches_placeholder_looking_real():
     example = dict(env_example(), ELASTIC_PASSWORD="Xk2p9QwLm4")
     assert check_env_example(load_compose(), example) != []
-
-
-def _ndjson_mutations() -> dict[str, Callable[[list[dict]], list[dict]]]:
-    def drop_type(objs, kind):
-        return [o for o in objs if o["type"] != kind]
-
-    def dangling(objs):
-        objs[-1]["references"][0]["id"] = "no-such-object"
-        return objs
-
-    def no_id(objs):
-        objs[0].pop("id")
-        return objs
-
-    def wrong_field(objs):
-        for obj in objs:
-            if obj["type"] == "lens":
-                layer = next(iter(obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"].values()))
-                next(iter(layer["columns"].values()))["sourceField"] = "no_such_field"
-                break
-        return objs
-
-    def lost_view(objs):
-        return [o for o in objs if o.get("attributes", {}).get("title") != "search-message-roles"]
-
-    return {
-        "no dashboard": lambda objs: drop_type(objs, "dashboard"),
-        "dangling reference": dangling,
-        "object without id": no_id,
-        "unknown field": wrong_field,
-        "missing data view": lost_view,
-    }
-
-
-@pytest.mark.parametrize("case", sorted(_ndjson_mutations()))
-def test_rule_catches_broken_ndjson(case):
-    objs = [json.loads(line) for line in load_ndjson_lines()]
-    broken = _ndjson_mutations()[case](objs)
-    assert check_ndjson([json.dumps(o) for o in broken]) != []
-
-
-def test_rule_catches_unparseable_ndjson_line():
-    assert check_ndjson(load_ndjson_lines() + ["{not json"]) != []
 
 
 def test_the_dag_connects_as_the_least_privilege_user_whose_role_is_the_readmes(compose):

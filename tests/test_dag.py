@@ -42,6 +42,22 @@ def dag(airflow_db):
     return bag.dags[DAG_ID]
 
 
+@pytest.fixture(autouse=True)
+def params_restored(request):
+    """`dag.test(run_conf=...)` keeps the resolved values on the DAG's Param objects: restore them,
+    so one test's conf never becomes the next test's default."""
+    if "dag" not in request.fixturenames:
+        yield
+        return
+    dag = request.getfixturevalue("dag")
+    holders = [dag.params, *(task.params for task in dag.tasks)]
+    saved = [(param, param.value) for holder in holders for param in
+             (holder.get_param(name) for name in holder.keys())]
+    yield
+    for param, value in saved:
+        param.value = value
+
+
 @pytest.fixture
 def connection_to_engine(es_url, monkeypatch):
     host, port = es_url.rsplit("//", 1)[1].split(":")
@@ -81,14 +97,31 @@ def test_every_output_index_is_an_asset_produced_by_the_dag(dag):
             produced.setdefault(asset.name, set()).add(task.task_id)
     assert produced == {
         "search-message-roles": {"extract_message_roles"},
-        "search-accounts-engagements": {"compile_domain_partition", "rescore_relationships"},
-        "search-domains-engagements": {"compile_domain_partition", "rescore_relationships"},
-        "search-relationships": {"compile_domain_partition", "rescore_relationships"},
-        "search-contacts": {"compile_domain_partition", "rescore_relationships"},
-        "search-engagement-timeline": {"compile_domain_partition"},
+        # the compile adds events through an alias, per index it wrote (none when unchanged)
+        "mailforce-compiled-outputs": {"compile_domain_partition"},
+        "search-accounts-engagements": {"rescore_relationships"},
+        "search-domains-engagements": {"rescore_relationships"},
+        "search-relationships": {"rescore_relationships"},
+        "search-contacts": {"rescore_relationships"},
         "search-accounts_statistics_simple": {"bulk_index_account_statistics"},
         "search-runtime-stats": {"publish_stats"},
     }
+    from mailforce.settings import load_settings
+
+    source = load_settings(use_variable=False).source_index
+    assert [asset.name for asset in dag.get_task("extract_message_roles").inlets] == [source]
+
+
+def test_compile_task_documentation_agrees_with_the_dag_documentation(dag):
+    compile_doc = dag.get_task("compile_domain_partition").partial_kwargs.get("doc_md") or \
+        dag.get_task("compile_domain_partition").doc_md
+    stage = dag.doc_md.split("5. `compile_domain_partition`", 1)[1].split("6. ", 1)[0]
+    for text in (compile_doc, stage):
+        flat = " ".join(text.split())
+        assert "add" in flat and "recompute" in flat and "over all time" in flat and "retry" in flat, flat
+        assert "unchanged" in flat and "asset event" in flat, flat
+    assert "rescore_relationships" in compile_doc
+    assert dag.doc_md.index("4. `rescore_relationships`") < dag.doc_md.index("5. `compile_domain_partition`")
 
 
 def test_params_form_has_titles_descriptions_and_formats(dag):
@@ -101,9 +134,30 @@ def test_params_form_has_titles_descriptions_and_formats(dag):
     assert "array" in params.get_param("exclude_accounts").schema["type"]
 
 
+def test_date_params_carry_no_raw_regular_expression(dag):
+    for name in ("from_date", "to_date"):
+        assert "pattern" not in dag.params.get_param(name).schema, name
+
+
+def test_bad_date_fails_the_first_task_in_one_plain_sentence(dag, connection_to_engine, es, caplog):
+    with caplog.at_level("ERROR"):
+        dag_run = dag.test(run_conf={"from_date": "not a date"})
+    assert dag_run.state == "failed"
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states["fetch_watermark"] == "failed"
+    messages = [record.getMessage() for record in caplog.records if "Wrong run parameter" in record.getMessage()]
+    assert messages, [record.getMessage() for record in caplog.records]
+    assert messages[0] == (
+        "Wrong run parameter, nothing was read or written: param 'from_date': 'not a date' is not an ISO-8601 "
+        "date-time (e.g. 2001-05-14T23:39:00Z). Fix it and trigger the run again."
+    )
+    assert "\\d" not in messages[0] and "^" not in messages[0]
+    assert not es.indices.exists(index="search-message-roles")
+
+
 @pytest.mark.parametrize(
     "conf",
-    [{"from_date": "not a date"}, {"backfilled_accounts": "kunai-jim"}, {"exclude_accounts": [3]}],
+    [{"backfilled_accounts": "kunai-jim"}, {"exclude_accounts": [3]}],
 )
 def test_bad_param_is_refused_before_any_task_runs(dag, conf, connection_to_engine, es):
     from airflow.sdk.definitions.param import ParamValidationError
@@ -142,6 +196,72 @@ def test_a_dag_run_through_airflow_matches_the_oracle(dag, connection_to_engine,
     assert_matches_oracle(es, settings, documents, [
         Coverage(window_end=parse_source_date(stats["window_end"]), exclude_accounts=frozenset({"acct-0006"}))
     ])
+
+
+def run_summary_of(dag_run) -> str | None:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.scalars(select(XComModel).where(
+            XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id,
+            XComModel.task_id == "publish_stats", XComModel.key == "run_summary",
+        )).first()
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def asset_events_of(dag_run) -> list[tuple[str, str, dict]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(select(AssetModel.name, AssetEvent.source_task_id, AssetEvent.extra)
+                               .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+                               .where(AssetEvent.source_run_id == dag_run.run_id)).all()
+        return [(name, task_id, dict(extra or {})) for name, task_id, extra in rows]
+
+
+def test_unknown_accounts_warn_and_the_run_summary_says_so_in_one_line(dag, connection_to_engine, es, settings,
+                                                                        caplog):
+    load_source(es, settings, dirty_corpus()[:80])
+    with caplog.at_level("INFO"):
+        dag_run = dag.test(run_conf={"exclude_accounts": ["acct-9999"]})
+    assert dag_run.state == "success"  # a new mailbox may not be loaded yet: a warning, not a failure
+    warnings = [record.getMessage() for record in caplog.records
+                if record.levelname == "WARNING" and "Unknown accounts" in record.getMessage()]
+    assert warnings == ["Unknown accounts (exclude_accounts acct-9999): not in the source index: mistyped, or a "
+                        "mailbox not loaded yet (the run goes on; nothing is read for them)"], warnings
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        keys = set(session.scalars(select(XComModel.key).where(
+            XComModel.run_id == dag_run.run_id, XComModel.task_id == "publish_stats")))
+    assert keys == {"return_value", "run_summary"}  # not one entry per record field
+
+    summary = run_summary_of(dag_run)
+    assert summary is not None and "\n" not in summary
+    stats = es.search(index="search-runtime-stats", query={"term": {"run_id": dag_run.run_id}})["hits"]["hits"][0]["_source"]
+    assert summary.startswith(f"Window (the beginning, {stats['window_end']}]; ")
+    assert f"{stats['emails_processed']:,} messages of {stats['email_accounts_processed']} accounts" in summary
+    assert f"{stats['domains_processed']} domains in " in summary and " late message" in summary
+    assert "documents written" in summary and "including retries" in summary
+    assert "WARNING unknown accounts (exclude_accounts acct-9999)" in summary
+
+    events = asset_events_of(dag_run)
+    by_index = {}
+    for name, task_id, extra in events:
+        by_index.setdefault(name, []).append((task_id, extra))
+    roles = by_index["search-message-roles"][0][1]
+    assert roles["index"] == "search-message-roles" and roles["documents_written"] > 0 and roles["messages"] > 0
+    compiled = [extra for name in ("search-relationships", "search-domains-engagements")
+                for task_id, extra in by_index.get(name, []) if task_id == "compile_domain_partition"]
+    assert compiled and all(extra["documents_written"] > 0 and extra["partition"] for extra in compiled)
+    assert by_index["search-runtime-stats"][0][1]["summary"] == summary
 
 
 def test_unknown_conf_key_fails_the_first_task_with_its_name(dag, connection_to_engine, es):

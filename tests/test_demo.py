@@ -62,7 +62,14 @@ def test_demo_runs_the_dag_through_airflow_and_reports_every_output_index(tmp_pa
     assert emails == sorted(emails, reverse=True)
     assert re.search(r"^  messages  \d+ of 5 accounts", output, re.M)
 
-    assert re.search(r"^  success  compile_domain_partition \[1/\d+ ", output, re.M), "mapped tasks are labelled"
+    # The sample's own company is internal: never an outside domain.
+    assert "Settings  MAILFORCE_INTERNAL_DOMAINS=kunaico.com" in output
+    assert not any(line.split()[0] == "kunaico.com" for line in top_domains), top_domains
+    assert "Run summary (XCom run_summary of publish_stats): Window (the beginning, " in output
+    # Several partitions: a new user sees mapping at work.
+    labels = re.findall(r"^  success  compile_domain_partition \[(\d+)/(\d+) ", output, re.M)
+    assert labels, "mapped tasks are labelled"
+    assert int(labels[0][1]) >= 2 and len(labels) == int(labels[0][1]), labels
     assert (home / "dags-test.log").stat().st_size > 0
     assert seconds < 120, f"the demo took {seconds:.0f} s"
 

@@ -7,27 +7,54 @@ dicts and are read back with `from_xcom()`.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from mailforce.assets import compiled_alias, output_assets
 from mailforce.core.dates import utc_now
 from mailforce.core.partitions import Partition
 from mailforce.core.run_params import RunKind, RunParamsError, parse_run_params
 from mailforce.core.run_stats import runtime_stats
-from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
+from mailforce.core.summaries import WRITTEN_KINDS, CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
+from mailforce.core.wording import run_summary
 from mailforce.es.client import MailforceElasticsearchHook
 from mailforce.settings import Settings, load_settings
 from mailforce.stages.compile_domain_partition import compile_domain_partition as compile_partition_stage
 from mailforce.stages.compile_domain_partition import scoring_for
 from mailforce.stages.extract_message_roles import extract_message_roles as extract_stage
 from mailforce.stages.fetch_watermark import fetch_watermark as fetch_watermark_stage
+from mailforce.stages.fetch_watermark import unknown_accounts
 from mailforce.stages.index_account_statistics import index_account_statistics as account_statistics_stage
 from mailforce.stages.list_domains import list_domains as list_domains_stage
 from mailforce.stages.publish_stats import publish_stats as publish_stats_stage
 from mailforce.stages.rescore_relationships import rescore_relationships as rescore_stage
 from mailforce.stages.rescore_relationships import scoring_date_of_run
+
+
+log = logging.getLogger(__name__)
+
+RUN_SUMMARY_KEY = "run_summary"  # the one XCom entry a person reads (Admin -> XComs, or the run's XCom tab)
+
+
+def param_error(error: Exception) -> AirflowFailException:
+    """A wrong param: one plain sentence, logged as an ERROR before Airflow's traceback (which it
+    always adds for a failed task) so that the useful line is the first one a person sees."""
+    message = f"Wrong run parameter, nothing was read or written: {error}. Fix it and trigger the run again."
+    log.error(message)
+    return AirflowFailException(message)
+
+
+def record_asset_event(context: Mapping[str, Any], kind: str, written: int, **extra: Any) -> None:
+    """The extras of this task's event on one output asset: index, documents written, run id."""
+    events = context.get("outlet_events")
+    if events is None:  # called outside Airflow
+        return
+    settings = load_settings()
+    asset = output_assets(settings)[kind]
+    events[asset].extra = {"index": asset.name, "documents_written": written, "run_id": context.get("run_id"), **extra}
 
 
 def elasticsearch(settings: Settings) -> MailforceElasticsearchHook:
@@ -60,20 +87,25 @@ def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
     try:
         request = parse_run_params(context["params"], conf)  # refuses bad params before any read
     except RunParamsError as error:
-        raise AirflowFailException(str(error)) from None  # retrying cannot fix a wrong param
+        raise param_error(error) from None  # retrying cannot fix a wrong param
     run_end = run_end_from_context(context)
     with elasticsearch(settings) as es:
         try:
             fetched = fetch_watermark_stage(es, settings, request, run_end, kind=run_kind_from_context(context))
         except RunParamsError as error:
-            raise AirflowFailException(str(error)) from None
-    return fetched.to_xcom()
+            raise param_error(error) from None
+        unknown = unknown_accounts(es, settings, fetched.window)
+    return {**fetched.to_xcom(), "unknown_accounts": unknown}
 
 
 def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings()
     with elasticsearch(settings) as es:
-        return extract_stage(es, settings, FetchedWindow.from_xcom(window).window, context["run_id"]).to_xcom()
+        summary = extract_stage(es, settings, FetchedWindow.from_xcom(window).window, context["run_id"])
+    record_asset_event(context, "roles", summary.roles_written, messages=summary.messages,
+                       accounts=summary.accounts_count, late_messages=summary.late_messages,
+                       source_index=settings.source_index)
+    return summary.to_xcom()
 
 
 def list_domains(extraction: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -91,9 +123,27 @@ def compile_domain_partition(
     first_attempt = getattr(context["ti"], "try_number", 1) <= 1
     with elasticsearch(settings) as es:
         scoring = scoring_for(settings, scoring_date_of_run(es, settings, window_end))
-        return compile_partition_stage(
+        result = compile_partition_stage(
             es, settings, planned, context["run_id"], add_window=first_attempt, scoring=scoring
-        ).to_xcom()
+        )
+    add_compiled_events(context, settings, result)
+    return result.to_xcom()
+
+
+def add_compiled_events(context: Mapping[str, Any], settings: Settings, result: CompileResult) -> None:
+    """One asset event per output index this instance wrote (through the alias); none when it wrote
+    nothing, so a downstream DAG is not woken by an unchanged partition."""
+    events = context.get("outlet_events")
+    if events is None:
+        return
+    assets = output_assets(settings)
+    for kind in WRITTEN_KINDS:
+        written = getattr(result.written, f"{kind}_written")
+        if written:
+            events[compiled_alias()].add(assets[kind], extra={
+                "index": assets[kind].name, "documents_written": written, "partition": result.label,
+                "run_id": context.get("run_id"),
+            })
 
 
 def mapped_results(results: Sequence[Any]) -> list[Any]:
@@ -109,13 +159,26 @@ def compile_results(compiled: Sequence[Mapping[str, Any]]) -> list[CompileResult
 def rescore_relationships(window: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings()
     with elasticsearch(settings) as es:
-        return rescore_stage(es, settings, FetchedWindow.from_xcom(window).window.window_end).to_xcom()
+        result = rescore_stage(es, settings, FetchedWindow.from_xcom(window).window.window_end)
+    return result.to_xcom()
 
 
-def index_account_statistics(extraction: Mapping[str, Any]) -> int:
+def index_account_statistics(extraction: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> int:
     settings = load_settings()
     with elasticsearch(settings) as es:
-        return account_statistics_stage(es, settings, ExtractionSummary.from_xcom(extraction).accounts)
+        written = account_statistics_stage(es, settings, ExtractionSummary.from_xcom(extraction).accounts)
+    record_asset_event(context or {}, "account_stats", written)
+    return written
+
+
+def run_started_at(context: Mapping[str, Any], fetched: FetchedWindow) -> datetime:
+    """When the whole run started, retries included: the earlier of the DAG run's start (which
+    Airflow resets when an instance is cleared) and the moment the first task fixed the window."""
+    dag_run_start = getattr(context["dag_run"], "start_date", None)
+    candidates = [fetched.run_started]
+    if isinstance(dag_run_start, datetime):
+        candidates.append(dag_run_start.astimezone(timezone.utc))
+    return min(candidates)
 
 
 def publish_stats(
@@ -128,16 +191,23 @@ def publish_stats(
 ) -> dict[str, Any]:
     settings = load_settings()
     fetched = FetchedWindow.from_xcom(window)
-    # The run's own start (the scheduler's), else when the window was fixed.
-    dag_run_start = getattr(context["dag_run"], "start_date", None)
-    run_started = dag_run_start.astimezone(timezone.utc) if isinstance(dag_run_start, datetime) else fetched.run_started
+    run_started = run_started_at(context, fetched)
     stats = runtime_stats(
         context["run_id"], fetched.window, ExtractionSummary.from_xcom(extraction), compile_results(compiled),
         RescoreResult.from_xcom(rescored), accounts_written, run_started, utc_now(),
     )
     with elasticsearch(settings) as es:
         publish_stats_stage(es, settings, stats)
-    return stats.to_xcom()
+    document = stats.to_xcom()
+    summary = run_summary(document, document["duration_seconds"], window.get("unknown_accounts") or {})
+    log.info("Run summary: %s", summary)
+    ti = context.get("ti")
+    if ti is not None and hasattr(ti, "xcom_push"):
+        ti.xcom_push(key=RUN_SUMMARY_KEY, value=summary)
+    record_asset_event(context, "runtime_stats", 1, window_end=document["window_end"],
+                       messages=document["emails_processed"], late_messages=document["late_messages"],
+                       documents_written=sum(document["documents_written"].values()), summary=summary)
+    return document
 
 
 def reconcile_window(context: Mapping[str, Any]) -> dict[str, Any]:

@@ -105,6 +105,8 @@ class ExtractionSummary:
 
 
 WRITTEN_KINDS = ("engagements", "relationships", "contacts", "timeline", "domains")
+KIND_NOUNS = {"engagements": "account engagement", "relationships": "relationship", "contacts": "contact",
+              "timeline": "timeline month", "domains": "domain document"}
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,10 @@ class WrittenCounts:
         return sum(getattr(self, f"{kind}_written") for kind in WRITTEN_KINDS)
 
     def describe(self) -> str:
-        """`12 relationships, 3 contacts` (or `nothing: every document was already up to date`)."""
-        parts = [f"{getattr(self, f'{kind}_written')} {kind}" for kind in WRITTEN_KINDS
+        """`12 relationships, 1 contact` (or `nothing: every document was already up to date`)."""
+        from mailforce.core.wording import plural
+
+        parts = [plural(getattr(self, f"{kind}_written"), KIND_NOUNS[kind]) for kind in WRITTEN_KINDS
                  if getattr(self, f"{kind}_written")]
         return ", ".join(parts) if parts else "nothing (every document was already up to date)"
 

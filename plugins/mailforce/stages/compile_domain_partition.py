@@ -30,6 +30,7 @@ from mailforce.core.rollups import (
     window_documents,
 )
 from mailforce.core.summaries import CompileResult, WrittenCounts
+from mailforce.core.wording import plural
 from mailforce.es.reads import fetch_documents, scan_roles
 from mailforce.es.writes import bulk_write, index_actions, refresh, version_of
 from mailforce.settings import Settings
@@ -157,8 +158,8 @@ def compile_domains(es, settings: Settings, domains: Sequence[str], run_id: str,
             read, written, recompute = add_window_to_domains(es, settings, chunk, run_id, scoring, updated_at)
             total += WrittenCounts.of(read, written)
             if recompute:
-                log.info("Recomputing %d domains over all time because new mail flagged a known address as "
-                         "automated: %s", len(recompute), ", ".join(recompute[:5]))
+                log.info("Recomputing %s over all time because new mail flagged a known address as "
+                         "automated: %s", plural(len(recompute), "domain"), ", ".join(recompute[:5]))
         if recompute:
             read, written = recompute_domains(es, settings, recompute, scoring, updated_at)
             total += WrittenCounts.of(read, written)
@@ -186,13 +187,16 @@ def compile_domain_partition(
         refresh(es, index)
     how = []
     if added:
-        how.append(f"added this run's new mail to {len(added)} domains")
+        how.append(f"added this run's new mail to {plural(len(added), 'domain')}")
     if recomputed:
-        reason = "this task is a retry" if not add_window else "some of their messages were counted before"
-        how.append(f"recomputed {len(recomputed)} domains over all time ({reason})")
+        reason = ("this task is a retry: an earlier attempt may have added part of the window" if not add_window
+                  else "a message of theirs was counted before")
+        how.append(f"recomputed {plural(len(recomputed), 'domain')} over all time ({reason})")
+    outcome = (f"wrote {written.describe()}" if written.documents_written
+               else "unchanged (every document was already up to date, nothing written)")
     log.info(
-        "Partition %s: %s; read %d roles documents; wrote %s in %.1f s",
-        partition.label, " and ".join(how) or "nothing to do", written.roles_read, written.describe(),
-        time.monotonic() - started,
+        "Partition %s: %s; read %s; %s in %.1f s",
+        partition.label, " and ".join(how) or "nothing to do", plural(written.roles_read, "roles document"),
+        outcome, time.monotonic() - started,
     )
     return CompileResult(label=partition.label, written=written)

@@ -21,6 +21,7 @@ from mailforce.core.extraction import (
 from mailforce.core.roles import ExtractionCounts
 from mailforce.core.summaries import ExtractionSummary
 from mailforce.core.window import Window
+from mailforce.core.wording import describe_window, plural
 from mailforce.es.reads import (
     count_undated,
     future_dated,
@@ -57,8 +58,9 @@ def extract_message_roles(
     # Erased addresses and domains (README "Erasure"): read once per call, dropped like internal ones.
     suppressions = read_suppressions(es, settings)
     if suppressions:
-        log.info("Honouring %d erased addresses and %d erased domains (suppression list)",
-                 len(suppressions.addresses), len(suppressions.domains))
+        log.info("Honouring %s and %s (suppression list)",
+                 plural(len(suppressions.addresses), "erased address", "erased addresses"),
+                 plural(len(suppressions.domains), "erased domain"))
 
     def actions() -> Iterator[dict[str, Any]]:
         hits = scan_window_messages(es, settings.source_index, window, settings.scan_page_size, settings.scroll_keep_alive)
@@ -84,25 +86,28 @@ def extract_message_roles(
     summary = tally.summary(counts, roles_written, undated, future_dated_messages=future_count,
                             future_dated_max_date=future_max, ledger_written=tally.ledger_written)
     log.info(
-        "Extracted %d messages of %d accounts from %d source documents in %.1f s: %d roles documents, "
-        "%d domains; skipped %d without date, %d without account; %d invalid addresses; "
-        "%d source documents carry no usable date at all; %d unchanged messages already counted (looked up only)",
-        summary.messages, summary.accounts_count, counts.source_documents, time.monotonic() - started, roles_written,
-        summary.domains_count, counts.skipped_no_date, counts.skipped_no_account, counts.invalid_addresses, undated,
-        summary.unchanged_messages,
+        "Window %s: extracted %s of %s from %s in %.1f s: wrote %s, touching %s; "
+        "skipped %d without date, %d without account; %s; %s carry no usable date at all; "
+        "%s already counted and unchanged (looked up only)",
+        describe_window(window), plural(summary.messages, "message"), plural(summary.accounts_count, "account"),
+        plural(counts.source_documents, "source document"), time.monotonic() - started,
+        plural(roles_written, "roles document"), plural(summary.domains_count, "domain"),
+        counts.skipped_no_date, counts.skipped_no_account, plural(counts.invalid_addresses, "invalid address", "invalid addresses"),
+        plural(undated, "source document"), plural(summary.unchanged_messages, "message"),
     )
     if summary.late_messages:
         log.warning(
-            "Counted %d late messages (dated before this window) in %d accounts (%s), on %d days (%s)",
-            summary.late_messages, len(summary.late_accounts), ", ".join(summary.late_accounts[:10]),
-            len(summary.late_days), ", ".join(summary.late_days[:10]),
+            "Counted %s (dated before this window) in %s (%s), on %s (%s)",
+            plural(summary.late_messages, "late message"), plural(len(summary.late_accounts), "account"),
+            ", ".join(summary.late_accounts[:10]), plural(len(summary.late_days), "day"),
+            ", ".join(summary.late_days[:10]),
         )
     else:
         log.info("Counted no late messages (none dated before this window)")
     if future_count:
         log.warning(
-            "%d source documents are dated after this window's end (a sender's clock ahead?), the latest %s; "
+            "%s dated after this window's end (a sender's clock ahead?), the latest %s; "
             "they are counted by the run whose window reaches their date",
-            future_count, future_max,
+            plural(future_count, "source document"), future_max,
         )
     return summary

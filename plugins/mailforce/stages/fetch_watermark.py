@@ -8,6 +8,9 @@ from datetime import datetime
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.run_params import RunKind, RunRequest, parse_duration, resolve_window
 from mailforce.core.summaries import FetchedWindow
+from mailforce.core.window import Window
+from mailforce.core.wording import UNKNOWN_ACCOUNTS_HINT, describe_window, unknown_accounts_text
+from mailforce.es.accounts import accounts_in_source
 from mailforce.es.indices import prepare_indices
 from mailforce.es.ledger import ensure_ledger_index
 from mailforce.es.watermark import read_watermark
@@ -39,9 +42,8 @@ def fetch_watermark(
                             allowed_lateness=parse_duration(settings.allowed_lateness))
     fetched = FetchedWindow(window=window, run_started=run_started or utc_now())
     log.info(
-        "Window (%s, %s]%s; watermark %s; accounts %s; excluded %s; indices created: %s",
-        format_utc(window.window_start) if window.window_start else "beginning", format_utc(window.window_end),
-        " (start inclusive)" if window.start_inclusive else "",
+        "Window %s; watermark %s; accounts %s; excluded %s; indices created: %s",
+        describe_window(window),
         format_utc(watermark) if watermark else "none (fresh cluster)",
         list(window.accounts) if window.accounts is not None else "all",
         list(window.exclude_accounts) or "none", created or "none",
@@ -56,3 +58,14 @@ def fetch_watermark(
         log.info("Late mail: re-reading from %s (allowed lateness %s below the watermark)",
                  format_utc(window.read_from), settings.allowed_lateness)
     return fetched
+
+
+def unknown_accounts(es, settings: Settings, window: Window) -> dict[str, list[str]]:
+    """Per account param, the ids the source index does not hold (one terms aggregation), each
+    logged as a WARNING: not a failure, since a new mailbox may simply not be loaded yet."""
+    named = {"backfilled_accounts": list(window.accounts or ()), "exclude_accounts": list(window.exclude_accounts)}
+    present = accounts_in_source(es, settings.source_index, [name for names in named.values() for name in names])
+    unknown = {param: sorted(set(names) - present) for param, names in named.items() if set(names) - present}
+    if unknown:
+        log.warning("Unknown accounts (%s): %s", unknown_accounts_text(unknown), UNKNOWN_ACCOUNTS_HINT)
+    return unknown

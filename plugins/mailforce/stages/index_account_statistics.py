@@ -8,6 +8,7 @@ from typing import Iterator, Sequence
 from mailforce.core.batches import batched
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.ids import document_id
+from mailforce.core.wording import plural
 from mailforce.es.reads import sums_by_account
 from mailforce.es.writes import bulk_write, index_actions, refresh
 from mailforce.settings import Settings
@@ -47,5 +48,5 @@ def index_account_statistics(
         "account statistics",
     )
     refresh(es, settings.account_stats_index)
-    log.info("Wrote statistics of %d accounts", written)
+    log.info("Wrote the statistics of %s", plural(written, "account"))
     return written

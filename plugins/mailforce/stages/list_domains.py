@@ -6,6 +6,7 @@ import logging
 
 from mailforce.core.partitions import Partition, plan_partitions
 from mailforce.core.summaries import ExtractionSummary
+from mailforce.core.wording import plural
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ def list_domains(extraction: ExtractionSummary, settings: Settings) -> list[Part
     ]
     for partition in partitions:
         log.info("Partition %s", partition.label)
-    log.info("%d of %d domains are recomputed over all time; the others add the window's messages",
-             len(recompute), extraction.domains_count)
+    domains = extraction.domains_count
+    log.info("%d of %d %s recomputed over all time (a message of theirs was counted before), the others add "
+             "the window's new mail; %s", len(recompute), domains, "domain" if domains == 1 else "domains",
+             plural(len(partitions), "partition"))
     return partitions

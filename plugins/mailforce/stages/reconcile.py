@@ -22,6 +22,7 @@ from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.ids import document_id
 from mailforce.core.summaries import FetchedWindow
 from mailforce.core.window import Window
+from mailforce.core.wording import plural
 from mailforce.es.indices import prepare_indices
 from mailforce.es.ledger import ensure_ledger_index, scan_keys
 from mailforce.es.reads import fetch_documents, search
@@ -115,9 +116,10 @@ def reconcile_window(es, settings: Settings, *, run_started: datetime | None = N
             slices.append((account, day))
             missing_total += missing
     log.info(
-        "Reconciliation up to the watermark %s: %d (account, day) slices in the source, %d with differing counts, "
-        "%d holding %d messages no run counted%s",
-        format_utc(watermark), len(source), len(differing), len(slices), missing_total,
+        "Reconciliation of (the beginning, %s] (the watermark): %s in the source, %d with differing counts, "
+        "%d holding %s no run counted%s",
+        format_utc(watermark), plural(len(source), "(account, day) slice"), len(differing), len(slices),
+        plural(missing_total, "message"),
         (": " + ", ".join(f"{account} {day}" for account, day in slices[:20])) if slices else "",
     )
     window = Window(window_end=watermark, reconciliation=True, slices=tuple(slices))

@@ -21,6 +21,7 @@ from mailforce.core.ids import document_id
 from mailforce.core.rollups import connection_entry
 from mailforce.core.strength import best_connected, calendar_date, strength
 from mailforce.core.summaries import RescoreResult
+from mailforce.core.wording import plural
 from mailforce.es.reads import scan_sorted
 from mailforce.es.scoring import best_connected_by_engagement, last_scoring_date
 from mailforce.es.writes import bulk_write, refresh
@@ -108,10 +109,11 @@ def rescore_relationships(es, settings: Settings, window_end: datetime) -> Resco
     for index in (settings.relationships_index, settings.contacts_index, settings.domains_index):
         refresh(es, index)
     log.info(
-        "Rescored %d relationships for %s (last scored %s) in %.1f s: time changed %d strengths, "
-        "%d contacts' and %d domains' best-connected accounts",
-        read, scoring_date.isoformat(), last.isoformat(), time.monotonic() - started,
-        relationships_written, contacts_written, domains_written,
+        "Rescored %s for %s (last scored %s) in %.1f s: time changed %s, "
+        "the best-connected accounts of %s and %s",
+        plural(read, "relationship"), scoring_date.isoformat(), last.isoformat(), time.monotonic() - started,
+        plural(relationships_written, "strength"), plural(contacts_written, "contact"),
+        plural(domains_written, "domain"),
     )
     return RescoreResult(scoring_date=scoring_date.isoformat(), rescored=True, relationships_read=read,
                          relationships_written=relationships_written, contacts_written=contacts_written,

@@ -20,6 +20,22 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_MAIL = REPO_ROOT / "sample" / "mail"
 HOME_MARKER = ".mailforce-home"  # only a directory carrying it is ever wiped
 
+# Settings the demo and the standalone UI give the sample mail unless the caller set them:
+# kunaico.com is the sample company's own domain (internal: never an outside relationship), and
+# a small partition minimum lets the sample's few thousand role entries map several partitions,
+# so a new user sees mapping at work. A `MAILFORCE_*` variable of the caller wins.
+SAMPLE_SETTINGS = {
+    "MAILFORCE_INTERNAL_DOMAINS": "kunaico.com",
+    "MAILFORCE_MIN_PARTITION_WORK": "200",
+    "MAILFORCE_MAX_PARTITIONS": "4",
+}
+
+
+def sample_settings(environ: "dict[str, str] | None" = None) -> dict[str, str]:
+    """`SAMPLE_SETTINGS` minus those the environment already sets."""
+    environ = dict(os.environ) if environ is None else environ
+    return {name: value for name, value in SAMPLE_SETTINGS.items() if name not in environ}
+
 
 class DemoError(RuntimeError):
     """The demo cannot go on; the message says why and where to look."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -32,8 +33,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from mailforce import DAG_ID
+from mailforce.core.wording import run_summary, window_notation
 from mailforce.settings import Settings, load_settings
-from mailforce.tools.common import REPO_ROOT, SAMPLE_MAIL, DemoError, airflow_command, airflow_environment, engine_client, load_source_mail, prepare_home, tail
+from mailforce.tools.common import REPO_ROOT, SAMPLE_MAIL, DemoError, airflow_command, airflow_environment, engine_client, load_source_mail, prepare_home, sample_settings, tail
 from mailforce.tools.embedded import EmbeddedEngine
 from mailforce.tools.loader import BulkLoadError
 
@@ -184,8 +186,7 @@ def _search(es, index: str, sort: list[dict[str, Any]], size: int) -> list[dict[
 
 
 def _window(stats: dict[str, Any]) -> str:
-    opening = "[" if stats.get("window_start_inclusive") else "("
-    return f"{opening}{stats.get('window_start') or 'beginning'}, {stats.get('window_end')}]"
+    return window_notation(stats.get("window_start"), stats.get("window_end"), bool(stats.get("window_start_inclusive")))
 
 
 def output_report(es, settings: Settings) -> str:
@@ -226,6 +227,8 @@ def output_report(es, settings: Settings) -> str:
             f"{stats.get('domains_processed')} domains; roles From {stats.get('from_roles')}, "
             f"To {stats.get('to_roles')}, CC {stats.get('cc_roles')}",
             f"  duration  {stats.get('duration_seconds')} s",
+            "",
+            f"Run summary (XCom run_summary of publish_stats): {run_summary(stats, stats.get('duration_seconds') or 0)}",
         ]
     else:
         lines.append("  (none: the run published no stats)")
@@ -274,7 +277,8 @@ def _display(path: Path) -> str:
 
 def run_demo(mail: Iterable[Path], conf: dict[str, Any] | None, home: Path, timeout: float) -> None:
     began = time.monotonic()
-    settings = load_settings(use_variable=False)
+    defaults = sample_settings()
+    settings = load_settings({**os.environ, **defaults}, use_variable=False)
     mail = [Path(path) for path in mail]
     missing = [str(path) for path in mail if not path.exists()]
     if missing:
@@ -282,7 +286,10 @@ def run_demo(mail: Iterable[Path], conf: dict[str, Any] | None, home: Path, time
     home = prepare_home(home)
     with EmbeddedEngine() as engine:
         print(f"Engine    osmem-server {engine.version} at {engine.url} (in memory; stopped at the end)", flush=True)
-        environment = airflow_environment(home, engine.url)
+        environment = airflow_environment(home, engine.url, defaults)
+        if defaults:
+            print("Settings  " + ", ".join(f"{name}={value}" for name, value in defaults.items())
+                  + " (the sample's; set them to override)", flush=True)
         migrate_log = home / "db-migrate.log"
         with open(migrate_log, "w") as migrate_output:  # runs while the mail loads
             migrate = subprocess.Popen(airflow_command("db", "migrate"), env=environment, cwd=home,

@@ -49,6 +49,7 @@ from mailforce.tools.common import (
     DemoError,
     airflow_command,
     airflow_environment,
+    sample_settings,
     load_source_mail,
     prepare_home,
     tail,
@@ -269,6 +270,7 @@ def _standalone_environment(layout: Layout, engine_url: str) -> dict[str, str]:
             "AIRFLOW__API__PORT": str(layout.ui_port),
             # Task workers reach the execution API through it; it defaults to port 8080.
             "AIRFLOW__API__BASE_URL": base_url,
+            **sample_settings(),
         },
     )
 
