@@ -23,11 +23,13 @@ HOME_MARKER = ".mailforce-home"  # only a directory carrying it is ever wiped
 # Settings the demo and the standalone UI give the sample mail unless the caller set them:
 # kunaico.com is the sample company's own domain (internal: never an outside relationship), and
 # a small partition minimum lets the sample's few thousand role entries map several partitions,
-# so a new user sees mapping at work. A `MAILFORCE_*` variable of the caller wins.
+# so a new user sees mapping at work; the sample has no late mail, so the reconciliation DAG runs
+# only when triggered. A `MAILFORCE_*` variable of the caller wins.
 SAMPLE_SETTINGS = {
     "MAILFORCE_INTERNAL_DOMAINS": "kunaico.com",
     "MAILFORCE_MIN_PARTITION_WORK": "200",
     "MAILFORCE_MAX_PARTITIONS": "4",
+    "MAILFORCE_RECONCILE_SCHEDULE": "none",
 }
 
 
