@@ -42,14 +42,13 @@ whose extras carry the index and the documents written.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from mailforce import DAG_ID, dag_tasks
 from mailforce.assets import compiled_alias, output_assets, source_asset
+from mailforce.dag_defaults import shared_dag_arguments
 from mailforce.settings import load_settings
 
 
@@ -86,18 +85,8 @@ SOURCE = source_asset(DEPLOY_SETTINGS)
     description="Mailbox index -> account, domain and message engagement indices, incrementally.",
     doc_md=__doc__,
     schedule=DEPLOY_SETTINGS.schedule,
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,  # runs share one watermark: never two windows at once
     tags=["mailforce", "elasticsearch", "engagements"],
-    default_args={
-        "owner": "mailforce",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=20),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "execution_timeout": timedelta(hours=6),
-    },
+    **shared_dag_arguments(),  # retries with backoff; one run at a time: runs share one watermark
     params={
         "from_date": date_time_param(
             "From date",

@@ -24,14 +24,13 @@ Every stage is idempotent: erasing twice changes nothing (the second audit recor
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from mailforce.core.erasure import ErasureParamsError, ErasureRequest
+from mailforce.dag_defaults import shared_dag_arguments
 from mailforce.es.client import MailforceElasticsearchHook
 from mailforce.settings import load_settings
 from mailforce.stages import erase as stages
@@ -48,9 +47,6 @@ def _client():
     description="Erases addresses and domains from every output, suppresses them for later runs, audits it.",
     doc_md=__doc__,
     schedule=None,
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["mailforce", "elasticsearch", "erasure"],
     params={
         "addresses": Param([], type="array", items={"type": "string", "minLength": 3},
@@ -65,14 +61,7 @@ def _client():
         "requested_by": Param("", type="string", minLength=1, title="Requested by",
                               description="Who asks for the erasure: kept in the audit record."),
     },
-    default_args={
-        "owner": "mailforce",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=20),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "execution_timeout": timedelta(hours=6),
-    },
+    **shared_dag_arguments(),  # retries with backoff; one erasure at a time
 )
 def mailforce_erase():
     @task(task_display_name="Validate request", retries=0)

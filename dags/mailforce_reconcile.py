@@ -19,13 +19,12 @@ Its runtime-stats record has `reconciliation: true`, `late_messages` (what it fo
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import dag, get_current_context, task
 
 from mailforce import dag_tasks
+from mailforce.dag_defaults import shared_dag_arguments
 from mailforce.settings import load_settings
 
 DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
@@ -39,18 +38,8 @@ SCHEDULE = None if DEPLOY_SETTINGS.reconcile_schedule.strip().lower() in ("", "n
     description="Counts late mail the scheduled runs missed; reports it in the runtime stats.",
     doc_md=__doc__,
     schedule=SCHEDULE,
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["mailforce", "elasticsearch", "reconciliation"],
-    default_args={
-        "owner": "mailforce",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=20),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "execution_timeout": timedelta(hours=6),
-    },
+    **shared_dag_arguments(),  # retries with backoff; one reconciliation at a time
 )
 def mailforce_reconcile():
     @task(task_display_name="Reconcile window")
