@@ -4,7 +4,7 @@
 
 ``start`` wipes and recreates the UI home (``<repo>/.airflow-ui/``), starts the embedded engine as a
 daemon on port 9200 (or the next free one) and loads the sample mail into it, then starts
-``airflow standalone`` in a session of its own (``setsid``) with ``AIRFLOW__CORE__PARALLELISM=4``,
+``airflow standalone`` in a session of its own (``setsid``) with ``AIRFLOW__CORE__PARALLELISM=4`` (one task per DAG at a time),
 the engine's connection and the DAG unpaused. It returns once the API server answers and the DAG is
 registered, printing the URL and the generated admin password.
 
@@ -266,6 +266,9 @@ def _standalone_environment(layout: Layout, engine_url: str) -> dict[str, str]:
         engine_url,
         {
             "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
+            # One task of a DAG at a time: on SQLite, two compile instances registering the same
+            # asset-alias event at once fail on a unique constraint (seen in the UI stack's tests).
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "1",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__API__PORT": str(layout.ui_port),
             # Task workers reach the execution API through it; it defaults to port 8080.
