@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from mailforce.core.ids import document_id
 from mailforce.tools.loader import load_mail
 from driver import run_once
 from mailforce.tools.synthetic import dirty_corpus
@@ -133,25 +136,41 @@ def _stats_id(run_id: str) -> str:
 
 
 def test_new_mail_is_added_to_stored_figures_and_copies_force_a_recompute(es, settings, enron_corpus, caplog):
-    """Windows of new mail take the cheap path (add to the stored documents); the result is exact."""
+    """Windows of new mail take the cheap path (add to the stored documents); the result is exact.
+
+    A late copy of a counted mail in another mailbox that adds nothing across mailboxes (a later
+    date, no role the counted copy lacks) is added to its mailbox's figures only; one dated
+    earlier sends its domains to recomputation."""
     load_mail(es, [enron_corpus], index=settings.source_index)
     source = read_source(es, settings)
     run(es, settings, "first", run_end=utc(CUT_2))
-    # A mail the first run counted turns up in another mailbox after CUT_2: its domains must be
-    # recomputed, while the rest of the new mail is added to the stored figures.
-    counted = next(doc for doc in source if doc["_source"].get("messageId") and doc["_source"].get("to")
-                   and doc["_source"]["date"] < "2001-06")
-    late_copy = {"_id": "late-copy", "_source": dict(counted["_source"], account="late-mailbox",
-                                                     date="2001-11-01T00:00:00Z")}
-    load_source(es, settings, [late_copy])
-    source.append(late_copy)
+    counted = [doc for doc in source if doc["_source"].get("messageId") and doc["_source"].get("to")
+               and doc["_source"]["date"] < "2001-06"]
+    later_copy = {"_id": "later-copy", "_source": dict(counted[0]["_source"], account="late-mailbox",
+                                                       date="2001-11-01T00:00:00Z")}
+    load_source(es, settings, [later_copy])
+    source.append(later_copy)
 
     with caplog.at_level("INFO", logger="mailforce.stages.list_domains"):
         stats = run(es, settings, "second")
-
     lines = [record.getMessage() for record in caplog.records if "recomputed over all time" in record.getMessage()]
     recomputed, touched = map(int, lines[0].split(" domains")[0].split(" of "))
-    assert 0 < recomputed < touched == stats["domains_processed"]  # both paths were taken
+    assert recomputed == 0 < touched == stats["domains_processed"]
+    assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)])
+    later_roles = es.get(index=settings.roles_index, id=document_id("late-mailbox", counted[0]["_source"]["messageId"]))
+    assert later_roles["_source"]["counted_elsewhere"] is True
+
+    # A copy dated before the counted one lowers the message's date everywhere: recomputed.
+    earlier_copy = {"_id": "earlier-copy", "_source": dict(counted[1]["_source"], account="late-mailbox",
+                                                           date="1999-01-01T00:00:00Z")}
+    load_source(es, settings, [earlier_copy])
+    source.append(earlier_copy)
+    with caplog.at_level("INFO", logger="mailforce.stages.list_domains"):
+        caplog.clear()
+        stats = run(es, settings, "third", from_date="1998-12-31T00:00:00Z")
+    lines = [record.getMessage() for record in caplog.records if "recomputed over all time" in record.getMessage()]
+    recomputed, touched = map(int, re.match(r"(\d+) of (\d+) domains? ", lines[0]).groups())
+    assert 0 < recomputed <= touched == stats["domains_processed"]
     assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)])
 
 

@@ -16,6 +16,7 @@ from mailforce.core.rollups import (
     add_to_stored,
     finished_documents,
     flipped_to_automated,
+    missing_from_stored,
     natural_key,
     window_documents,
 )
@@ -53,8 +54,8 @@ def random_mail(rng: random.Random, messages: int) -> list[list[dict]]:
     return groups
 
 
-def rollup_of(groups: list[list[dict]]) -> DomainRollup:
-    rollup = DomainRollup(DOMAINS)
+def rollup_of(groups: list[list[dict]], window_only: bool = False) -> DomainRollup:
+    rollup = DomainRollup(DOMAINS, window_only=window_only)
     for copies in groups:
         rollup.add_message(copies)
     return rollup
@@ -80,6 +81,76 @@ def test_adding_a_window_to_stored_documents_equals_recomputing_over_all_time(se
         merged.update(added[kind])
         comparable = {key: doc for key, doc in expected[kind].items() if doc["domain"] not in flipped}
         assert {key: doc for key, doc in merged.items() if doc["domain"] not in flipped} == comparable, kind
+
+
+def hold_back_late_copies(rng: random.Random, groups: list[list[dict]]) -> list[dict]:
+    """Make one copy of some multi-mailbox messages a late copy that adds nothing across mailboxes
+    (roles a subset of the other copies', dated no earlier than them), marked as the extraction
+    marks it; removes it from its group and returns the late copies."""
+    late = []
+    for copies in groups:
+        if len(copies) < 2 or rng.random() < 0.4:
+            continue
+        copy = copies.pop(rng.randrange(len(copies)))
+        union = sorted({(e["email_address"], e["role"]) for other in copies for e in other["message_roles"]})
+        kept = rng.sample(union, rng.randint(1, len(union)))
+        key_date = min(other["date"] for other in copies)
+        copy["date"] = max(copy["date"], key_date)
+        copy["message_roles"] = [{"email_address": a, "domain": a.split("@")[1], "role": r} for a, r in sorted(kept)]
+        copy["automated_addresses"] = [a for a in copy.get("automated_addresses", ()) if (a, "From") in kept]
+        for each in copies + [copy]:
+            each["key_date"] = key_date
+        copy["counted_elsewhere"] = True
+        late.append(copy)
+    return late
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_late_copies_counted_elsewhere_add_to_per_account_figures_only_and_equal_a_recomputation(seed):
+    """A window's copies of messages other mailboxes already counted (`counted_elsewhere`) are
+    added without recomputing their domains; the result equals a recomputation over all time,
+    which ignores the mark."""
+    rng = random.Random(100 + seed)
+    groups = random_mail(rng, 150)
+    cut = rng.randint(60, 120)
+    late = hold_back_late_copies(rng, groups[:cut])
+    assert late, "the seed must produce late copies"
+    stored = keyed(finished_documents(rollup_of(groups[:cut]), SCORING))
+    window = groups[cut:] + [[copy] for copy in late]
+    new = window_documents(rollup_of(window, window_only=True))
+    assert missing_from_stored(new, stored) == set()
+    late_of = {copy["message_id"]: copy for copy in late}
+    whole = [copies + ([late_of[copies[0]["message_id"]]] if copies[0]["message_id"] in late_of else [])
+             for copies in groups]
+    expected = keyed(finished_documents(rollup_of(whole), SCORING))
+    flipped = flipped_to_automated(new, stored, SCORING)
+    added = keyed(add_to_stored(
+        {kind: [d for d in docs if d["domain"] not in flipped] for kind, docs in new.items()}, stored, SCORING))
+    for kind in KINDS:
+        merged = dict(stored[kind])
+        merged.update(added[kind])
+        comparable = {key: doc for key, doc in expected[kind].items() if doc["domain"] not in flipped}
+        assert {key: doc for key, doc in merged.items() if doc["domain"] not in flipped} == comparable, kind
+
+
+def test_a_late_copy_whose_contact_is_missing_from_the_store_sends_its_domain_to_recomputation():
+    first = [{"account": "ann", "message_id": "<a@x>", "date": "2001-05-02T00:00:00Z", "key_date": "2001-05-02T00:00:00Z",
+              "message_roles": [{"email_address": "jim@acme.com", "domain": "acme.com", "role": "To"}]}]
+    late = [{**first[0], "account": "bob", "counted_elsewhere": True}]
+    new = window_documents(rollup_of([late], window_only=True))
+    assert [(c["email_address"], c["total_count"], c["accounts"]) for c in new["contacts"]] == [
+        ("jim@acme.com", 0, ["bob"])]
+    assert [(r["account"], r["total_count"]) for r in new["relationships"]] == [("bob", 1)]
+    assert missing_from_stored(new, keyed(finished_documents(rollup_of([first]), SCORING))) == set()
+    assert missing_from_stored(new, {kind: {} for kind in KINDS}) == {"acme.com"}
+
+
+def test_the_counted_elsewhere_mark_is_ignored_over_all_time():
+    copy = {"account": "bob", "message_id": "<a@x>", "date": "2001-05-02T00:00:00Z", "counted_elsewhere": True,
+            "message_roles": [{"email_address": "jim@acme.com", "domain": "acme.com", "role": "To"}]}
+    documents = finished_documents(rollup_of([[copy]]), SCORING)
+    assert [(c["total_count"], c["to_count"]) for c in documents.contacts] == [(1, 1)]
+    assert [d["total_emails"] for d in documents.domains] == [1]
 
 
 def test_a_message_seen_by_two_mailboxes_counts_once_per_contact_and_is_dated_by_its_earliest_copy():

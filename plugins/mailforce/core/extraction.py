@@ -25,8 +25,12 @@ from mailforce.core.roles import (
 )
 from mailforce.core.summaries import ExtractionSummary
 
-# Fields that say when and by which run a document was written, not what it holds.
-WRITE_STAMP_FIELDS = ("updated_at", "run_id")
+# Set (true) on the roles document of a copy that a run added to the per-account figures only,
+# because another mailbox's copy, counted by a successful run, already counted the message in
+# every cross-mailbox figure (see `counted_elsewhere`). How a copy was counted, not what it holds.
+COUNTED_ELSEWHERE = "counted_elsewhere"
+# Fields that say when, by which run and how a document was written, not what it holds.
+WRITE_STAMP_FIELDS = ("updated_at", "run_id", COUNTED_ELSEWHERE)
 
 
 def roles_document_id(message: Message) -> str:
@@ -143,6 +147,7 @@ class ExtractionTally:
     late_accounts: set[str] = field(default_factory=set)
     late_days: set[str] = field(default_factory=set)
     key_dates_rewritten: int = 0  # other accounts' documents whose key_date a new copy lowered
+    counted_elsewhere: int = 0  # new copies added to per-account figures only (`counted_elsewhere`)
     ledger_written: int = 0
 
     def count_late(self, message: Message, late_at_or_before: datetime | None) -> None:
@@ -166,6 +171,7 @@ class ExtractionTally:
             late_messages=self.late_messages,
             late_accounts=tuple(sorted(self.late_accounts)),
             late_days=tuple(sorted(self.late_days)[:MAX_REPORTED_LATE_DAYS]),
+            counted_elsewhere=self.counted_elsewhere,
             **extra,
         )
 
@@ -174,6 +180,36 @@ def _stored_date(document: Mapping[str, Any]) -> datetime:
     date = parse_source_date(document.get("key_date") or document["date"])
     assert date is not None, "roles documents always carry a date"
     return date
+
+
+def _stored_roles(document: Mapping[str, Any]) -> set[tuple[str, str]]:
+    return {(entry["email_address"], entry["role"]) for entry in document.get("message_roles") or ()}
+
+
+def counted_elsewhere(
+    message: Message, previous: Mapping[str, Any] | None, others: Sequence[Mapping[str, Any]], key_date: datetime,
+    stored: StoredCopies,
+) -> bool:
+    """Whether this copy adds nothing to the cross-mailbox figures of its message.
+
+    True for a new copy (no document of its own yet) of a message that other mailboxes' copies,
+    all written by successful runs, already counted with a date no later than this copy's and
+    with every (address, role) this copy names. Contacts, domain totals and the domain timeline
+    count a message once, on its key_date, with the union of its copies' roles: none of them
+    changes, so this copy is added to the per-account figures only (engagements, relationships,
+    the account's timeline) and to the accounts that know each address, and its domains need no
+    recomputation over all time.
+    """
+    if previous is not None or not others or not message.roles:
+        return False
+    if not all(stored.written_by_successful_run(document) for document in others):
+        return False
+    if min(_stored_date(document) for document in others) != key_date:
+        return False
+    union: set[tuple[str, str]] = set()
+    for document in others:
+        union |= _stored_roles(document)
+    return message.roles <= union
 
 
 def classify_messages(
@@ -219,8 +255,10 @@ def classify_messages(
                 tally.recompute_domains.update(document.get("domains") or ())
                 yield identifier, rewritten
         for message in group:
-            yield from _classify_one(message, previous_of[roles_document_id(message)], stored, tally, updated_at,
-                                     run_id, ledger, late_at_or_before)
+            previous = previous_of[roles_document_id(message)]
+            elsewhere = counted_elsewhere(message, previous, [document for _, document in others], key_date, stored)
+            yield from _classify_one(message, previous, stored, tally, updated_at, run_id, ledger,
+                                     late_at_or_before, elsewhere)
 
 
 def _classify_one(
@@ -232,6 +270,7 @@ def _classify_one(
     run_id: str,
     ledger: list[tuple[str, dict[str, Any]]] | None,
     late_at_or_before: datetime | None,
+    elsewhere: bool = False,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     identifier = roles_document_id(message)
     recorded = stored.ledger.get(ledger_document_id(message))
@@ -243,6 +282,8 @@ def _classify_one(
         _count(message, tally, ledger, run_id, updated_at, late_at_or_before)
         return
     document = roles_document(message, updated_at, run_id)
+    if elsewhere:
+        document[COUNTED_ELSEWHERE] = True
     unchanged = previous is not None and without(dict(previous), *WRITE_STAMP_FIELDS) == without(
         document, *WRITE_STAMP_FIELDS)
     if unchanged and stored.written_by_successful_run(previous) and (recorded is not None or ledger is None):
@@ -255,8 +296,11 @@ def _classify_one(
         tally.work_by_domain[address.rpartition("@")[2]] += 1
         tally.role_entries[role] += 1
     # A message that some run already counted (this copy or another mailbox's) cannot simply
-    # be added to the stored figures: its domains are recomputed over all time.
-    if previous is not None or stored.holders.get(message.message_id, set()) - {message.account}:
+    # be added to the stored figures: its domains are recomputed over all time, unless the copy
+    # adds nothing to the cross-mailbox figures (`counted_elsewhere`).
+    if elsewhere:
+        tally.counted_elsewhere += 1
+    elif previous is not None or stored.holders.get(message.message_id, set()) - {message.account}:
         tally.recompute_domains.update(message.domains)
     if unchanged:
         return

@@ -30,7 +30,8 @@ NO_EARLIEST = "9999-12-31T23:59:59Z"
 NO_LATEST = "0000-01-01T00:00:00Z"
 DEFAULT_TOP_ADDRESSES = 100
 # What the rollups read of a roles document.
-COMPILE_READ_FIELDS = ["account", "message_id", "date", "key_date", "message_roles", "automated_addresses"]
+COMPILE_READ_FIELDS = ["account", "message_id", "date", "key_date", "message_roles", "automated_addresses",
+                       "counted_elsewhere"]
 
 
 def month_of(output_date: str) -> str:
@@ -104,45 +105,38 @@ class Scoring:
 
 
 class DomainRollup:
-    """Accumulates the figures of a set of domains from groups of roles documents."""
+    """Accumulates the figures of a set of domains from groups of roles documents.
 
-    def __init__(self, domains: Iterable[str]) -> None:
+    Over all time (`window_only=False`) every copy counts. Over one run's new mail
+    (`window_only=True`, to be added to the stored documents) a copy marked `counted_elsewhere`
+    counts in its mailbox's figures and in the accounts that know each address only: the copies
+    that counted the message in the cross-mailbox figures are stored already.
+    """
+
+    def __init__(self, domains: Iterable[str], *, window_only: bool = False) -> None:
         self.domains = frozenset(domains)
+        self.window_only = window_only
         self.account_domains: dict[tuple[str, str], AccountDomain] = defaultdict(AccountDomain)
         self.domain_figures: dict[str, DomainFigures] = defaultdict(DomainFigures)
         self.messages_read = 0
 
     def add_message(self, copies: list[Mapping[str, Any]]) -> None:
         """All roles documents (one per account) of one message_id that name the domains."""
+        if self.window_only and any(copy.get("counted_elsewhere") for copy in copies):
+            counted = [copy for copy in copies if copy.get("counted_elsewhere")]
+            self._add_counted_elsewhere(counted)
+            copies = [copy for copy in copies if not copy.get("counted_elsewhere")]
+            if not copies:
+                return
         key_date = min(copy.get("key_date") or copy["date"] for copy in copies)
         address_roles: dict[tuple[str, str], set[str]] = defaultdict(set)
         address_accounts: dict[tuple[str, str], set[str]] = defaultdict(set)
         flagged: set[str] = set()
         for copy in copies:
-            self.messages_read += 1
-            account, message_date = copy["account"], copy["date"]
-            month = month_of(message_date)
             flagged.update(copy.get("automated_addresses") or ())
-            on_message: dict[tuple[str, str], set[str]] = defaultdict(set)
-            for entry in copy.get("message_roles", ()):
-                if entry["domain"] in self.domains:
-                    on_message[(entry["domain"], entry["email_address"])].add(entry["role"])
-            touched_domains = set()
-            for (domain, address), roles in on_message.items():
-                touched_domains.add(domain)
-                account_domain = self.account_domains[(account, domain)]
-                relationship = account_domain.addresses.setdefault(address, AddressInAccount())
-                relationship.messages.add(message_date)
-                month_figures = account_domain.months[month]
-                for role in roles:
-                    relationship.roles[role].add(message_date)
-                    month_figures.role_counts[role] += 1
+            for (domain, address), roles in self._add_per_account(copy).items():
                 address_roles[(domain, address)] |= roles
-                address_accounts[(domain, address)].add(account)
-            for domain in touched_domains:
-                account_domain = self.account_domains[(account, domain)]
-                account_domain.messages.add(message_date)
-                account_domain.months[month].messages += 1
+                address_accounts[(domain, address)].add(copy["account"])
         key_month = month_of(key_date)
         touched: dict[str, set[str]] = defaultdict(set)
         for (domain, address), roles in address_roles.items():
@@ -160,6 +154,43 @@ class DomainRollup:
             figures.messages += 1
             figures.months[key_month].messages += 1
             figures.accounts |= accounts
+
+    def _add_per_account(self, copy: Mapping[str, Any]) -> dict[tuple[str, str], set[str]]:
+        """One copy into its account's figures; returns its (domain, address) -> roles."""
+        self.messages_read += 1
+        account, message_date = copy["account"], copy["date"]
+        month = month_of(message_date)
+        on_message: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for entry in copy.get("message_roles", ()):
+            if entry["domain"] in self.domains:
+                on_message[(entry["domain"], entry["email_address"])].add(entry["role"])
+        touched_domains = set()
+        for (domain, address), roles in on_message.items():
+            touched_domains.add(domain)
+            account_domain = self.account_domains[(account, domain)]
+            relationship = account_domain.addresses.setdefault(address, AddressInAccount())
+            relationship.messages.add(message_date)
+            month_figures = account_domain.months[month]
+            for role in roles:
+                relationship.roles[role].add(message_date)
+                month_figures.role_counts[role] += 1
+        for domain in touched_domains:
+            account_domain = self.account_domains[(account, domain)]
+            account_domain.messages.add(message_date)
+            account_domain.months[month].messages += 1
+        return on_message
+
+    def _add_counted_elsewhere(self, copies: list[Mapping[str, Any]]) -> None:
+        """Copies whose message the stored cross-mailbox figures already count: their mailboxes'
+        figures, plus their accounts (and header flags) on each contact and domain, no counts."""
+        for copy in copies:
+            flagged = set(copy.get("automated_addresses") or ())
+            for domain, address in self._add_per_account(copy):
+                figures = self.domain_figures[domain]
+                contact = figures.contacts.setdefault(address, Contact())
+                contact.accounts.add(copy["account"])
+                contact.flagged_by_headers |= address in flagged
+                figures.accounts.add(copy["account"])
 
     # --- figures as documents (no rankings yet) ----------------------------------------------
 
@@ -216,6 +247,8 @@ class DomainRollup:
             totals = dict.fromkeys(ROLE_COUNT_FIELDS, 0)
             span = Span()
             for contact in figures.contacts.values():
+                if not contact.messages.count:
+                    continue  # known to one more account only (`counted_elsewhere`): no dates
                 span.add(contact.messages.earliest)
                 span.add(contact.messages.latest)
                 for role in ROLE_COUNT_FIELDS:
@@ -496,12 +529,23 @@ def flipped_to_automated(new: Mapping[str, list[dict[str, Any]]], stored: Stored
     return flipped
 
 
+def missing_from_stored(new: Mapping[str, list[dict[str, Any]]], stored: Stored) -> set[str]:
+    """Domains where a `counted_elsewhere` copy names an address without a stored contact.
+
+    The copy adds no counts on the premise that the stored documents count its message; a
+    contact missing from the store (an output index deleted by hand, say) breaks the premise,
+    so the domain is recomputed over all time instead.
+    """
+    return {contact["domain"] for contact in new["contacts"]
+            if not contact["total_count"] and natural_key("contacts", contact) not in stored["contacts"]}
+
+
 def add_to_stored(new: Mapping[str, list[dict[str, Any]]], stored: Stored, scoring: Scoring) -> DomainDocuments:
     """The window's figures added to the stored documents: counts over disjoint messages add up.
 
     `stored` holds, per kind, the stored documents of the same natural keys (absent when none).
     Rankings are merged from the stored rankings and the updated entries (see `merged_ranking`).
-    The caller has excluded the domains of `flipped_to_automated`.
+    The caller has excluded the domains of `flipped_to_automated` and `missing_from_stored`.
     """
     result = DomainDocuments()
     automated: dict[str, bool] = {}

@@ -53,6 +53,8 @@ class ExtractionSummary:
     future_dated_messages: int = 0  # source documents of the run's accounts dated after the window end
     future_dated_max_date: str | None = None  # the latest such date (how far ahead)
     ledger_written: int = 0
+    # new copies of messages other mailboxes had counted: added to per-account figures only
+    counted_elsewhere: int = 0
 
     @property
     def accounts_count(self) -> int:
@@ -81,6 +83,7 @@ class ExtractionSummary:
             "future_dated_messages": self.future_dated_messages,
             "future_dated_max_date": self.future_dated_max_date,
             "ledger_written": self.ledger_written,
+            "counted_elsewhere": self.counted_elsewhere,
         }
 
     @classmethod
@@ -101,6 +104,7 @@ class ExtractionSummary:
             future_dated_messages=data.get("future_dated_messages", 0),
             future_dated_max_date=data.get("future_dated_max_date"),
             ledger_written=data.get("ledger_written", 0),
+            counted_elsewhere=data.get("counted_elsewhere", 0),
         )
 
 

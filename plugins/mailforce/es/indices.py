@@ -57,6 +57,8 @@ ROLES_PROPERTIES = {
     "message_roles": {"type": "object", "properties": ROLE_ENTRY},
     "role_count": INTEGER,
     "message_bucket": INTEGER,
+    # a copy added to its mailbox's figures only: other mailboxes' copies had counted the message
+    "counted_elsewhere": BOOLEAN,
     "run_id": KEYWORD,
     "updated_at": DATE,
 }

@@ -259,8 +259,9 @@ def read_stored_copies(es, settings: Settings, messages: Sequence[Message]) -> S
         source = hit["_source"]
         holders.setdefault(source["message_id"], set()).add(source["account"])
         by_message.setdefault(source["message_id"], []).append((hit["_id"], source))
+    copies = [document for entries in by_message.values() for _, document in entries]
     runs = successful_runs(es, settings, [document.get("run_id", "") for document in
-                                          [*documents.values(), *ledger.values()]])
+                                          [*documents.values(), *ledger.values(), *copies]])
     return StoredCopies(documents=documents, holders=holders, by_message=by_message, successful_runs=runs,
                         ledger=ledger)
 

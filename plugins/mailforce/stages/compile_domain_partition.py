@@ -2,7 +2,8 @@
 
 For each domain: account engagements, relationships, contacts, timeline months and the domain
 document (docs/SEMANTICS.md). A domain none of whose window messages was counted before adds the
-window's new mail to the stored documents (reading only this run's roles documents); the others,
+window's new mail to the stored documents (reading only this run's roles documents; a copy marked
+`counted_elsewhere` adds to its mailbox's figures only, see `DomainRollup`); the others,
 and every domain of a retried task, are recomputed over all time and only what changed is written.
 """
 
@@ -26,6 +27,7 @@ from mailforce.core.rollups import (
     add_to_stored,
     finished_documents,
     flipped_to_automated,
+    missing_from_stored,
     natural_key,
     window_documents,
 )
@@ -112,7 +114,7 @@ def write_documents(es, settings: Settings, documents: DomainDocuments, updated_
 
 
 def rollup_of(es, settings: Settings, domains: Sequence[str], written_by_run: str | None) -> DomainRollup:
-    rollup = DomainRollup(domains)
+    rollup = DomainRollup(domains, window_only=written_by_run is not None)
     hits = scan_roles(es, settings, domains, written_by_run=written_by_run)  # sorted by message id
     for _, group in groupby(hits, key=lambda hit: hit["_source"]["message_id"]):
         rollup.add_message([hit["_source"] for hit in group])
@@ -129,22 +131,26 @@ def recompute_domains(es, settings: Settings, domains: Sequence[str], scoring: S
 
 
 def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id: str, scoring: Scoring,
-                          updated_at: str) -> tuple[int, dict[str, int], list[str]]:
+                          updated_at: str) -> tuple[int, dict[str, int], dict[str, str]]:
     """This run's new mail of these domains added to the stored documents.
 
-    Returns the domains that must be recomputed instead: new mail flagged a known address as
-    automated, which changes documents this window did not touch.
+    Returns the domains that must be recomputed instead, each with the reason: new mail flagged a
+    known address as automated, which changes documents this window did not touch, or a copy
+    counted elsewhere names an address the stored documents do not hold.
     """
     rollup = rollup_of(es, settings, domains, written_by_run=run_id)
     new = window_documents(rollup)
     stored, versions = stored_documents(es, settings, new)
-    flipped = flipped_to_automated(new, stored, scoring)
-    if flipped:
-        new = {kind: [document for document in documents if document["domain"] not in flipped]
+    reasons = {domain: "new mail flagged a known address as automated"
+               for domain in flipped_to_automated(new, stored, scoring)}
+    for domain in missing_from_stored(new, stored) - set(reasons):
+        reasons[domain] = "a copy counted in other mailboxes names an address missing from the stored contacts"
+    if reasons:
+        new = {kind: [document for document in documents if document["domain"] not in reasons]
                for kind, documents in new.items()}
     documents = add_to_stored(new, stored, scoring)
     written = write_documents(es, settings, documents, updated_at, versions=versions)
-    return rollup.messages_read, written, sorted(flipped)
+    return rollup.messages_read, written, reasons
 
 
 def compile_domains(es, settings: Settings, domains: Sequence[str], run_id: str, *, add_window: bool,
@@ -155,11 +161,13 @@ def compile_domains(es, settings: Settings, domains: Sequence[str], run_id: str,
     for chunk in batched(domains, DOMAINS_PER_QUERY):
         recompute = list(chunk)
         if add_window:
-            read, written, recompute = add_window_to_domains(es, settings, chunk, run_id, scoring, updated_at)
+            read, written, reasons = add_window_to_domains(es, settings, chunk, run_id, scoring, updated_at)
             total += WrittenCounts.of(read, written)
-            if recompute:
-                log.info("Recomputing %s over all time because new mail flagged a known address as "
-                         "automated: %s", plural(len(recompute), "domain"), ", ".join(recompute[:5]))
+            recompute = sorted(reasons)
+            for reason in sorted(set(reasons.values())):
+                named = [domain for domain in recompute if reasons[domain] == reason]
+                log.info("Recomputing %s over all time because %s: %s", plural(len(named), "domain"), reason,
+                         ", ".join(named[:5]))
         if recompute:
             read, written = recompute_domains(es, settings, recompute, scoring, updated_at)
             total += WrittenCounts.of(read, written)

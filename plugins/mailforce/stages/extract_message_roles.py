@@ -88,12 +88,14 @@ def extract_message_roles(
     log.info(
         "Window %s: extracted %s of %s from %s in %.1f s: wrote %s, touching %s; "
         "skipped %d without date, %d without account; %s; %s carry no usable date at all; "
-        "%s already counted and unchanged (looked up only)",
+        "%s already counted and unchanged (looked up only); %s of messages other mailboxes had counted "
+        "(added to their mailbox's figures only)",
         describe_window(window), plural(summary.messages, "message"), plural(summary.accounts_count, "account"),
         plural(counts.source_documents, "source document"), time.monotonic() - started,
         plural(roles_written, "roles document"), plural(summary.domains_count, "domain"),
         counts.skipped_no_date, counts.skipped_no_account, plural(counts.invalid_addresses, "invalid address", "invalid addresses"),
         plural(undated, "source document"), plural(summary.unchanged_messages, "message"),
+        plural(summary.counted_elsewhere, "new copy", "new copies"),
     )
     if summary.late_messages:
         log.warning(
