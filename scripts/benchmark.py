@@ -714,8 +714,10 @@ def _worker_compile(partition: dict[str, Any], run_id: str) -> dict[str, Any]:
 
     started = time.monotonic()
     scoring = scoring_for(_WORKER["settings"], date.today())
+    # The reset emptied the compiled outputs, so every domain is computed from all its roles
+    # documents (the full run's compile reads the same documents on its add path).
     compiled = compile_domain_partition(_WORKER["es"], _WORKER["settings"], Partition.from_xcom(partition), run_id,
-                                        scoring=scoring)
+                                        add_window=False, scoring=scoring)
     result = compiled.to_xcom()
     result["seconds"] = time.monotonic() - started
     return result
@@ -726,8 +728,9 @@ def reset_compiled_outputs(es, settings: Settings) -> None:
     from mailforce.es.indices import ensure_output_indices
 
     for name in output_indices(settings):
-        if name in (settings.roles_index, settings.runtime_stats_index, settings.account_stats_index):
-            continue
+        if name in (settings.roles_index, settings.runtime_stats_index, settings.account_stats_index,
+                    settings.ledger_index):
+            continue  # written by other stages than the compile
         if es.indices.exists(index=name):
             es.indices.delete(index=name)
     ensure_output_indices(es, settings)
@@ -1086,7 +1089,30 @@ def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int,
         floor["process_over_floor"] = round(full.process_wall / max(floor["floor_seconds"], 1e-9), 2)
         result["floor"] = floor
 
-        # Partition count: parallel compile with K slots on a fresh copy of the compiled state.
+        # The incremental run: the held-back newest messages arrive.
+        log(f"{name}: incremental run ({len(split.held_back)} new source documents)")
+        result["incremental_load_seconds"] = round(load_held_back(es, settings.source_index, split), 2)
+        incremental_conf = {"to_date": format_utc(split.incremental_end)} if split.incremental_end else {}
+        incremental = airflow.dags_test(clone.url, dict(settings_env, MAILFORCE_MAX_PARTITIONS=str(main_slots)),
+                                        incremental_conf, f"{name}-incremental-k{main_slots}", server.pid)
+        result["incremental"] = incremental.summary()
+        result["incremental"]["documents_by_index"] = count_outputs(es, settings)
+        result["incremental"]["fraction_of_full"] = round(incremental.pipeline_wall / max(full.pipeline_wall, 1e-9), 3)
+        result["incremental"]["data_fraction_of_full"] = round(incremental.data_wall / max(full.data_wall, 1e-9), 3)
+        result["incremental"]["process_fraction_of_full"] = round(
+            incremental.process_wall / max(full.process_wall, 1e-9), 3)
+        result["incremental"]["new_source_documents"] = len(split.held_back)
+        log(f"{name}: I/O floor of the incremental run")
+        result["incremental_floor"] = measure_incremental_floor(
+            es, settings, Window.from_xcom(incremental.xcom("fetch_watermark")).source_query(),
+            min(task["start"] for task in incremental.tasks if task["start"]),
+        )
+        result["incremental_floor"]["pipeline_over_floor"] = round(
+            incremental.pipeline_wall / max(result["incremental_floor"]["floor_seconds"], 1e-9), 2)
+        result["incremental_floor"]["data_stages_over_floor"] = round(
+            incremental.data_wall / max(result["incremental_floor"]["floor_seconds"], 1e-9), 2)
+        # Partition count: parallel compile with K slots on a fresh copy of the compiled state. After the
+        # incremental run, which must find the full run's state as it left it.
         sweep = []
         for slots in arguments.partitions:
             log(f"{name}: compile stage with {slots} parallel slot(s)")
@@ -1112,28 +1138,6 @@ def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int,
                 entry["dag_pipeline_wall_seconds"] = round(run.pipeline_wall, 3)
                 entry["dag_compile_span_seconds"] = (stages.get(COMPILE_TASK) or {}).get("span_seconds")
 
-        # The incremental run: the held-back newest messages arrive.
-        log(f"{name}: incremental run ({len(split.held_back)} new source documents)")
-        result["incremental_load_seconds"] = round(load_held_back(es, settings.source_index, split), 2)
-        incremental_conf = {"to_date": format_utc(split.incremental_end)} if split.incremental_end else {}
-        incremental = airflow.dags_test(clone.url, dict(settings_env, MAILFORCE_MAX_PARTITIONS=str(main_slots)),
-                                        incremental_conf, f"{name}-incremental-k{main_slots}", server.pid)
-        result["incremental"] = incremental.summary()
-        result["incremental"]["documents_by_index"] = count_outputs(es, settings)
-        result["incremental"]["fraction_of_full"] = round(incremental.pipeline_wall / max(full.pipeline_wall, 1e-9), 3)
-        result["incremental"]["data_fraction_of_full"] = round(incremental.data_wall / max(full.data_wall, 1e-9), 3)
-        result["incremental"]["process_fraction_of_full"] = round(
-            incremental.process_wall / max(full.process_wall, 1e-9), 3)
-        result["incremental"]["new_source_documents"] = len(split.held_back)
-        log(f"{name}: I/O floor of the incremental run")
-        result["incremental_floor"] = measure_incremental_floor(
-            es, settings, Window.from_xcom(incremental.xcom("fetch_watermark")).source_query(),
-            min(task["start"] for task in incremental.tasks if task["start"]),
-        )
-        result["incremental_floor"]["pipeline_over_floor"] = round(
-            incremental.pipeline_wall / max(result["incremental_floor"]["floor_seconds"], 1e-9), 2)
-        result["incremental_floor"]["data_stages_over_floor"] = round(
-            incremental.data_wall / max(result["incremental_floor"]["floor_seconds"], 1e-9), 2)
         es.close()
         clone.close()
         clones.remove(clone)
