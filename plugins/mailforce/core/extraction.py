@@ -254,9 +254,10 @@ def classify_messages(
                 tally.key_dates_rewritten += 1
                 tally.recompute_domains.update(document.get("domains") or ())
                 yield identifier, rewritten
+        other_documents = [document for _, document in others]
         for message in group:
             previous = previous_of[roles_document_id(message)]
-            elsewhere = counted_elsewhere(message, previous, [document for _, document in others], key_date, stored)
+            elsewhere = counted_elsewhere(message, previous, other_documents, key_date, stored)
             yield from _classify_one(message, previous, stored, tally, updated_at, run_id, ledger,
                                      late_at_or_before, elsewhere)
 
