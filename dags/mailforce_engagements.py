@@ -23,7 +23,8 @@ held which role; and a runtime-stats record per run that doubles as the incremen
 5. `compile_domain_partition` (mapped, one per partition): brings every document of its domains up
    to date (account engagements, relationships, contacts, the monthly timeline, the domain): adds
    the window's new messages to the stored documents, or recomputes a domain over all time when one
-   of its window messages was already counted (or when the task is a retry). Its log says which,
+   of its window messages was already counted and changes a cross-mailbox figure (a late copy that
+   changes none is added to its mailbox only), or when the task is a retry. Its log says which,
    and why; "unchanged" when it wrote nothing, and then it records no asset event.
 6. `bulk_index_account_statistics`: per account seen, distinct addresses per role.
 7. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills),
@@ -69,7 +70,8 @@ COMPILE_DOC = (
     "Bring every output document of one partition of domains up to date (account engagements, relationships, "
     "contacts, the monthly timeline, the domain): **add** the window's new messages to the stored documents, "
     "or **recompute** a domain over all time when one of its window messages was already counted before "
-    "(always, when the task is a retry). Runs after `rescore_relationships`. The log says which path each "
+    "and changes a cross-mailbox figure (a late copy in another mailbox that changes none is added to that "
+    "mailbox's figures only; always recompute when the task is a retry). Runs after `rescore_relationships`. The log says which path each "
     "domain took and why, and \"unchanged\" when nothing was written (then no asset event is recorded). "
     "Clear one mapped instance to retry just that partition."
 )
