@@ -628,7 +628,8 @@ def measure_floor(es, settings: Settings, window_query: dict[str, Any]) -> dict[
         ]
         size = sum(len(json.dumps(action["_source"], separators=(",", ":"))) for action in copies)
         started = time.monotonic()
-        written, _ = helpers.bulk(es, copies, chunk_size=settings.bulk_chunk_size)
+        written, _ = helpers.bulk(es, copies, chunk_size=settings.bulk_chunk_size,
+                                  max_chunk_bytes=settings.bulk_chunk_bytes)
         es.indices.refresh(index=scratch)
         seconds = time.monotonic() - started
         es.indices.delete(index=scratch)
@@ -677,7 +678,8 @@ def measure_incremental_floor(es, settings: Settings, window_query: dict[str, An
         if not actions:
             continue
         started = time.monotonic()
-        written, _ = helpers.bulk(es, actions, chunk_size=settings.bulk_chunk_size)
+        written, _ = helpers.bulk(es, actions, chunk_size=settings.bulk_chunk_size,
+                                  max_chunk_bytes=settings.bulk_chunk_bytes)
         es.indices.refresh(index=name)
         by_index[name] = {"documents": written, "seconds": round(time.monotonic() - started, 3)}
     write_seconds = sum(figures["seconds"] for figures in by_index.values())
@@ -929,7 +931,8 @@ def old_script_shape(es, settings: Settings, window_query: dict[str, Any]) -> di
         es.indices.create(index=name, mappings={"properties": properties},
                           settings={"number_of_shards": settings.index_shards, "number_of_replicas": 0})
     bulk_started = time.monotonic()
-    written, _ = helpers.bulk(es, actions(), chunk_size=settings.bulk_chunk_size)
+    written, _ = helpers.bulk(es, actions(), chunk_size=settings.bulk_chunk_size,
+                                 max_chunk_bytes=settings.bulk_chunk_bytes)
     es.indices.refresh(index=FLOOR_PREFIX + "old-*")
     ended = time.monotonic()
     es.indices.delete(index=FLOOR_PREFIX + "old-engagements")

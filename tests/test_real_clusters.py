@@ -130,3 +130,25 @@ def test_conditional_writes_make_a_concurrent_attempt_fail(es):
         bulk_write(es, index_actions("cond", [("a", {"n": 3}), ("b", {"n": 2})], versions), 10, "second")
     refresh(es, "cond")
     assert fetch_documents(es, "cond", ["a", "b"]) == {"a": {"n": 2}, "b": {"n": 1}}
+
+
+def test_bulk_requests_are_bounded_by_documents_and_bytes(es, es_url):
+    """`Settings.bulk_chunk` bounds every request by both figures; a document count alone keeps the
+    default byte bound. Checked on the requests the server received."""
+    es.indices.create(index="chunks")
+    documents = [(f"d{number:03d}", {"text": "x" * 1000, "n": number}) for number in range(60)]
+    with EsProxy(es_url, flavour="es9") as proxy:
+        client = product_client(proxy)
+        assert bulk_write(client, index_actions("chunks", documents), (1000, 8 * 1024), "by bytes") == 60
+        by_bytes = [len(record.bulk_items) for record in proxy.records if record.op == "bulk"]
+        assert bulk_write(client, index_actions("chunks", documents), 25, "by count") == 60
+        by_count = [len(record.bulk_items) for record in proxy.records if record.op == "bulk"][len(by_bytes):]
+        assert bulk_write(client, index_actions("chunks", documents), (1000, 10 * 1024 * 1024), "one") == 60
+        one = [len(record.bulk_items) for record in proxy.records if record.op == "bulk"][len(by_bytes) + len(by_count):]
+        client.close()
+    # ~1 KB per document and its action line: at most 7 fit under 8 KiB
+    assert sum(by_bytes) == 60 and max(by_bytes) <= 7 and len(by_bytes) >= 9
+    assert by_count == [25, 25, 10]
+    assert one == [60]
+    refresh(es, "chunks")
+    assert es.count(index="chunks")["count"] == 60

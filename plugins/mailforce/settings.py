@@ -38,7 +38,10 @@ class Settings:
     max_partitions: int = 8
     min_partition_work: int = 5_000  # role entries per partition, at least, before adding another
     scan_page_size: int = 2000
-    bulk_chunk_size: int = 1000
+    # Bulk requests: at most this many documents and this many bytes each (see "Bulk writes" in
+    # docs/OPERATING.md: few large requests, far below a cluster's http.max_content_length).
+    bulk_chunk_size: int = 10_000
+    bulk_chunk_bytes: int = 10 * 1024 * 1024
     lookup_batch_size: int = 1000
     scroll_keep_alive: str = "5m"
     schedule: str | None = "@hourly"
@@ -59,7 +62,8 @@ class Settings:
     erasure_audit_index: str = "search-mailforce-erasure-audit"
 
     def __post_init__(self) -> None:
-        for name in ("max_partitions", "min_partition_work", "domain_top_addresses", "strength_half_life_days", "scan_page_size", "bulk_chunk_size", "lookup_batch_size", "index_shards"):
+        for name in ("max_partitions", "min_partition_work", "domain_top_addresses", "strength_half_life_days", "scan_page_size", "bulk_chunk_size",
+                     "bulk_chunk_bytes", "lookup_batch_size", "index_shards"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SettingsError(f"setting {name!r} must be a whole number >= 1, got {value!r}")
@@ -101,6 +105,11 @@ class Settings:
             self.timeline_index,
             self.runtime_stats_index,
         )
+
+    @property
+    def bulk_chunk(self) -> tuple[int, int]:
+        """(documents, bytes) per bulk request, for `mailforce.es.writes.bulk_write`."""
+        return self.bulk_chunk_size, self.bulk_chunk_bytes
 
     @property
     def automated_address_patterns(self) -> tuple[str, ...]:

@@ -93,7 +93,8 @@ def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
     created = 0
     from elasticsearch import helpers
 
-    for ok, item in helpers.streaming_bulk(es, actions, chunk_size=settings.bulk_chunk_size, raise_on_error=False):
+    for ok, item in helpers.streaming_bulk(es, actions, chunk_size=settings.bulk_chunk_size,
+                                         max_chunk_bytes=settings.bulk_chunk_bytes, raise_on_error=False):
         status = next(iter(item.values())).get("status")
         if ok:
             created += 1

@@ -19,6 +19,9 @@ OVERLOAD_RETRIES = 5
 INITIAL_BACKOFF_SECONDS = 1
 MAX_BACKOFF_SECONDS = 30
 FAILURES_SHOWN = 5  # failed items quoted in the error, of however many failed
+# Bytes per bulk request when only a document count is given (Elasticsearch's guidance: no more than
+# a couple of tens of megabytes; its http.max_content_length refuses more than 100 MB).
+DEFAULT_CHUNK_BYTES = 10 * 1024 * 1024
 
 class BulkWriteError(RuntimeError):
     """Some documents were not written; the message lists the first failures."""
@@ -67,11 +70,16 @@ def version_of(stored: Mapping[str, Any] | None) -> tuple[int, int] | None:
 def bulk_write(
     es,
     actions: Iterable[dict[str, Any]],
-    chunk_size: int,
+    chunk: int | tuple[int, int],
     what: str,
     progress_every: int = PROGRESS_EVERY,
 ) -> int:
     """Write all actions; returns how many were written, raises BulkWriteError if any failed.
+
+    `chunk` bounds each request: a document count, or ``(documents, bytes)`` (`Settings.bulk_chunk`).
+    Few large requests are the cheap way to overwrite stored documents: on the embedded engine every
+    request that overwrites documents costs a fixed rebuild that grows with the index, whatever the
+    number of documents in it (docs/BENCHMARK.md, "Overwrites cost per request").
 
     Rejections for overload (429), of the whole bulk or of single items, are retried with
     exponential backoff by the helper (`OVERLOAD_RETRIES` times); anything else is a real failure
@@ -79,6 +87,7 @@ def bulk_write(
     shows every kind of failure at once. Version conflicts (409) of conditional writes raise
     `ConcurrentUpdateError`.
     """
+    chunk_size, chunk_bytes = (chunk, DEFAULT_CHUNK_BYTES) if isinstance(chunk, int) else chunk
     written = 0
     failures: list[dict[str, Any]] = []
     failure_count = 0
@@ -89,6 +98,7 @@ def bulk_write(
         es,
         actions,
         chunk_size=chunk_size,
+        max_chunk_bytes=chunk_bytes,
         raise_on_error=False,
         raise_on_exception=True,
         max_retries=OVERLOAD_RETRIES,

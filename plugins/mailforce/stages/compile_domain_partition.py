@@ -109,7 +109,7 @@ def write_documents(es, settings: Settings, documents: DomainDocuments, updated_
         changed = ((output_id(kind, document), {**document, "updated_at": updated_at})
                    for document in _changed(kind, getattr(documents, kind), None if stored is None else stored[kind]))
         actions = index_actions(index, changed, None if versions is None else versions[kind])
-        written[kind] = bulk_write(es, actions, settings.bulk_chunk_size, kind)
+        written[kind] = bulk_write(es, actions, settings.bulk_chunk, kind)
     return written
 
 

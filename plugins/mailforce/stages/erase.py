@@ -131,9 +131,9 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
             deleted.append(hit["_id"])
         else:
             rewritten.append((hit["_id"], erased.document))
-    written = bulk_write(es, index_actions(settings.roles_index, rewritten), settings.bulk_chunk_size,
+    written = bulk_write(es, index_actions(settings.roles_index, rewritten), settings.bulk_chunk,
                          "roles documents without erased addresses")
-    removed = bulk_write(es, _delete_actions(settings.roles_index, deleted), settings.bulk_chunk_size,
+    removed = bulk_write(es, _delete_actions(settings.roles_index, deleted), settings.bulk_chunk,
                          "roles documents left with no address")
     refresh(es, settings.roles_index)
     moved = _move_key_dates(es, settings, sorted(message_ids), updated_at, domains)
@@ -161,7 +161,7 @@ def _move_key_dates(es, settings: Settings, message_ids: Sequence[str], updated_
                 if source.get("key_date") != key_date:
                     changes.append((identifier, {**source, "key_date": key_date, "updated_at": updated_at}))
                     domains.update(source.get("domains") or ())
-    moved = bulk_write(es, index_actions(settings.roles_index, changes), settings.bulk_chunk_size,
+    moved = bulk_write(es, index_actions(settings.roles_index, changes), settings.bulk_chunk,
                        "key dates of remaining copies")
     refresh(es, settings.roles_index)
     return moved
@@ -199,7 +199,7 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
             refresh(es, indices[kind])
             expected = {output_id(kind, document) for document in getattr(documents, kind)}
             stale = sorted(_stored_ids(es, settings, indices[kind], chunk) - expected)
-            removed[kind] += bulk_write(es, _delete_actions(indices[kind], stale), settings.bulk_chunk_size,
+            removed[kind] += bulk_write(es, _delete_actions(indices[kind], stale), settings.bulk_chunk,
                                         f"erased {kind}")
     for index in indices.values():
         refresh(es, index)

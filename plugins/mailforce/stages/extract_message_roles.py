@@ -75,7 +75,7 @@ def extract_message_roles(
             yield from index_actions(settings.ledger_index, ledger)
 
     started = time.monotonic()
-    written = bulk_write(es, actions(), settings.bulk_chunk_size, "message roles")  # and their ledger records
+    written = bulk_write(es, actions(), settings.bulk_chunk, "message roles")  # and their ledger records
     roles_written = written - tally.ledger_written
     # Searches see a write only after a refresh: the compile's scans, and the next runs' lookups of
     # other accounts' copies and reconciliation's ledger counts, search what was just written.

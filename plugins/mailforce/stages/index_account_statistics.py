@@ -44,7 +44,7 @@ def index_account_statistics(
     written = bulk_write(
         es,
         index_actions(settings.account_stats_index, account_statistics_documents(es, settings, accounts, updated_at)),
-        settings.bulk_chunk_size,
+        settings.bulk_chunk,
         "account statistics",
     )
     refresh(es, settings.account_stats_index)

@@ -90,14 +90,14 @@ def rescore_relationships(es, settings: Settings, window_end: datetime) -> Resco
             contact_changes.append((document_id(address),
                                     {"best_connected_accounts": best_connected(entries), "updated_at": updated_at}))
     relationships_written = bulk_write(es, _updates(settings.relationships_index, iter(relationship_changes)),
-                                       settings.bulk_chunk_size, "rescored relationships")
+                                       settings.bulk_chunk, "rescored relationships")
     contacts_written = bulk_write(es, _updates(settings.contacts_index, iter(contact_changes)),
-                                  settings.bulk_chunk_size, "rescored contacts")
+                                  settings.bulk_chunk, "rescored contacts")
     engagement_changes = ((document_id(account, domain), {"strength_max": strongest[(account, domain)],
                                                           "updated_at": updated_at})
                           for account, domain in sorted(changed_pairs))
     engagements_written = bulk_write(es, _updates(settings.engagements_index, engagement_changes),
-                                     settings.bulk_chunk_size, "rescored engagements")
+                                     settings.bulk_chunk, "rescored engagements")
     refresh(es, settings.engagements_index)
     domains = sorted({domain for _, domain in changed_pairs})
     rankings = best_connected_by_engagement(es, settings, domains)
@@ -105,7 +105,7 @@ def rescore_relationships(es, settings: Settings, window_end: datetime) -> Resco
         es, _updates(settings.domains_index, ((document_id(domain), {"best_connected_accounts": rankings[domain],
                                                                      "updated_at": updated_at})
                                               for domain in domains)),
-        settings.bulk_chunk_size, "rescored domains")
+        settings.bulk_chunk, "rescored domains")
     for index in (settings.relationships_index, settings.contacts_index, settings.domains_index):
         refresh(es, index)
     log.info(
