@@ -9,7 +9,8 @@ held which role; and a runtime-stats record per run that doubles as the incremen
 **Stages**
 
 1. `fetch_watermark`: validates the params (a wrong one fails the run at once, in one sentence),
-   creates missing output indices, and fixes the window: `(watermark, end]` after the last
+   takes the lease that keeps runs of the Mailforce DAGs apart (waiting while a reconciliation or an
+   erasure runs; README "Late mail"), creates missing output indices, and fixes the window: `(watermark, end]` after the last
    successful run's `window_end`, `[from_date, end]` with a `from_date`, `(the beginning, end]` on a
    fresh cluster. An account in `backfilled_accounts` / `exclude_accounts` the source index does not
    hold is a WARNING here and in the run summary (mistyped, or a mailbox not loaded yet).
@@ -114,7 +115,7 @@ SOURCE = source_asset(DEPLOY_SETTINGS)
 def mailforce_engagements():
     @task(task_display_name="Fetch watermark", multiple_outputs=False)
     def fetch_watermark() -> dict[str, Any]:
-        """Validate params, create missing indices, fix the window once for the whole run."""
+        """Validate params, take the runs' lease, create missing indices, fix the window once."""
         return dag_tasks.fetch_watermark(get_current_context())
 
     @task(task_display_name="Extract message roles", inlets=[SOURCE], outlets=[ASSETS["roles"]], multiple_outputs=False)
@@ -150,7 +151,7 @@ def mailforce_engagements():
     def rescore_relationships(window: dict[str, Any]) -> dict[str, Any]:
         """Once per new scoring date: rewrite the strengths and rankings that time alone changed,
         before new mail is added (adding is exact only on figures scored at the same date)."""
-        return dag_tasks.rescore_relationships(window)
+        return dag_tasks.rescore_relationships(window, get_current_context())
 
     # "none_failed": a window without mail maps no partition (skipped), yet its stats are published;
     # a failed partition still stops both.

@@ -12,12 +12,14 @@ honours, and writes an audit record. See README "Erasure" and docs/ERASURE.md.
 **Stages** (`plugins/mailforce/stages/erase.py`)
 
 1. `validate_request`: the form checked and normalised like the pipeline normalises addresses;
-2. `record_suppressions`: one suppression document per value (kind + value is the id);
+2. `record_suppressions`: takes the lease that keeps runs of the Mailforce DAGs apart (waiting while
+   an hourly run or a reconciliation runs), then one suppression document per value (kind + value is the id);
 3. `erase_message_roles`: roles documents rewritten without the erased (deleted when none is left),
    key dates of every copy of those messages recomputed;
 4. `recompute_outputs`: every affected domain recomputed over all time; documents no longer produced deleted;
 5. `recompute_account_statistics`: every affected account;
 6. `audit`: who, when, why, what, and what was removed per output (counts). Logs carry counts only.
+   Then it gives the lease back.
 
 Every stage is idempotent: erasing twice changes nothing (the second audit record says 0 removed).
 """
@@ -30,6 +32,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from mailforce.core.erasure import ErasureParamsError, ErasureRequest
+from mailforce import dag_tasks
 from mailforce.dag_defaults import shared_dag_arguments
 from mailforce.es.client import MailforceElasticsearchHook
 from mailforce.settings import load_settings
@@ -78,31 +81,38 @@ def mailforce_erase():
     def record_suppressions(request: dict[str, Any]) -> int:
         settings, hook = _client()
         with hook as es:
+            dag_tasks.take_lease(es, settings, get_current_context())  # no other Mailforce run meanwhile
             return stages.record_suppressions(es, settings, ErasureRequest.from_xcom(request))
 
     @task(task_display_name="Erase message roles")
     def erase_message_roles(request: dict[str, Any], recorded: int) -> dict[str, Any]:
         settings, hook = _client()
         with hook as es:
+            dag_tasks.renew_lease(es, settings, get_current_context())
             return stages.erase_message_roles(es, settings, ErasureRequest.from_xcom(request))
 
     @task(task_display_name="Recompute outputs")
     def recompute_outputs(roles: dict[str, Any]) -> dict[str, Any]:
         settings, hook = _client()
         with hook as es:
+            dag_tasks.renew_lease(es, settings, get_current_context())
             return stages.recompute_outputs(es, settings, roles["domains"])
 
     @task(task_display_name="Recompute account statistics")
     def recompute_account_statistics(roles: dict[str, Any], outputs: dict[str, Any]) -> int:
         settings, hook = _client()
         with hook as es:
+            dag_tasks.renew_lease(es, settings, get_current_context())
             return stages.recompute_account_statistics(es, settings, roles["accounts"])
 
     @task(task_display_name="Write audit record")
     def audit(request: dict[str, Any], roles: dict[str, Any], outputs: dict[str, Any], changed: int) -> dict[str, Any]:
         settings, hook = _client()
         with hook as es:
+            context = get_current_context()
+            dag_tasks.renew_lease(es, settings, context)
             record = stages.audit(es, settings, ErasureRequest.from_xcom(request), roles, outputs, changed)
+            dag_tasks.give_back_lease(es, settings, context)
         return {"erasure_id": record["erasure_id"], "removed": record["removed"], "rewritten": record["rewritten"]}
 
     request = validate_request()

@@ -6,14 +6,15 @@ allowed lateness, or by a harvester that stamps no arrival time), over all time 
 
 **Stages**
 
-1. `reconcile_window`: per account and UTC day, the distinct dated messages of the source against
+1. `reconcile_window`: takes the lease that keeps runs of the Mailforce DAGs apart (waiting while
+   an hourly run or an erasure runs: the daily schedule meets the hourly one at midnight); then per account and UTC day, the distinct dated messages of the source against
    the records of `search-mailforce-ledger` (counts only); where they differ, the ids; the slices
    holding mail no run counted become this run's window.
 2. the same stages as the main DAG (`extract_message_roles` ... `publish_stats`), on that window:
    missing messages are counted exactly as a normal run counts them; what was already counted costs
    a lookup only.
 
-Its runtime-stats record has `reconciliation: true`, `late_messages` (what it found),
+`publish_stats` gives the lease back. Its runtime-stats record has `reconciliation: true`, `late_messages` (what it found),
 `late_accounts` and `late_days`; it never moves the watermark. See README "Late mail".
 """
 
@@ -57,7 +58,7 @@ def mailforce_reconcile():
 
     @task(task_display_name="Rescore relationships")
     def rescore_relationships(window: dict[str, Any]) -> dict[str, Any]:
-        return dag_tasks.rescore_relationships(window)
+        return dag_tasks.rescore_relationships(window, get_current_context())
 
     @task(task_display_name="Compile domain partition", map_index_template="{{ partition_label }}")
     def compile_domain_partition(window: dict[str, Any], partition: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def mailforce_reconcile():
 
     @task(task_display_name="Bulk index account statistics", trigger_rule="none_failed")
     def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
-        return dag_tasks.index_account_statistics(extraction)
+        return dag_tasks.index_account_statistics(extraction, get_current_context())
 
     @task(task_display_name="Publish stats", trigger_rule="none_failed")
     def publish_stats(window: dict[str, Any], extraction: dict[str, Any], compiled: list[dict[str, Any]],

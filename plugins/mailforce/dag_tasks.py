@@ -21,6 +21,7 @@ from mailforce.core.run_stats import runtime_stats
 from mailforce.core.summaries import WRITTEN_KINDS, CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
 from mailforce.core.wording import run_summary
 from mailforce.es.client import MailforceElasticsearchHook
+from mailforce.es.lease import Holder, acquire_lease, release_lease, renew_or_fail
 from mailforce.settings import Settings, load_settings
 from mailforce.stages.compile_domain_partition import compile_domain_partition as compile_partition_stage
 from mailforce.stages.compile_domain_partition import scoring_for
@@ -62,6 +63,45 @@ def elasticsearch(settings: Settings) -> MailforceElasticsearchHook:
     return MailforceElasticsearchHook(settings.conn_id)
 
 
+def lease_holder(context: Mapping[str, Any]) -> Holder:
+    dag_run = context["dag_run"]
+    return Holder(dag_id=str(getattr(dag_run, "dag_id", "") or ""), run_id=str(context["run_id"]))
+
+
+def run_is_active(context: Mapping[str, Any]):
+    """(dag_id, run_id) -> whether Airflow has that run queued or running (None: it cannot say)."""
+    ti = context.get("ti")
+    getter = getattr(ti, "get_dagrun_state", None)
+
+    def is_active(dag_id: str, run_id: str) -> bool | None:
+        if getter is None or not dag_id or not run_id:
+            return None
+        try:
+            state = getter(dag_id, run_id)
+        except Exception:  # unknown run (deleted) or no API: let the lease's expiry decide
+            return None
+        return str(getattr(state, "value", state)) in ("queued", "running")
+
+    return is_active
+
+
+def take_lease(es, settings: Settings, context: Mapping[str, Any]) -> None:
+    """A run's first task: wait for any other Mailforce run to finish (`mailforce.es.lease`)."""
+    acquire_lease(es, settings, lease_holder(context), is_active=run_is_active(context))
+
+
+def renew_lease(es, settings: Settings, context: Mapping[str, Any] | None) -> None:
+    """A later task: renew the run's lease, or fail before writing if another run took it."""
+    if context is not None and "dag_run" in context:
+        renew_or_fail(es, settings, lease_holder(context), is_active=run_is_active(context))
+
+
+def give_back_lease(es, settings: Settings, context: Mapping[str, Any]) -> None:
+    """A run's last task, after its last write."""
+    if "dag_run" in context:
+        release_lease(es, settings, lease_holder(context))
+
+
 def run_end_from_context(context: Mapping[str, Any]) -> datetime:
     """The run's logical end, fixed for the run: never a `now()` read later."""
     dag_run = context["dag_run"]
@@ -90,6 +130,7 @@ def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
         raise param_error(error) from None  # retrying cannot fix a wrong param
     run_end = run_end_from_context(context)
     with elasticsearch(settings) as es:
+        take_lease(es, settings, context)
         try:
             fetched = fetch_watermark_stage(es, settings, request, run_end, kind=run_kind_from_context(context))
         except RunParamsError as error:
@@ -101,6 +142,7 @@ def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
 def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any]) -> dict[str, Any]:
     settings = load_settings()
     with elasticsearch(settings) as es:
+        renew_lease(es, settings, context)
         summary = extract_stage(es, settings, FetchedWindow.from_xcom(window).window, context["run_id"])
     record_asset_event(context, "roles", summary.roles_written, messages=summary.messages,
                        accounts=summary.accounts_count, late_messages=summary.late_messages,
@@ -122,6 +164,7 @@ def compile_domain_partition(
     # Only a first attempt may add the window to stored documents; a retry recomputes.
     first_attempt = getattr(context["ti"], "try_number", 1) <= 1
     with elasticsearch(settings) as es:
+        renew_lease(es, settings, context)
         scoring = scoring_for(settings, scoring_date_of_run(es, settings, window_end))
         result = compile_partition_stage(
             es, settings, planned, context["run_id"], add_window=first_attempt, scoring=scoring
@@ -156,9 +199,10 @@ def compile_results(compiled: Sequence[Mapping[str, Any]]) -> list[CompileResult
     return [CompileResult.from_xcom(result) for result in mapped_results(compiled)]
 
 
-def rescore_relationships(window: Mapping[str, Any]) -> dict[str, Any]:
+def rescore_relationships(window: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     settings = load_settings()
     with elasticsearch(settings) as es:
+        renew_lease(es, settings, context)
         result = rescore_stage(es, settings, FetchedWindow.from_xcom(window).window.window_end)
     return result.to_xcom()
 
@@ -166,6 +210,7 @@ def rescore_relationships(window: Mapping[str, Any]) -> dict[str, Any]:
 def index_account_statistics(extraction: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> int:
     settings = load_settings()
     with elasticsearch(settings) as es:
+        renew_lease(es, settings, context)
         written = account_statistics_stage(es, settings, ExtractionSummary.from_xcom(extraction).accounts)
     record_asset_event(context or {}, "account_stats", written)
     return written
@@ -197,7 +242,9 @@ def publish_stats(
         RescoreResult.from_xcom(rescored), accounts_written, run_started, utc_now(),
     )
     with elasticsearch(settings) as es:
+        renew_lease(es, settings, context)
         publish_stats_stage(es, settings, stats)
+        give_back_lease(es, settings, context)
     document = stats.to_xcom()
     summary = run_summary(document, document["duration_seconds"], window.get("unknown_accounts") or {})
     log.info("Run summary: %s", summary)
@@ -216,4 +263,5 @@ def reconcile_window(context: Mapping[str, Any]) -> dict[str, Any]:
 
     settings = load_settings()
     with elasticsearch(settings) as es:
+        take_lease(es, settings, context)
         return reconcile_stage(es, settings).to_xcom()

@@ -57,6 +57,11 @@ class Settings:
     allowed_lateness: str = "6h"
     ledger_index: str = "search-mailforce-ledger"  # one record per (account, message) counted
     reconcile_schedule: str = "@daily"  # the reconciliation DAG's schedule ("none": only when triggered)
+    # One run at a time across the DAGs (README "One run at a time"): the lease document's index, how
+    # long a run waits for another to finish, and when a holder Airflow cannot report on is presumed gone
+    lease_index: str = "search-mailforce-lease"
+    lease_wait: str = "1h"
+    lease_ttl: str = "7h"
     # Erasure (README "Erasure"): erased addresses and domains, honoured by every run; and the audit trail
     suppressions_index: str = "search-mailforce-suppressions"
     erasure_audit_index: str = "search-mailforce-erasure-audit"
@@ -76,10 +81,11 @@ class Settings:
                 raise SettingsError(f"setting 'automated_patterns': {pattern!r} is not a regular expression ({error})") from None
         from mailforce.core.run_params import parse_duration  # pure; validates the lateness once
 
-        try:
-            parse_duration(self.allowed_lateness)
-        except ValueError as error:
-            raise SettingsError(f"setting 'allowed_lateness': {error}") from None
+        for name in ("allowed_lateness", "lease_wait", "lease_ttl"):
+            try:
+                parse_duration(getattr(self, name))
+            except ValueError as error:
+                raise SettingsError(f"setting {name!r}: {error}") from None
         if self.max_partitions > 1024:
             raise SettingsError("setting 'max_partitions' must be at most 1024")
         names = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_index")]

@@ -256,12 +256,13 @@ def ensure_output_indices(es, settings: Settings, *, allow_rebuild: bool = True)
     for name, properties in mappings.items():
         if name in existing and name not in rebuilt:
             continue  # checked above, missing fields added
-        if _create(es, settings, name, properties):
+        if create_index(es, settings, name, properties):
             created.append(name)
     return created
 
 
-def _create(es, settings: Settings, name: str, properties: dict[str, Any]) -> bool:
+def create_index(es, settings: Settings, name: str, properties: dict[str, Any]) -> bool:
+    """Create `name` with an explicit, strict mapping; False when another task created it first."""
     body = {
         "settings": {"number_of_shards": settings.index_shards, "number_of_replicas": settings.index_replicas},
         "mappings": {"dynamic": "strict", "properties": properties},

@@ -1,0 +1,165 @@
+"""One run at a time across the DAGs that write the outputs: a lease document in Elasticsearch.
+
+The engagements DAG, the reconciliation DAG and the erase DAG all read what earlier runs stored and
+add to it. Two of them at once could count a message twice without any write conflicting (one adds
+a message to the stored figures after the other recomputed them with it), so every run takes the
+lease before its first read and gives it back after its last write (README "Late mail",
+"One run at a time"). Each DAG runs one run at a time by itself (`max_active_runs=1`); the lease
+covers the DAGs among each other, and Airflow backfill runs alongside scheduled ones.
+
+The lease is one document (`LEASE_ID`) in `lease_index`, written only conditionally: `create` when
+absent, `if_seq_no`/`if_primary_term` when taken over, so two runs asking at the same moment cannot
+both get it. A run may take the lease when it holds it already (a retried or cleared task), when
+Airflow says the holder's run is no longer running (it failed or was marked), or, where that cannot
+be asked, when the holder's lease has expired (`lease_ttl`, longer than any task may run).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Mapping
+
+from elasticsearch import ConflictError, NotFoundError
+
+from mailforce.core.dates import format_utc, parse_source_date, utc_now
+from mailforce.core.run_params import parse_duration
+from mailforce.es.indices import create_index
+from mailforce.es.reads import fetch_documents
+from mailforce.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEASE_ID = "outputs"
+KEYWORD = {"type": "keyword"}
+DATE = {"type": "date", "format": "strict_date_optional_time"}
+LEASE_PROPERTIES = {
+    "dag_id": KEYWORD,
+    "run_id": KEYWORD,
+    "acquired_at": DATE,
+    "expires_at": DATE,  # only decides when Airflow cannot say whether the holder still runs
+}
+POLL_SECONDS = 15.0
+
+
+class LeaseHeld(RuntimeError):
+    """Another run holds the lease and kept it for longer than this run may wait."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    dag_id: str
+    run_id: str
+
+    def __str__(self) -> str:
+        return f"{self.dag_id} run {self.run_id}"
+
+
+# (dag_id, run_id) -> True while that run is queued or running, False once it ended, None: unknown
+IsActive = Callable[[str, str], "bool | None"]
+
+
+def ensure_lease_index(es, settings: Settings) -> bool:
+    if es.indices.exists(index=settings.lease_index):
+        return False
+    return create_index(es, settings, settings.lease_index, LEASE_PROPERTIES)
+
+
+def _holds(stored: Mapping[str, Any] | None, holder: Holder) -> bool:
+    return stored is not None and (stored.get("dag_id"), stored.get("run_id")) == (holder.dag_id, holder.run_id)
+
+
+def _may_take(stored: Mapping[str, Any], holder: Holder, now: datetime, is_active: IsActive | None) -> bool:
+    if _holds(stored, holder):
+        return True
+    active = is_active(stored.get("dag_id", ""), stored.get("run_id", "")) if is_active else None
+    if active is not None:
+        return not active
+    expires = parse_source_date(stored.get("expires_at"))
+    return expires is None or expires <= now
+
+
+def try_acquire(es, settings: Settings, holder: Holder, *, is_active: IsActive | None = None,
+                now: datetime | None = None) -> tuple[bool, Mapping[str, Any] | None]:
+    """(True, the lease) when this run holds it now; (False, the holder's lease) when another does."""
+    now = now or utc_now()
+    ensure_lease_index(es, settings)
+    entry = fetch_documents(es, settings.lease_index, [LEASE_ID], with_versions=True).get(LEASE_ID)
+    stored = entry["_source"] if entry else None
+    if stored is not None and not _may_take(stored, holder, now, is_active):
+        return False, stored
+    mine = _holds(stored, holder)
+    document = {
+        "dag_id": holder.dag_id,
+        "run_id": holder.run_id,
+        "acquired_at": stored["acquired_at"] if mine else format_utc(now),
+        "expires_at": format_utc(now + parse_duration(settings.lease_ttl)),
+    }
+    try:
+        if entry is None:
+            es.create(index=settings.lease_index, id=LEASE_ID, document=document, refresh=False)
+        else:
+            es.index(index=settings.lease_index, id=LEASE_ID, document=document,
+                     if_seq_no=entry["_seq_no"], if_primary_term=entry["_primary_term"])
+    except ConflictError:  # written between the read and the write: by another run, or by a
+        # parallel task of this one renewing it (mapped compile tasks)
+        current = fetch_documents(es, settings.lease_index, [LEASE_ID]).get(LEASE_ID)
+        return _holds(current, holder), current
+    if stored is not None and not mine:
+        log.warning("Took over the lease from %s %s (acquired %s): that run is no longer running",
+                    stored.get("dag_id"), stored.get("run_id"), stored.get("acquired_at"))
+    return True, document
+
+
+def acquire_lease(es, settings: Settings, holder: Holder, *, is_active: IsActive | None = None,
+                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] = utc_now,
+                  poll_seconds: float = POLL_SECONDS) -> Mapping[str, Any]:
+    """Take the lease, waiting up to `lease_wait` while another run holds it; LeaseHeld after that
+    (the task fails and Airflow retries it later)."""
+    started = clock()
+    deadline = started + parse_duration(settings.lease_wait)
+    announced = False
+    while True:
+        now = clock()
+        taken, lease = try_acquire(es, settings, holder, is_active=is_active, now=now)
+        if taken:
+            if announced:
+                log.info("Got the lease after waiting %.0f s", (now - started).total_seconds())
+            return lease
+        other = f"{(lease or {}).get('dag_id')} run {(lease or {}).get('run_id')}"
+        if now >= deadline:
+            raise LeaseHeld(
+                f"{other} has been writing the outputs since {(lease or {}).get('acquired_at')}; this run "
+                f"waited {settings.lease_wait} (setting lease_wait) and will be retried. Nothing was read or written.")
+        if not announced:
+            log.info("Waiting for %s to finish (it holds the outputs' lease since %s; waiting up to %s)",
+                     other, (lease or {}).get("acquired_at"), settings.lease_wait)
+            announced = True
+        sleep(poll_seconds)
+
+
+def renew_or_fail(es, settings: Settings, holder: Holder, *, is_active: IsActive | None = None) -> None:
+    """A later task of the run that took the lease: renew it (its expiry moves on), or fail loudly if
+    another run took it over meanwhile (this run's writes must not interleave with that run's)."""
+    taken, lease = try_acquire(es, settings, holder, is_active=is_active)
+    if not taken:
+        raise LeaseHeld(f"{(lease or {}).get('dag_id')} run {(lease or {}).get('run_id')} took over the outputs' "
+                        f"lease from {holder}; this task stops before writing anything")
+
+
+def release_lease(es, settings: Settings, holder: Holder) -> bool:
+    """Give the lease back if this run holds it; True when it did."""
+    try:
+        entry = fetch_documents(es, settings.lease_index, [LEASE_ID], with_versions=True).get(LEASE_ID)
+    except NotFoundError:
+        return False
+    if entry is None or not _holds(entry["_source"], holder):
+        return False
+    try:
+        es.delete(index=settings.lease_index, id=LEASE_ID, if_seq_no=entry["_seq_no"],
+                  if_primary_term=entry["_primary_term"])
+    except (ConflictError, NotFoundError):  # taken over meanwhile: not ours to delete any more
+        return False
+    return True
