@@ -7,9 +7,10 @@ allowed lateness, or by a harvester that stamps no arrival time), over all time 
 **Stages**
 
 1. `reconcile_window`: takes the lease that keeps runs of the Mailforce DAGs apart (waiting while
-   an hourly run or an erasure runs: the daily schedule meets the hourly one at midnight); then per account and UTC day, the distinct dated messages of the source against
-   the records of `search-mailforce-ledger` (counts only); where they differ, the ids; the slices
-   holding mail no run counted become this run's window.
+   an hourly run or an erasure runs: the daily schedule meets the hourly one at midnight); then per
+   account and UTC month, the distinct dated messages of the source against the records of
+   `search-mailforce-ledger` (counts only), per day within the months that differ; where a day
+   differs, the ids; the slices holding mail no run counted become this run's window.
 2. the same stages as the main DAG (`extract_message_roles` ... `publish_stats`), on that window:
    missing messages are counted exactly as a normal run counts them; what was already counted costs
    a lookup only.
@@ -45,7 +46,7 @@ SCHEDULE = None if DEPLOY_SETTINGS.reconcile_schedule.strip().lower() in ("", "n
 def mailforce_reconcile():
     @task(task_display_name="Reconcile window")
     def reconcile_window() -> dict[str, Any]:
-        """Counts per account and day against the ledger; ids only where they differ."""
+        """Counts per account and month, then day, against the ledger; ids only where they differ."""
         return dag_tasks.reconcile_window(get_current_context())
 
     @task(task_display_name="Extract message roles")

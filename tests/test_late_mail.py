@@ -177,3 +177,26 @@ def test_the_reconciliation_dag_loads_and_reuses_the_stages():
     assert dag.schedule == "@daily" or str(dag.timetable.summary) == "@daily"
     assert {"reconcile_window", "extract_message_roles", "compile_domain_partition", "publish_stats"} <= set(dag.task_ids)
     assert dag.max_active_runs == 1
+
+
+def test_months_first_finds_the_same_days_as_comparing_every_day(es, settings, harvest, monkeypatch):
+    """The reconciliation compares months, then the days of the months that differ: it must find
+    exactly the days a comparison of every (account, day) finds, also when no month is trusted."""
+    from mailforce.stages import reconcile
+
+    settings = replace(settings, allowed_lateness="1h")
+    simulate(es, settings, harvest)  # mail later than an hour is missed
+    watermark = read_watermark(es, settings)
+    every_day_source = reconcile.source_counts(es, settings, watermark)
+    every_day_ledger = reconcile.ledger_counts(es, settings, watermark)
+    expected = sorted(key for key in every_day_source if every_day_source[key] != every_day_ledger.get(key, 0))
+    assert expected  # some mail was missed
+    months, found = reconcile.differing_days(es, settings, watermark)
+    assert found == expected
+    assert months == len({(account, day[:7]) for account, day in every_day_source})
+    monkeypatch.setattr(reconcile, "TRUSTED_MONTH_BELOW", 1)  # every month compared day by day
+    assert reconcile.differing_days(es, settings, watermark)[1] == expected
+    monkeypatch.setattr(reconcile, "COMPOSITE_PAGE", 3)  # many pages, the last one short or empty
+    monkeypatch.setattr(reconcile, "PAIRS_PER_QUERY", 2)
+    assert reconcile.differing_days(es, settings, watermark) == (months, expected)
+    assert reconcile.source_counts(es, settings, watermark) == every_day_source

@@ -1,8 +1,9 @@
 """Reconciliation: what the source holds against what the outputs counted, over all time.
 
-Cheap first: distinct dated messages per (account, UTC day) in the source (a composite aggregation
+Cheap first: distinct dated messages per (account, UTC month) in the source (a composite aggregation
 with a cardinality of `messageId`, plus the documents without one) against the ledger's records per
-(account, day). Only where the counts differ are ids fetched (the source's keys, looked up in the
+(account, month); then the same per (account, UTC day), only within the months that differ. Only
+where a day's counts differ are ids fetched (the source's keys, looked up in the
 ledger by id), and the (account, day) slices that hold a message no run counted become the window
 of a reconciliation run, which the usual stages then process exactly like a normal run (messages
 already counted cost a lookup only). Its runtime-stats record carries `reconciliation: true` and
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime
-from typing import Any, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator, Sequence
 
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.ids import document_id
@@ -32,9 +33,19 @@ from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
 
-COMPOSITE_PAGE = 1000
+# Buckets per composite page: each page is one pass over the matching documents, so few large pages
+# (within Elasticsearch's search.max_buckets, 65,536 by default).
+COMPOSITE_PAGE = 10_000
 # Exact below this many distinct ids per (account, day); above it a difference only costs an id fetch.
 CARDINALITY_PRECISION = 40_000
+# A month's equal counts are trusted only below this many messages (well inside the exact range of
+# the cardinality); a larger month is compared day by day.
+TRUSTED_MONTH_BELOW = 10_000
+PAIRS_PER_QUERY = 500  # (account, month) clauses per day-level query
+MONTHS = {"calendar_interval": "month", "format": "yyyy-MM"}
+DAYS = {"calendar_interval": "day", "format": "yyyy-MM-dd"}
+
+Slice = tuple[str, str]  # (account, "YYYY-MM") or (account, "YYYY-MM-DD")
 
 
 def _composite(es, index: str, query: dict[str, Any], sources: list[dict[str, Any]],
@@ -49,33 +60,64 @@ def _composite(es, index: str, query: dict[str, Any], sources: list[dict[str, An
         buckets = response["aggregations"]["by"]["buckets"]
         yield from buckets
         after = response["aggregations"]["by"].get("after_key")
-        if not buckets or after is None:
+        if len(buckets) < COMPOSITE_PAGE or after is None:  # a short page is the last: no empty pass more
             return
 
 
-def source_counts(es, settings: Settings, up_to: datetime) -> Counter:
-    """(account, day) -> distinct dated messages in the source up to `up_to`."""
-    query = {"bool": {"filter": [{"range": {"date": {"lte": format_utc(up_to)}}}, {"exists": {"field": "account"}}]}}
+def _in_months(months: Sequence[Slice]) -> dict[str, Any]:
+    """Documents of these (account, month) pairs."""
+    clauses = []
+    for account, month in months:
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
+        end = (start + timedelta(days=32)).replace(day=1)
+        clauses.append({"bool": {"filter": [{"term": {"account": account}},
+                                            {"range": {"date": {"gte": format_utc(start), "lt": format_utc(end)}}}]}})
+    return {"bool": {"should": clauses, "minimum_should_match": 1}}
+
+
+def _counts(es, index: str, filters: list[dict[str, Any]], interval: dict[str, str], aggs: dict[str, Any],
+            value, months: Sequence[Slice] | None) -> Counter:
+    """(account, period) -> value(bucket), over every document, or those of `months` only."""
     sources = [{"account": {"terms": {"field": "account"}}},
-               {"day": {"date_histogram": {"field": "date", "calendar_interval": "day", "format": "yyyy-MM-dd",
-                                           "time_zone": "UTC"}}}]
+               {"period": {"date_histogram": {"field": "date", **interval, "time_zone": "UTC"}}}]
+    groups = [None] if months is None else [months[start:start + PAIRS_PER_QUERY]
+                                             for start in range(0, len(months), PAIRS_PER_QUERY)]
+    counts: Counter = Counter()
+    for group in groups:
+        query = {"bool": {"filter": filters + ([] if group is None else [_in_months(group)])}}
+        for bucket in _composite(es, index, query, sources, aggs):
+            counts[(bucket["key"]["account"], bucket["key"]["period"])] = value(bucket)
+    return counts
+
+
+def source_counts(es, settings: Settings, up_to: datetime, interval: dict[str, str] = DAYS,
+                  months: Sequence[Slice] | None = None) -> Counter:
+    """(account, day or month) -> distinct dated messages in the source up to `up_to`."""
+    filters = [{"range": {"date": {"lte": format_utc(up_to)}}}, {"exists": {"field": "account"}}]
     aggs = {"ids": {"cardinality": {"field": "messageId", "precision_threshold": CARDINALITY_PRECISION}},
             "no_id": {"missing": {"field": "messageId"}}}
-    counts: Counter = Counter()
-    for bucket in _composite(es, settings.source_index, query, sources, aggs):
-        key = (bucket["key"]["account"], bucket["key"]["day"])
-        counts[key] = int(bucket["ids"]["value"]) + int(bucket["no_id"]["doc_count"])
-    return counts
+    return _counts(es, settings.source_index, filters, interval, aggs,
+                   lambda bucket: int(bucket["ids"]["value"]) + int(bucket["no_id"]["doc_count"]), months)
 
 
-def ledger_counts(es, settings: Settings, up_to: datetime) -> Counter:
-    """(account, day) -> messages the runs counted (ledger records) up to `up_to`."""
-    query = {"bool": {"filter": [{"range": {"date": {"lte": format_utc(up_to)}}}]}}
-    sources = [{"account": {"terms": {"field": "account"}}}, {"day": {"terms": {"field": "day"}}}]
-    counts: Counter = Counter()
-    for bucket in _composite(es, settings.ledger_index, query, sources, {}):
-        counts[(bucket["key"]["account"], bucket["key"]["day"])] = int(bucket["doc_count"])
-    return counts
+def ledger_counts(es, settings: Settings, up_to: datetime, interval: dict[str, str] = DAYS,
+                  months: Sequence[Slice] | None = None) -> Counter:
+    """(account, day or month) -> messages the runs counted (ledger records) up to `up_to`."""
+    filters = [{"range": {"date": {"lte": format_utc(up_to)}}}]
+    return _counts(es, settings.ledger_index, filters, interval, {}, lambda bucket: int(bucket["doc_count"]), months)
+
+
+def differing_days(es, settings: Settings, up_to: datetime) -> tuple[int, list[Slice]]:
+    """(months compared, the (account, day) slices whose counts differ): months first, then the days
+    of the months that differ (or are too large to trust their equal counts)."""
+    source = source_counts(es, settings, up_to, MONTHS)
+    ledger = ledger_counts(es, settings, up_to, MONTHS)
+    suspect = sorted(key for key in source if source[key] != ledger.get(key, 0) or source[key] >= TRUSTED_MONTH_BELOW)
+    if not suspect:
+        return len(source), []
+    days = source_counts(es, settings, up_to, DAYS, suspect)
+    counted = ledger_counts(es, settings, up_to, DAYS, suspect)
+    return len(source), sorted(key for key in days if days[key] != counted.get(key, 0))
 
 
 def missing_in_slice(es, settings: Settings, account: str, day: str, up_to: datetime) -> int:
@@ -105,9 +147,7 @@ def reconcile_window(es, settings: Settings, *, run_started: datetime | None = N
         return FetchedWindow(window=Window(window_end=started.replace(microsecond=0), reconciliation=True),
                              run_started=started)
     refresh(es, settings.ledger_index)
-    source = source_counts(es, settings, watermark)
-    ledger = ledger_counts(es, settings, watermark)
-    differing = sorted(key for key in source if source[key] != ledger.get(key, 0))
+    months, differing = differing_days(es, settings, watermark)
     slices = []
     missing_total = 0
     for account, day in differing:
@@ -116,9 +156,9 @@ def reconcile_window(es, settings: Settings, *, run_started: datetime | None = N
             slices.append((account, day))
             missing_total += missing
     log.info(
-        "Reconciliation of (the beginning, %s] (the watermark): %s in the source, %d with differing counts, "
-        "%d holding %s no run counted%s",
-        format_utc(watermark), plural(len(source), "(account, day) slice"), len(differing), len(slices),
+        "Reconciliation of (the beginning, %s] (the watermark): %s in the source, %d (account, day) slices "
+        "with differing counts, %d holding %s no run counted%s",
+        format_utc(watermark), plural(months, "(account, month) slice"), len(differing), len(slices),
         plural(missing_total, "message"),
         (": " + ", ".join(f"{account} {day}" for account, day in slices[:20])) if slices else "",
     )
