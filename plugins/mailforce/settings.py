@@ -57,7 +57,7 @@ class Settings:
     allowed_lateness: str = "6h"
     ledger_index: str = "search-mailforce-ledger"  # one record per (account, message) counted
     reconcile_schedule: str = "@daily"  # the reconciliation DAG's schedule ("none": only when triggered)
-    # One run at a time across the DAGs (README "One run at a time"): the lease document's index, how
+    # One run at a time across the DAGs (README "Late mail", "One run at a time across the DAGs"): the lease document's index, how
     # long a run waits for another to finish, and when a holder Airflow cannot report on is presumed gone
     lease_index: str = "search-mailforce-lease"
     lease_wait: str = "1h"

@@ -3,9 +3,13 @@
 The engagements DAG, the reconciliation DAG and the erase DAG all read what earlier runs stored and
 add to it. Two of them at once could count a message twice without any write conflicting (one adds
 a message to the stored figures after the other recomputed them with it), so every run takes the
-lease before its first read and gives it back after its last write (README "Late mail",
-"One run at a time"). Each DAG runs one run at a time by itself (`max_active_runs=1`); the lease
-covers the DAGs among each other, and Airflow backfill runs alongside scheduled ones.
+lease before its first read and gives it back after its last write (README "Late mail", "One run
+at a time across the DAGs"). Each DAG runs one run at a time by itself (`max_active_runs=1`); the
+lease keeps the DAGs apart from each other, and also any runs of one DAG that Airflow starts side
+by side (a backfill next to the scheduled runs): the holder is the (DAG, run) pair.
+
+The stage functions themselves (`mailforce.stages`, called directly by tests/driver.py and the
+benchmark) do not take it: the DAG task bodies in `mailforce.dag_tasks` and the erase DAG do.
 
 The lease is one document (`LEASE_ID`) in `lease_index`, written only conditionally: `create` when
 absent, `if_seq_no`/`if_primary_term` when taken over, so two runs asking at the same moment cannot
