@@ -4,11 +4,12 @@ erased addresses and domains treated as absent, also after later runs bring new 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from elasticsearch import helpers
 
+from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.erasure import ErasureParamsError, parse_erasure_params
 from mailforce.stages.erase import erase
 from mailforce.tools.loader import load_mail
@@ -83,7 +84,7 @@ def new_mail_from(addresses: list[str], domain: str, bystander: str) -> list[dic
 def audit_records(es, settings) -> list[dict]:
     es.indices.refresh(index=settings.erasure_audit_index)
     return sorted((hit["_source"] for hit in helpers.scan(es, index=settings.erasure_audit_index)),
-                  key=lambda record: record["finished_at"])
+                  key=lambda record: (record["finished_at"], record["requested_at"]))
 
 
 def erase_and_check(es, settings, source: list[dict]) -> tuple[list[str], str, dict]:
@@ -135,7 +136,9 @@ def test_later_runs_never_bring_the_erased_back_and_erasing_twice_changes_nothin
     assert es.count(index=settings.contacts_index, query={"term": {"email_address": bystander}})["count"] == 1
 
     before = raw_outputs(es, settings)
-    again = erase(es, settings, {"addresses": [a.upper() for a in addresses], "domains": [domain.upper()], **REQUEST})
+    # a second request (requested later: the same values in the same second are the same request)
+    again = erase(es, settings, {"addresses": [a.upper() for a in addresses], "domains": [domain.upper()], **REQUEST},
+                  requested_at=format_utc(utc_now() + timedelta(days=1)))
     assert again["removed_total"] == 0 and sum(again["rewritten"].values()) == 0
     assert raw_outputs(es, settings) == before  # updated_at included: not one document rewritten
     records = audit_records(es, settings)
