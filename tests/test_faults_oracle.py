@@ -20,7 +20,7 @@ from esproxy import (
     EsProxy, FaultPlan, Rule,
 )
 from mailforce.core.run_params import RunRequest
-from mailforce.es import reads
+from mailforce.es import reads, writes
 from mailforce.es.client import ClientOptions, build_client
 from mailforce.es.watermark import read_watermark
 from mailforce.tools.loader import load_mail
@@ -46,8 +46,11 @@ def fault_plan() -> FaultPlan:
 
 
 @pytest.fixture(autouse=True)
-def quick_mget_retries(monkeypatch):
+def quick_retries(monkeypatch):
+    """The same retries with short pauses: what is tested is that they happen, not how long they wait."""
     monkeypatch.setattr(reads, "MGET_RETRY_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(writes, "INITIAL_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(writes, "MAX_BACKOFF_SECONDS", 0.05)
 
 
 class FaultyRuns:
