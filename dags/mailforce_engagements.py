@@ -17,7 +17,7 @@ held which role; and a runtime-stats record per run that doubles as the incremen
 2. `extract_message_roles`: reads the window's messages once (only the needed fields), unites copies
    of a message, and writes one `search-message-roles` document per message (the fact table).
 3. `list_domains`: groups the domains the window touched into a bounded number of partitions,
-   balanced by work.
+   balanced by work; no more of them than finish sooner (one heavy domain: two, not eight).
 4. `rescore_relationships` (beside the extraction): on the first run of a new day, rewrites the
    relationship strengths (and the rankings built on them) that time alone changed; on other runs
    it does nothing.

@@ -6,6 +6,11 @@ nothing needs merging afterwards. Longest-processing-time-first: the heaviest do
 lightest partition. The trade-off: one very heavy domain (the company's own when no internal domain
 is set, or gmail.com) makes its partition the longest; its memory is bounded by the domain's
 addresses, not its messages.
+
+The run's time is its longest partition (the makespan), and every mapped task costs a scheduling
+round of its own and reads again the messages it shares with others. So the plan uses the fewest
+partitions whose makespan is within `MAKESPAN_SLACK` of the makespan the most allowed partitions
+reach: with one heavy domain, partitions that could not finish before it are not started.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Collection, Mapping
 
 MESSAGE_BUCKETS = 1024
+# A plan with fewer partitions is taken when its longest partition is at most this much longer than
+# the longest one with the most partitions allowed (one partition fewer saves a task's fixed cost).
+MAKESPAN_SLACK = 0.05
 
 
 def message_bucket(message_id: str) -> int:
@@ -68,6 +76,20 @@ class Partition:
         )
 
 
+def _pack(items: list[tuple[str, int]], count: int) -> tuple[list[list[tuple[str, int]]], int]:
+    """Longest-processing-time-first into `count` bins: the members of each and the largest load.
+
+    `items` come heaviest first; a domain with no work still costs a little (load 1).
+    """
+    loads = [(0, number) for number in range(count)]  # (work, partition number)
+    members: list[list[tuple[str, int]]] = [[] for _ in range(count)]
+    for domain, work in items:
+        load, number = heapq.heappop(loads)
+        members[number].append((domain, work))
+        heapq.heappush(loads, (load + max(work, 1), number))
+    return members, max(load for load, _ in loads)
+
+
 def plan_partitions(
     work_by_domain: Mapping[str, int],
     max_partitions: int,
@@ -77,21 +99,28 @@ def plan_partitions(
 
     A small window gets fewer partitions (about `min_partition_work` role entries each at least):
     every mapped task costs a scheduling round and reads again the messages it shares with others.
+    Of the partition counts left, the fewest that finish about as soon as the most is taken (see
+    `MAKESPAN_SLACK`): one heavy domain and a long tail give two partitions, not eight.
     """
     if max_partitions < 1:
         raise ValueError("max_partitions must be at least 1")
     if not work_by_domain:
         return []
-    wanted = max(1, min(max_partitions, sum(work_by_domain.values()) // max(min_partition_work, 1)))
+    total = sum(work_by_domain.values())
+    wanted = max(1, min(max_partitions, total // max(min_partition_work, 1)))
     items = sorted(work_by_domain.items(), key=lambda item: (-item[1], item[0]))
-    count = min(wanted, len(items))
-    loads = [(0, number) for number in range(count)]  # (work, partition number)
-    members: list[list[tuple[str, int]]] = [[] for _ in range(count)]
-    for domain, work in items:
-        load, number = heapq.heappop(loads)
-        members[number].append((domain, work))
-        heapq.heappush(loads, (load + max(work, 1), number))
-    grand_total = max(sum(work_by_domain.values()), 1)
+    most = min(wanted, len(items))
+    members, best = _pack(items, most)
+    bound = best * (1 + MAKESPAN_SLACK)
+    loaded = sum(max(work, 1) for _, work in items)
+    # No count below loaded/bound can reach the bound (its average load is already above it).
+    for count in range(max(1, -(-loaded // max(int(bound), 1))), most):
+        fewer, makespan = _pack(items, count)
+        if makespan <= bound:
+            members = fewer
+            break
+    count = len(members)
+    grand_total = max(total, 1)
     partitions = []
     for number, chosen in enumerate(members):
         work = sum(work for _, work in chosen)

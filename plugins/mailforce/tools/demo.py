@@ -334,7 +334,7 @@ def run_demo(mail: Iterable[Path], conf: dict[str, Any] | None, home: Path, time
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _argument_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)  # importing airflow installs an INFO handler
     try:
         run_demo(arguments.mail or [SAMPLE_MAIL], arguments.conf, arguments.home, arguments.timeout)
     except DemoError as error:

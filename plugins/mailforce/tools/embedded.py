@@ -301,7 +301,7 @@ def _argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _argument_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)  # importing airflow installs an INFO handler
     try:
         if arguments.command == "start":
             engine = start_daemon(arguments.pidfile, arguments.port, next_free=arguments.next_free)

@@ -571,7 +571,7 @@ def _client_for(arguments: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _argument_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)  # importing airflow installs an INFO handler
     client = _client_for(arguments)
     try:
         report = load_mail(

@@ -829,7 +829,7 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = argument_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", force=True)  # importing airflow installs an INFO handler
     settings = load_settings()
     es = client_for(arguments.url, arguments.engine, arguments.conn_id or settings.conn_id)
     try:
