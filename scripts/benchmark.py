@@ -32,6 +32,7 @@ import cProfile
 import io
 import itertools
 import json
+import logging
 import os
 import pstats
 import shutil
@@ -129,6 +130,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also, on two fresh clones in this process: the product's own time without Airflow, "
                              "the old script's shape, an hourly run with and without lateness, a reconciliation "
                              "finding nothing, the rescore of a day change")
+    parser.add_argument("--scale-only", action="store_true",
+                        help="only the memory curve: on the loaded engine itself (no clones, no floor), the full "
+                             "run and the incremental run through airflow dags test, with the peak RSS of the "
+                             "task process and of the engine; for sizes where clones would not fit in memory")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--repo", type=Path, default=HERE,
                         help="checkout whose dags/ and plugins/ are measured (default: this one), e.g. a "
@@ -1026,6 +1031,71 @@ def code_version() -> str:
         return f"{ROOT} (not a git checkout)"
 
 
+def scale_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int, heavy_share: float) -> dict[str, Any]:
+    """`--scale-only`: load, the full run and the incremental run on one engine, memory sampled."""
+    from osmem_server import OsmemServer
+
+    name = f"{messages}msg-heavy{heavy_share:g}-scale"
+    spec = corpus_spec(arguments, messages, heavy_share)
+    slots = max(arguments.partitions)
+    settings_env = {"MAILFORCE_INTERNAL_DOMAINS": spec.company_domain, "MAILFORCE_MAX_PARTITIONS": str(slots)}
+    settings = Settings(internal_domains=(spec.company_domain,), max_partitions=slots, schedule=None)
+    result: dict[str, Any] = {"scenario": name, "code": code_version(), "main_partitions": slots,
+                              "corpus": {"messages": messages, "accounts": spec.accounts,
+                                         "domains": spec.correspondent_domains, "heavy_domain_share": heavy_share,
+                                         "seed": spec.seed}}
+    log(f"{name}: planning the incremental split")
+    split = plan_split(spec, arguments.incremental_fraction)
+    server = OsmemServer.start(japanese=False)
+    try:
+        es = client_for(server.url)
+        load_source(es, settings.source_index, split)
+        result["load"] = {"loaded": split.loaded, "held_back": len(split.held_back), "seconds": round(split.load_seconds, 2),
+                          "engine_rss_mb": round(process_rss_kib(server.pid) / MB, 1)}
+        log(f"{name}: loaded {split.loaded} source documents in {split.load_seconds:.1f} s; engine "
+            f"{result['load']['engine_rss_mb']:.0f} MB")
+        full = airflow.dags_test(server.url, settings_env, {"to_date": format_utc(split.cutoff)} if split.cutoff else {},
+                                 f"{name}-full", server.pid)
+        result["full"] = full.summary()
+        result["full"]["engine_rss_mb"] = round(process_rss_kib(server.pid) / MB, 1)
+        log(f"{name}: full run {full.pipeline_wall:.1f} s, peak RSS {full.peak_rss_kib / MB:.0f} MB, engine "
+            f"{result['full']['engine_rss_mb']:.0f} MB")
+        load_held_back(es, settings.source_index, split)
+        incremental = airflow.dags_test(server.url, settings_env,
+                                        {"to_date": format_utc(split.incremental_end)} if split.incremental_end else {},
+                                        f"{name}-incremental", server.pid)
+        result["incremental"] = incremental.summary()
+        result["incremental"]["fraction_of_full"] = round(incremental.pipeline_wall / max(full.pipeline_wall, 1e-9), 3)
+        result["full"]["documents_by_index"] = count_outputs(es, settings)
+        result["engine_rss_mb_at_end"] = round(process_rss_kib(server.pid) / MB, 1)
+        es.close()
+    finally:
+        server.close()
+    return result
+
+
+def scale_report(result: dict[str, Any]) -> str:
+    full, incremental = result["full"], result["incremental"]
+    messages = full["messages"] or 0
+    rows = [
+        ["source documents loaded", f"{result['load']['loaded']} ({result['load']['seconds']:.1f} s)"],
+        ["full run: pipeline wall", f"{fmt_seconds(full['pipeline_wall_seconds'])} "
+                                    f"({messages / max(full['pipeline_wall_seconds'], 1e-9):.0f} msg/s, "
+                                    f"{full['partitions']} partitions)"],
+        ["full run: peak RSS of the dags test process", f"{full['peak_rss_mb']:.0f} MB (in a task {full['peak_task_rss_mb']} MB)"],
+        ["incremental run: pipeline wall / full", f"{fmt_seconds(incremental['pipeline_wall_seconds'])} "
+                                                  f"({incremental['fraction_of_full']:.1%})"],
+        ["incremental run: peak RSS", f"{incremental['peak_rss_mb']:.0f} MB"],
+        ["engine RSS: loaded / after the full run / at the end",
+         f"{result['load']['engine_rss_mb']:.0f} / {full['engine_rss_mb']:.0f} / {result['engine_rss_mb_at_end']:.0f} MB"],
+        ["documents by index", ", ".join(f"{name} {count}" for name, count in full["documents_by_index"].items())],
+    ]
+    corpus = result["corpus"]
+    return (f"=== Scale {result['scenario']}: {corpus['messages']} messages, heavy-domain share "
+            f"{corpus['heavy_domain_share']} ===\nCode measured: {result['code']}\n"
+            + table(rows, ["figure", "value"]) + "\n")
+
+
 def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int, heavy_share: float) -> dict[str, Any]:
     from osmem_server import OsmemServer
 
@@ -1355,16 +1425,23 @@ def comparison(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
+    # Importing airflow installs an INFO handler on the root logger: one line per request otherwise.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
     workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="mailforce-benchmark-"))
     airflow = Airflow(workdir / "airflow")
     results = []
     try:
         airflow.migrate()
         for messages, heavy_share in itertools.product(arguments.messages, arguments.heavy_domain_share):
+            if arguments.scale_only:
+                result = scale_scenario(arguments, airflow, messages, heavy_share)
+                results.append(result)
+                print(scale_report(result), flush=True)
+                continue
             result = run_scenario(arguments, airflow, messages, heavy_share)
             results.append(result)
             print(report(result), flush=True)
-        if len(results) > 1:
+        if len(results) > 1 and not arguments.scale_only:
             print("=== Comparison (peak RSS: the airflow dags test process; growth: within one stage) ===")
             print(comparison(results), flush=True)
         if arguments.json:

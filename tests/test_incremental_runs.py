@@ -106,7 +106,7 @@ def test_a_run_killed_after_some_partitions_then_rerun(es, settings, enron_corpu
     watermark = read_watermark(es, settings)
 
     with pytest.raises(RuntimeError, match="simulated failure"):
-        run_once(es, settings, RunRequest(), utc(CUT_2), "dies", stop_after_partitions=2)
+        run_once(es, settings, RunRequest(), utc(CUT_2), "dies", stop_after_partitions=1)
 
     assert read_watermark(es, settings) == watermark == utc(CUT_1)  # no partial watermark
     assert not es.exists(index=settings.runtime_stats_index, id=_stats_id("dies"))

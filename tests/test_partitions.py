@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from mailforce.core.batches import batched_by_work
 from mailforce.core.partitions import MESSAGE_BUCKETS, message_bucket, plan_partitions
 from mailforce.tools.synthetic import CorpusSpec, iter_corpus
 from oracle import Coverage
-from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run
+from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run, with_settings
 
 
 def _covered_once(partitions, work):
@@ -89,3 +90,37 @@ def test_a_heavy_domain_in_one_partition_matches_the_oracle_full_and_incremental
     assert_matches_oracle(es, settings, documents, [Coverage(window_end=FAR_FUTURE_RUN_END)])
     # The heavy domain sets the run's length; fewer partitions than allowed reach it.
     assert 2 <= stats["partitions"] < settings.max_partitions
+
+
+def test_work_bounded_batches_hold_a_heavy_item_alone():
+    work = {"gmail.com": 500, "a.example": 30, "b.example": 30, "c.example": 30, "d.example": 5}
+    batches = list(batched_by_work(list(work), work, budget=70, size=1000))
+    assert batches == [["gmail.com"], ["a.example", "b.example"], ["c.example", "d.example"]]
+    assert list(batched_by_work(["x", "y", "z"], {}, budget=2, size=1000)) == [["x", "y"], ["z"]]  # unknown: 1 each
+    assert list(batched_by_work(["x", "y", "z"], {}, budget=100, size=2)) == [["x", "y"], ["z"]]
+
+
+def test_a_partition_read_in_chunks_of_bounded_work_matches_the_oracle(es, settings, monkeypatch):
+    from mailforce.stages import compile_domain_partition as compile_stage
+
+    chunks = []
+    original = compile_stage.rollup_of
+
+    def recording(es, settings, domains, written_by_run):
+        chunks.append(tuple(domains))
+        return original(es, settings, domains, written_by_run)
+
+    monkeypatch.setattr(compile_stage, "WORK_PER_CHUNK", 60)
+    monkeypatch.setattr(compile_stage, "rollup_of", recording)
+    documents = list(iter_corpus(CorpusSpec(seed=12, messages=500, accounts=5, heavy_domain_share=0.3, dirt=0.1,
+                                            cross_account_duplicate_rate=0.1)))
+    load_source(es, settings, documents)
+    from support import utc
+
+    first = run(es, with_settings(settings, max_partitions=2), "chunks-1", run_end=utc("2000-09-01T00:00:00Z"))
+    full_chunks = len(chunks)
+    run(es, with_settings(settings, max_partitions=2), "chunks-2")
+
+    assert first["emails_processed"] > 100
+    assert full_chunks > 2 * first["partitions"]  # each partition was read in several chunks
+    assert_matches_oracle(es, settings, documents, [Coverage(window_end=FAR_FUTURE_RUN_END)])

@@ -41,6 +41,13 @@ class Partition:
     # Domains of this partition recomputed over all time (a message of theirs was counted before);
     # the others add the window's messages to the stored documents.
     recompute_domains: tuple[str, ...] = ()
+    # The work of each domain, in the order of `domains` (empty in a plan written before it existed):
+    # the compile reads its domains in chunks of bounded work, so its memory does not grow with them.
+    domain_work: tuple[int, ...] = ()
+
+    @property
+    def work_by_domain(self) -> dict[str, int]:
+        return dict(zip(self.domains, self.domain_work))
 
     @property
     def label(self) -> str:
@@ -62,6 +69,7 @@ class Partition:
             "share": self.share,
             "label": self.label,  # read by the mapped task's map_index_template
             "recompute_domains": list(self.recompute_domains),
+            "domain_work": list(self.domain_work),
         }
 
     @classmethod
@@ -73,6 +81,7 @@ class Partition:
             work=data["work"],
             share=data["share"],
             recompute_domains=tuple(data.get("recompute_domains", ())),
+            domain_work=tuple(data.get("domain_work", ())),
         )
 
 
@@ -130,5 +139,6 @@ def plan_partitions(
             domains=tuple(domain for domain, _ in chosen),
             work=work,
             share=work / grand_total,
+            domain_work=tuple(work for _, work in chosen),
         ))
     return partitions

@@ -261,10 +261,12 @@ def ensure_output_indices(es, settings: Settings, *, allow_rebuild: bool = True)
     return created
 
 
-def create_index(es, settings: Settings, name: str, properties: dict[str, Any]) -> bool:
-    """Create `name` with an explicit, strict mapping; False when another task created it first."""
+def create_index(es, settings: Settings, name: str, properties: dict[str, Any], *, shards: int | None = None) -> bool:
+    """Create `name` with an explicit, strict mapping; False when another task created it first.
+
+    `shards` defaults to the `index_shards` setting (small indices pass 1)."""
     body = {
-        "settings": {"number_of_shards": settings.index_shards, "number_of_replicas": settings.index_replicas},
+        "settings": {"number_of_shards": shards or settings.index_shards, "number_of_replicas": settings.index_replicas},
         "mappings": {"dynamic": "strict", "properties": properties},
     }
     try:

@@ -7,14 +7,11 @@ only where those counts differ from the source's.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Iterator, Sequence
 
+from mailforce.es.indices import create_index
 from mailforce.es.reads import scan
-
 from mailforce.settings import Settings
-
-log = logging.getLogger(__name__)
 
 KEYWORD = {"type": "keyword"}
 DATE = {"type": "date", "format": "strict_date_optional_time"}
@@ -32,18 +29,7 @@ def ensure_ledger_index(es, settings: Settings) -> bool:
     """Create the ledger index with its explicit, strict mapping when missing; True when created."""
     if es.indices.exists(index=settings.ledger_index):
         return False
-    try:
-        es.indices.create(
-            index=settings.ledger_index,
-            settings={"number_of_shards": settings.index_shards, "number_of_replicas": settings.index_replicas},
-            mappings={"dynamic": "strict", "properties": LEDGER_PROPERTIES},
-        )
-    except Exception:  # created meanwhile by another task: fine if it is there now
-        if not es.indices.exists(index=settings.ledger_index):
-            raise
-        return False
-    log.info("Created index %s with an explicit mapping", settings.ledger_index)
-    return True
+    return create_index(es, settings, settings.ledger_index, LEDGER_PROPERTIES)
 
 
 def scan_keys(es, index: str, query: dict[str, Any], fields: Sequence[str], page_size: int,

@@ -6,16 +6,14 @@ index); the erase DAG writes both (README "Erasure").
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Iterable
 
 from mailforce.core.erasure import ErasureRequest, Suppressions, suppression_documents, suppressions_of
 from mailforce.core.ids import document_id
+from mailforce.es.indices import create_index
 from mailforce.es.reads import scan
 from mailforce.es.writes import bulk_write, index_actions, refresh
 from mailforce.settings import Settings
-
-log = logging.getLogger(__name__)
 
 KEYWORD = {"type": "keyword"}
 TEXT = {"type": "text"}
@@ -60,19 +58,8 @@ def ensure_erasure_indices(es, settings: Settings, which: Iterable[str] | None =
     for name, properties in erasure_mappings(settings).items():
         if which is not None and name not in which:
             continue
-        if es.indices.exists(index=name):
-            continue
-        try:
-            es.indices.create(
-                index=name,
-                settings={"number_of_shards": 1, "number_of_replicas": settings.index_replicas},
-                mappings={"dynamic": "strict", "properties": properties},
-            )
+        if not es.indices.exists(index=name) and create_index(es, settings, name, properties, shards=1):
             created.append(name)
-            log.info("Created index %s with an explicit mapping", name)
-        except Exception:  # created meanwhile: fine if it is there now
-            if not es.indices.exists(index=name):
-                raise
     return created
 
 

@@ -15,7 +15,7 @@ from itertools import groupby
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from mailforce.core.automated import AddressClassifier
-from mailforce.core.batches import batched, without
+from mailforce.core.batches import batched, batched_by_work, without
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.ids import document_id
 from mailforce.core.partitions import Partition
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 # Domains per terms query: far below Elasticsearch's index.max_terms_count (65,536).
 DOMAINS_PER_QUERY = 5_000
+# Role entries per chunk of domains read and rolled up together: a task's memory is bounded by this
+# (or by its heaviest single domain), not by how many domains its partition holds.
+WORK_PER_CHUNK = 40_000
 
 
 def kind_indices(settings: Settings) -> dict[str, str]:
@@ -154,11 +157,15 @@ def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id
 
 
 def compile_domains(es, settings: Settings, domains: Sequence[str], run_id: str, *, add_window: bool,
-                    scoring: Scoring, updated_at: str | None = None) -> WrittenCounts:
-    """The output documents of these whole domains, by either path (see the module docstring)."""
+                    scoring: Scoring, updated_at: str | None = None,
+                    work_by_domain: Mapping[str, int] | None = None) -> WrittenCounts:
+    """The output documents of these whole domains, by either path (see the module docstring), in
+    chunks of at most `WORK_PER_CHUNK` role entries (by `work_by_domain`; without it, by count)."""
     updated_at = updated_at or format_utc(utc_now())
     total = WrittenCounts()
-    for chunk in batched(domains, DOMAINS_PER_QUERY):
+    chunks = (batched_by_work(domains, work_by_domain, WORK_PER_CHUNK, DOMAINS_PER_QUERY) if work_by_domain
+              else batched(domains, DOMAINS_PER_QUERY))
+    for chunk in chunks:
         recompute = list(chunk)
         if add_window:
             read, written, reasons = add_window_to_domains(es, settings, chunk, run_id, scoring, updated_at)
@@ -187,10 +194,13 @@ def compile_domain_partition(
     written = WrittenCounts()
     added = [domain for domain in partition.domains if domain not in recompute]
     recomputed = [domain for domain in partition.domains if domain in recompute]
+    work = partition.work_by_domain
     if recomputed:
-        written += compile_domains(es, settings, recomputed, run_id, add_window=False, scoring=scoring)
+        written += compile_domains(es, settings, recomputed, run_id, add_window=False, scoring=scoring,
+                                   work_by_domain=work)
     if added:
-        written += compile_domains(es, settings, added, run_id, add_window=True, scoring=scoring)
+        written += compile_domains(es, settings, added, run_id, add_window=True, scoring=scoring,
+                                   work_by_domain=work)
     for index in kind_indices(settings).values():  # later stages search what was written
         refresh(es, index)
     how = []
