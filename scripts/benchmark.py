@@ -32,7 +32,6 @@ import cProfile
 import io
 import itertools
 import json
-import logging
 import os
 import pstats
 import shutil
@@ -74,6 +73,7 @@ from mailforce.settings import Settings  # noqa: E402
 from mailforce.tools.synthetic import CorpusSpec, iter_corpus  # noqa: E402
 from mailforce.core.window import Window  # noqa: E402
 from mailforce import DAG_ID  # noqa: E402
+from mailforce.tools.console import configure_console_logging  # noqa: E402
 
 UTC = timezone.utc
 MB = 1024.0  # /proc and ru_maxrss report KiB
@@ -1425,8 +1425,7 @@ def comparison(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    # Importing airflow installs an INFO handler on the root logger: one line per request otherwise.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+    configure_console_logging()
     workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="mailforce-benchmark-"))
     airflow = Airflow(workdir / "airflow")
     results = []

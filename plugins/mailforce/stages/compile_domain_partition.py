@@ -160,12 +160,11 @@ def compile_domains(es, settings: Settings, domains: Sequence[str], run_id: str,
                     scoring: Scoring, updated_at: str | None = None,
                     work_by_domain: Mapping[str, int] | None = None) -> WrittenCounts:
     """The output documents of these whole domains, by either path (see the module docstring), in
-    chunks of at most `WORK_PER_CHUNK` role entries (by `work_by_domain`; without it, by count)."""
+    chunks of at most `WORK_PER_CHUNK` role entries by `work_by_domain` (a domain it does not know
+    weighs 1, so without it the chunks are `DOMAINS_PER_QUERY` domains)."""
     updated_at = updated_at or format_utc(utc_now())
     total = WrittenCounts()
-    chunks = (batched_by_work(domains, work_by_domain, WORK_PER_CHUNK, DOMAINS_PER_QUERY) if work_by_domain
-              else batched(domains, DOMAINS_PER_QUERY))
-    for chunk in chunks:
+    for chunk in batched_by_work(domains, work_by_domain or {}, WORK_PER_CHUNK, DOMAINS_PER_QUERY):
         recompute = list(chunk)
         if add_window:
             read, written, reasons = add_window_to_domains(es, settings, chunk, run_id, scoring, updated_at)

@@ -38,6 +38,7 @@ from mailforce.settings import Settings, load_settings
 from mailforce.tools.common import REPO_ROOT, SAMPLE_MAIL, DemoError, airflow_command, airflow_environment, engine_client, load_source_mail, prepare_home, sample_settings, tail
 from mailforce.tools.embedded import EmbeddedEngine
 from mailforce.tools.loader import BulkLoadError
+from mailforce.tools.console import configure_console_logging
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +335,7 @@ def run_demo(mail: Iterable[Path], conf: dict[str, Any] | None, home: Path, time
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _argument_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)  # importing airflow installs an INFO handler
+    configure_console_logging()
     try:
         run_demo(arguments.mail or [SAMPLE_MAIL], arguments.conf, arguments.home, arguments.timeout)
     except DemoError as error:

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mailforce.tools.console import configure_console_logging
+
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
@@ -301,7 +303,7 @@ def _argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _argument_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)  # importing airflow installs an INFO handler
+    configure_console_logging()
     try:
         if arguments.command == "start":
             engine = start_daemon(arguments.pidfile, arguments.port, next_free=arguments.next_free)

@@ -47,6 +47,8 @@ from typing import Any, BinaryIO
 from elasticsearch import BadRequestError
 from elasticsearch.helpers import streaming_bulk
 
+from mailforce.tools.console import configure_console_logging
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SOURCE_INDEX = "search-shinobi-email"
@@ -571,7 +573,7 @@ def _client_for(arguments: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _argument_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)  # importing airflow installs an INFO handler
+    configure_console_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
     client = _client_for(arguments)
     try:
         report = load_mail(

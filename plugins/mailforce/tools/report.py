@@ -39,6 +39,7 @@ try:  # the package layout after the restructuring, then the one before it
 except ImportError:  # pragma: no cover - depends on the branch
     from mailforce.connection import ClientOptions, MailforceElasticsearchHook, build_client  # type: ignore
 from mailforce.settings import Settings, load_settings
+from mailforce.tools.console import configure_console_logging
 
 log = logging.getLogger(__name__)
 
@@ -829,7 +830,7 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = argument_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", force=True)  # importing airflow installs an INFO handler
+    configure_console_logging(fmt="%(levelname)s %(message)s")
     settings = load_settings()
     es = client_for(arguments.url, arguments.engine, arguments.conn_id or settings.conn_id)
     try:

@@ -56,6 +56,7 @@ from mailforce.tools.common import (
 )
 from mailforce.tools.embedded import EngineError, daemon_pid, daemon_url, port_is_free, start_daemon, stop_daemon
 from mailforce.settings import load_settings
+from mailforce.tools.console import configure_console_logging
 
 log = logging.getLogger(__name__)
 
@@ -458,7 +459,7 @@ def _argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _argument_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)  # importing airflow installs an INFO handler
+    configure_console_logging()
     try:
         layout = Layout.from_environment()
         if arguments.command == "start":
