@@ -717,7 +717,8 @@ def _worker_compile(partition: dict[str, Any], run_id: str) -> dict[str, Any]:
     from datetime import date
 
     from mailforce.core.partitions import Partition
-    from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
+    from mailforce.es.scoring import scoring_for
+    from mailforce.stages.compile_domain_partition import compile_domain_partition
 
     started = time.monotonic()
     scoring = scoring_for(_WORKER["settings"], date.today())
@@ -838,7 +839,8 @@ def timed_stages(es, settings: Settings, fetched, run_id: str) -> dict[str, Any]
     functions), each stage timed; compile partitions run one after another, as `airflow dags test`."""
     from mailforce.core.run_stats import runtime_stats
     from mailforce.core.dates import utc_now
-    from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
+    from mailforce.es.scoring import scoring_for
+    from mailforce.stages.compile_domain_partition import compile_domain_partition
     from mailforce.stages.extract_message_roles import extract_message_roles
     from mailforce.stages.index_account_statistics import index_account_statistics
     from mailforce.stages.list_domains import list_domains

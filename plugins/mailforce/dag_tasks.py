@@ -24,7 +24,7 @@ from mailforce.es.client import MailforceElasticsearchHook
 from mailforce.es.lease import Holder, acquire_lease, release_lease, renew_or_fail
 from mailforce.settings import Settings, load_settings
 from mailforce.stages.compile_domain_partition import compile_domain_partition as compile_partition_stage
-from mailforce.stages.compile_domain_partition import scoring_for
+from mailforce.es.scoring import scoring_for
 from mailforce.stages.extract_message_roles import extract_message_roles as extract_stage
 from mailforce.stages.fetch_watermark import fetch_watermark as fetch_watermark_stage
 from mailforce.stages.fetch_watermark import unknown_accounts
