@@ -57,8 +57,10 @@ def test_a_failing_bulk_item_fails_the_run_and_names_the_cause(es, settings):
     properties = dict(ROLES_PROPERTIES, date={"type": "date", "format": "epoch_millis"})
     es.indices.create(index=settings.roles_index, mappings={"dynamic": "strict", "properties": properties})
 
-    with pytest.raises(BulkWriteError, match=r"message roles: \d+ documents failed to index .*status=400"):
+    with pytest.raises(BulkWriteError, match=r"message roles: \d+ documents failed to index .*status=400") as raised:
         run(es, settings, "bad-mapping")
+    assert raised.value.what == "message roles" and raised.value.failed > 0 and raised.value.conflicts == 0
+    assert raised.value.errors and all(next(iter(item.values()))["status"] == 400 for item in raised.value.errors)
     assert read_watermark(es, settings) is None
 
 
