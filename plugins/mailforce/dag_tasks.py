@@ -8,6 +8,7 @@ dicts and are read back with `from_xcom()`.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import date, datetime, timezone
 from typing import Any, Mapping, Sequence
 
@@ -135,7 +136,7 @@ def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
         except RunParamsError as error:
             raise param_error(error) from None
         unknown = unknown_accounts(es, settings, fetched.window)
-    return {**fetched.to_xcom(), "unknown_accounts": unknown}
+    return replace(fetched, unknown_accounts={param: tuple(names) for param, names in unknown.items()}).to_xcom()
 
 
 def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any]) -> dict[str, Any]:
@@ -245,7 +246,7 @@ def publish_stats(
         publish_stats_stage(es, settings, stats)
         give_back_lease(es, settings, context)
     document = stats.to_xcom()
-    summary = run_summary(document, document["duration_seconds"], window.get("unknown_accounts") or {})
+    summary = run_summary(document, document["duration_seconds"], fetched.unknown_accounts)
     log.info("Run summary: %s", summary)
     ti = context.get("ti")
     if ti is not None and hasattr(ti, "xcom_push"):
