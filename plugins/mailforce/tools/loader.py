@@ -169,14 +169,16 @@ class InputReport:
     sources: Counter = field(default_factory=Counter)  # (account, how it was found) -> messages
     owner: str | None = None
 
-    def describe(self) -> str:
-        """One line: "sample/mail/kunai-raj: 93 messages, account kunai-raj (from the X-Origin header)"."""
+    def describe(self, shown_path: str | None = None) -> str:
+        """One line: "sample/mail/kunai-raj: 93 messages, account kunai-raj (from the X-Origin header)";
+        ``shown_path`` replaces the path (a shorter form of it)."""
+        path = shown_path or self.path
         if not self.sources:
-            return f"{self.path}: 0 messages loaded"
+            return f"{path}: 0 messages loaded"
         parts = [f"{account} (from {how}{'' if count == self.messages else f', {count} messages'})"
                  for (account, how), count in self.sources.most_common()]
         noun = "account" if len(parts) == 1 else "accounts"
-        return f"{self.path}: {self.messages} messages, {noun} {', '.join(parts)}"
+        return f"{path}: {self.messages} messages, {noun} {', '.join(parts)}"
 
 
 @dataclass
@@ -711,7 +713,7 @@ class AccountResolver:
             return name, f"the {_kind_name(origin)} name"
         owner = self.owners.get(origin)
         if owner:
-            return owner, "the owner's address (on most of its messages)"
+            return owner, "the mailbox owner's address"
         return None, "no address on its messages"
 
 
