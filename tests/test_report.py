@@ -309,3 +309,15 @@ def test_the_report_command_answers_a_wrong_url_a_missing_connection_and_a_bad_t
     assert capsys.readouterr().err.splitlines()[0] == (
         "python -m mailforce.tools.report: argument --top: --top must be a whole number, got 'many'")
     assert not output.exists()
+
+
+def test_the_run_date_axis_is_in_minutes_hours_or_days_never_milliseconds():
+    seconds_apart = report.run_date_axis(["2026-12-07T12:21:38Z", "2026-12-07T12:21:40Z"])
+    assert (seconds_apart["tickformat"], seconds_apart["dtick"]) == ("%H:%M", 5 * 60_000)
+    assert seconds_apart["range"] == ["2026-12-07T12:16:38+00:00", "2026-12-07T12:26:40+00:00"]
+    assert report.run_date_axis(["2026-12-07T12:00:00Z", "2026-12-07T12:40:00Z"])["dtick"] == 15 * 60_000
+    assert report.run_date_axis(["2026-12-07T00:00:00Z", "2026-12-07T18:00:00Z"])["tickformat"] == "%H:%M"
+    assert report.run_date_axis(["2026-11-01T00:00:00Z", "2026-12-07T00:00:00Z"])["tickformat"] == "%b %d"
+    assert report.run_date_axis([None]) == {"type": "date", "title": {"text": "run date (UTC)"}}
+    assert report.figure_runs([{"run_date": "2026-12-07T12:21:38Z", "emails_processed": 3}])["layout"]["xaxis"][
+        "tickformat"] == "%H:%M"

@@ -589,6 +589,36 @@ def figure_automated(share: dict[str, Any]) -> dict[str, Any]:
     return _figure(traces, {"height": 320, "legend": {"orientation": "h", "y": -0.05}, "margin": {"l": 10, "r": 10, "t": 20, "b": 20}})
 
 
+MINUTE_MS = 60_000
+RUN_AXIS_PAD = dt.timedelta(minutes=5)  # room either side of runs that ran within minutes of each other
+
+
+def run_date_axis(run_dates: Sequence[Any]) -> dict[str, Any]:
+    """The run-date axis in minutes, hours or days as the runs' span needs, never milliseconds
+    (plotly's automatic ticks on runs seconds apart read "12:21:38.500")."""
+    moments = sorted(moment for moment in (_parse_moment(value) for value in run_dates) if moment is not None)
+    axis: dict[str, Any] = {"type": "date", "title": {"text": "run date (UTC)"}}
+    if not moments:
+        return axis
+    span = moments[-1] - moments[0]
+    if span < dt.timedelta(hours=1):
+        axis.update(tickformat="%H:%M", hoverformat="%Y-%m-%d %H:%M:%S",
+                    dtick=(5 if span < dt.timedelta(minutes=20) else 15) * MINUTE_MS,
+                    range=[(moments[0] - RUN_AXIS_PAD).isoformat(), (moments[-1] + RUN_AXIS_PAD).isoformat()])
+    elif span < dt.timedelta(days=2):
+        axis.update(tickformat="%H:%M", hoverformat="%Y-%m-%d %H:%M")
+    else:
+        axis.update(tickformat="%b %d", hoverformat="%Y-%m-%d %H:%M")
+    return axis
+
+
+def _parse_moment(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def figure_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per run (by run date): messages processed (scheduled and backfill apart) and late messages."""
     import plotly.graph_objects as go
@@ -611,7 +641,7 @@ def figure_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     late_step = max(1, -(-most_late // 4))  # whole numbers, about four ticks
     return _figure(traces, {
         "height": 340, "barmode": "group",
-        "xaxis": {"type": "date", "title": {"text": "run date"}},
+        "xaxis": run_date_axis([run.get("run_date") for run in runs]),
         "yaxis": {"title": {"text": "messages processed"}, "rangemode": "tozero"},
         "yaxis2": {"title": {"text": "late messages"}, "overlaying": "y", "side": "right", "showgrid": False,
                    "range": [0, late_step * 4.4], "dtick": late_step, "tickformat": "d"},
