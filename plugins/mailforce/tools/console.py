@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
@@ -176,8 +176,3 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=ENGINES, default="auto",
                         help="with --url: the server kind (osmem: the embedded engine of the demo)")
     parser.add_argument("--conn-id", help="Airflow connection id (default: the conn_id setting, elasticsearch_default)")
-
-
-def debug_requested(argv: Sequence[str] | None) -> bool:
-    """Whether --debug is among the arguments (read before parsing, so parse errors can use it)."""
-    return "--debug" in (sys.argv[1:] if argv is None else argv)
