@@ -122,6 +122,10 @@ class Settings:
             self.runtime_stats_index,
         )
 
+    def index_setting(self, index: str) -> str:
+        """The name of the setting that names `index` (e.g. `domains_index`), for messages."""
+        return next(f.name for f in fields(self) if f.name.endswith("_index") and getattr(self, f.name) == index)
+
     @property
     def bulk_chunk(self) -> tuple[int, int]:
         """(documents, bytes) per bulk request, for `mailforce.es.writes.bulk_write`."""
