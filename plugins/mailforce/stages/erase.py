@@ -32,6 +32,7 @@ from mailforce.core.erasure import (
 )
 from mailforce.core.rollups import KINDS, finished_documents
 from mailforce.core.strength import calendar_date
+from mailforce.es.preflight import check_settings
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.accounts import write_account_statistics
 from mailforce.es.outputs import kind_indices, output_id, rollup_of, stored_documents, write_documents
@@ -242,6 +243,7 @@ def erase(es, settings: Settings, params: Mapping[str, Any], *, requested_at: st
     """Every stage in the DAG's order, in this process; returns the audit record."""
     started = time.monotonic()
     request = validate_request(params, requested_at)
+    check_settings(es, settings, arrival=False)  # a foreign output mapping: refused before any write
     record_suppressions(es, settings, request)
     roles = erase_message_roles(es, settings, request)
     outputs = recompute_outputs(es, settings, roles["domains"])
