@@ -69,6 +69,7 @@ from mailforce.es.client import ClientOptions, build_client  # noqa: E402
 from mailforce.core.dates import format_utc, parse_source_date  # noqa: E402
 from mailforce.tools.loader import ensure_source_index  # noqa: E402
 from mailforce.core.roles import SOURCE_FIELDS  # noqa: E402
+from mailforce.core.summaries import WRITTEN_KINDS  # noqa: E402
 from mailforce.settings import Settings  # noqa: E402
 from mailforce.tools.synthetic import CorpusSpec, iter_corpus  # noqa: E402
 from mailforce.core.window import Window  # noqa: E402
@@ -779,7 +780,7 @@ def parallel_compile(es, url: str, settings: Settings, work_by_domain: dict[str,
         "ideal_share": round(1 / max(len(partitions), 1), 4),
         "roles_read": sum(result.get("roles_read", 0) for result in results),
         "documents_written": sum(result.get(f"{kind}_written", 0) for result in results
-                                 for kind in ("engagements", "relationships", "contacts", "timeline", "domains")),
+                                 for kind in WRITTEN_KINDS),
     }
 
 
@@ -901,7 +902,7 @@ def old_script_shape(es, settings: Settings, window_query: dict[str, Any]) -> di
     totals), one bulk of the results. No incremental state, no cross-mailbox rule, no new indices:
     the shape of the cost, not a correct implementation."""
     from mailforce.core.addresses import domain_of, normalise_address
-    from mailforce.es.indices import DOMAINS_PROPERTIES, ENGAGEMENTS_PROPERTIES
+    from mailforce.core.kinds import DOMAINS_PROPERTIES, ENGAGEMENTS_PROPERTIES
 
     started = time.monotonic()
     engagements: dict[tuple[str, str], dict[str, dict[str, int]]] = {}

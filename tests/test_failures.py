@@ -13,7 +13,8 @@ from elasticsearch import ConnectionError as ElasticsearchConnectionError
 from mailforce.core.setting_checks import ForeignMapping
 from mailforce.es.client import ClientOptions, build_client, describe_options, options_from_connection
 from mailforce.es.indices import SourceIndexMissing
-from mailforce.es.indices import ROLES_PROPERTIES, ensure_output_indices
+from mailforce.core.kinds import ROLES_PROPERTIES
+from mailforce.es.indices import ensure_output_indices
 from mailforce.tools.synthetic import dirty_corpus
 from mailforce.es.watermark import read_watermark
 from mailforce.es.writes import BulkWriteError

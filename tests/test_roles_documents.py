@@ -17,7 +17,7 @@ from mailforce.core.extraction import (
 from mailforce.core.roles import ROLE_CC, ROLE_FROM, ROLE_TO, SOURCE_FIELDS, ExtractionCounts, Message, roles_document
 from mailforce.core.run_params import RunKind, RunRequest, parse_duration, resolve_window
 from mailforce.core.window import Window
-from mailforce.es.indices import ROLES_PROPERTIES
+from mailforce.core.kinds import ROLES_PROPERTIES
 
 UTC = timezone.utc
 DAY = datetime(2024, 1, 2, 10, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mailforce import dag_tasks
 from mailforce.core.setting_checks import ArrivalFieldUnusable, ForeignMapping
-from mailforce.es.indices import DOMAINS_PROPERTIES
+from mailforce.core.kinds import DOMAINS_PROPERTIES
 from mailforce.es.watermark import read_watermark
 from mailforce.settings import Settings
 from mailforce.stages.erase import erase

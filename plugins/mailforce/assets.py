@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
+from mailforce.core.kinds import OUTPUT_KINDS
 from mailforce.core.summaries import WRITTEN_KINDS
 from mailforce.settings import Settings
 
@@ -41,16 +42,7 @@ def output_assets(settings: Settings) -> dict[str, Asset]:
     def asset(index: str) -> Asset:
         return Asset(name=index, uri=f"elasticsearch://{settings.conn_id}/{index}", group="mailforce")
 
-    return {
-        "roles": asset(settings.roles_index),
-        "engagements": asset(settings.engagements_index),
-        "account_stats": asset(settings.account_stats_index),
-        "domains": asset(settings.domains_index),
-        "relationships": asset(settings.relationships_index),
-        "contacts": asset(settings.contacts_index),
-        "timeline": asset(settings.timeline_index),
-        "runtime_stats": asset(settings.runtime_stats_index),
-    }
+    return {kind.name: asset(kind.index(settings)) for kind in OUTPUT_KINDS}
 
 
 def compiled_assets(settings: Settings) -> list[Asset]:

@@ -111,16 +111,10 @@ class Settings:
 
     @property
     def output_indices(self) -> tuple[str, ...]:
-        return (
-            self.roles_index,
-            self.engagements_index,
-            self.account_stats_index,
-            self.domains_index,
-            self.relationships_index,
-            self.contacts_index,
-            self.timeline_index,
-            self.runtime_stats_index,
-        )
+        """Every output index, in the order of `mailforce.core.kinds.OUTPUT_KINDS`."""
+        from mailforce.core.kinds import OUTPUT_KINDS
+
+        return tuple(kind.index(self) for kind in OUTPUT_KINDS)
 
     def index_setting(self, index: str) -> str:
         """The name of the setting that names `index` (e.g. `domains_index`), for messages."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from mailforce.core.kinds import COMPILED_KIND_NAMES, natural_key
 from mailforce.core.strength import best_connected, is_two_way, strength
 
 ROLE_LIST_FIELDS = {"From": "emails_from", "To": "emails_to", "CC": "emails_cc"}
@@ -430,7 +431,7 @@ class DomainDocuments:
         return {name: len(getattr(self, name)) for name in KINDS}
 
 
-KINDS = ("engagements", "relationships", "contacts", "timeline", "domains")
+KINDS = COMPILED_KIND_NAMES  # the fields of DomainDocuments, declared in `mailforce.core.kinds`
 
 
 def contact_automated(contact: Mapping[str, Any], scoring: Scoring) -> bool:
@@ -482,23 +483,6 @@ def finished_documents(rollup: DomainRollup, scoring: Scoring) -> DomainDocument
 
 
 # --- adding a window's new mail to what is stored --------------------------------------------
-
-
-def natural_key(kind: str, document: Mapping[str, Any]) -> tuple[str, ...]:
-    """The natural key of an output document of a kind; its `_id` is derived from this only."""
-    if kind == "engagements":
-        return (document["account"], document["domain"])
-    if kind == "relationships":
-        return (document["account"], document["email_address"])
-    if kind == "contacts":
-        return (document["email_address"],)
-    if kind == "domains":
-        return (document["domain"],)
-    if kind == "timeline":
-        if document.get("account"):
-            return ("account", document["account"], document["domain"], document["month"])
-        return ("domain", document["domain"], document["month"])
-    raise ValueError(f"unknown kind {kind!r}")
 
 
 def window_documents(rollup: DomainRollup) -> dict[str, list[dict[str, Any]]]:

@@ -8,9 +8,10 @@ run never moves it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from mailforce.core.dates import format_utc
+from mailforce.core.kinds import ACCOUNT_STATS, OUTPUT_KINDS, ROLES
 from mailforce.core.roles import ROLE_CC, ROLE_FROM, ROLE_TO
 from mailforce.core.summaries import WRITTEN_KINDS, CompileResult, ExtractionSummary, RescoreResult, RunStats
 from mailforce.core.window import Window
@@ -25,8 +26,13 @@ MODEL_VERSION = 2
 
 def outputs_written(compiled: Sequence[CompileResult], rescored: RescoreResult) -> dict[str, int]:
     """Documents the run wrote per compiled output (`WRITTEN_KINDS`): its partitions plus its rescoring."""
-    return {kind: sum(getattr(result.written, f"{kind}_written") for result in compiled)
+    return {kind: sum(result.written.count(kind) for result in compiled)
             + getattr(rescored, f"{kind}_written", 0) for kind in WRITTEN_KINDS}
+
+
+def documents_written_by_kind(written: Mapping[str, int]) -> dict[str, int]:
+    """The runtime stats' `documents_written`: each kind's count under its `stats_key`."""
+    return {kind.stats_key: int(written.get(kind.name, 0)) for kind in OUTPUT_KINDS if kind.stats_key}
 
 
 def runtime_stats(
@@ -74,15 +80,8 @@ def runtime_stats(
         "reconciliation": window.reconciliation,
         "interval_backfill": window.interval_backfill,
         "partitions": len(compiled),
-        "documents_written": {
-            "message_roles": extraction.roles_written,
-            "accounts_engagements": written["engagements"],
-            "domains_engagements": written["domains"],
-            "relationships": written["relationships"],
-            "contacts": written["contacts"],
-            "engagement_timeline": written["timeline"],
-            "accounts_statistics": accounts_written,
-        },
+        "documents_written": documents_written_by_kind(
+            {**written, ROLES.name: extraction.roles_written, ACCOUNT_STATS.name: accounts_written}),
         "scoring_date": f"{rescored.scoring_date}T00:00:00Z" if rescored.scoring_date else None,
         "relationships_rescored": rescored.relationships_written,
         "duration_seconds": round((now - run_started).total_seconds(), DURATION_DECIMALS),

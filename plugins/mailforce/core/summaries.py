@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from mailforce.core.dates import format_utc, parse_source_date
 from mailforce.core.ids import document_id
+from mailforce.core.kinds import COMPILED_KIND_NAMES, COMPILED_KINDS
 from mailforce.core.roles import ExtractionCounts
 from mailforce.core.window import Window
 
@@ -112,40 +113,48 @@ class ExtractionSummary:
         )
 
 
-WRITTEN_KINDS = ("engagements", "relationships", "contacts", "timeline", "domains")
-KIND_NOUNS = {"engagements": "account engagement", "relationships": "relationship", "contacts": "contact",
-              "timeline": "timeline month", "domains": "domain document"}
+WRITTEN_KINDS = COMPILED_KIND_NAMES  # what a compile writes, declared in `mailforce.core.kinds`
+KIND_NOUNS = {kind.name: kind.noun for kind in COMPILED_KINDS}
 
 
 @dataclass(frozen=True)
 class WrittenCounts:
-    """Roles documents read and output documents written, per kind; they add up."""
+    """Roles documents read and output documents written per compiled kind (`WRITTEN_KINDS`); they add
+    up. Its XCom form is flat: ``roles_read`` and ``<kind>_written`` per kind."""
 
     roles_read: int = 0
-    engagements_written: int = 0
-    relationships_written: int = 0
-    contacts_written: int = 0
-    timeline_written: int = 0
-    domains_written: int = 0
+    by_kind: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, roles_read: int, written: Mapping[str, int]) -> "WrittenCounts":
-        return cls(roles_read, **{f"{kind}_written": written.get(kind, 0) for kind in WRITTEN_KINDS})
+        return cls(roles_read, {kind: int(written.get(kind, 0)) for kind in WRITTEN_KINDS})
+
+    def count(self, kind: str) -> int:
+        """Documents of `kind` written."""
+        return int(self.by_kind.get(kind, 0))
 
     def __add__(self, other: "WrittenCounts") -> "WrittenCounts":
-        return WrittenCounts(*(getattr(self, name.name) + getattr(other, name.name) for name in fields(self)))
+        return WrittenCounts(self.roles_read + other.roles_read,
+                             {kind: self.count(kind) + other.count(kind) for kind in WRITTEN_KINDS})
 
     @property
     def documents_written(self) -> int:
-        return sum(getattr(self, f"{kind}_written") for kind in WRITTEN_KINDS)
+        return sum(self.count(kind) for kind in WRITTEN_KINDS)
 
     def describe(self) -> str:
         """`12 relationships, 1 contact` (or `nothing: every document was already up to date`)."""
         from mailforce.core.wording import plural
 
-        parts = [plural(getattr(self, f"{kind}_written"), KIND_NOUNS[kind]) for kind in WRITTEN_KINDS
-                 if getattr(self, f"{kind}_written")]
+        parts = [plural(self.count(kind), KIND_NOUNS[kind]) for kind in WRITTEN_KINDS if self.count(kind)]
         return ", ".join(parts) if parts else "nothing (every document was already up to date)"
+
+    def to_xcom(self) -> dict[str, int]:
+        return {"roles_read": self.roles_read, **{f"{kind}_written": self.count(kind) for kind in WRITTEN_KINDS}}
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "WrittenCounts":
+        return cls(int(data.get("roles_read", 0)),
+                   {kind: int(data.get(f"{kind}_written", 0)) for kind in WRITTEN_KINDS})
 
 
 @dataclass(frozen=True)
@@ -156,12 +165,11 @@ class CompileResult:
     written: WrittenCounts = field(default_factory=WrittenCounts)
 
     def to_xcom(self) -> dict[str, Any]:
-        return {"label": self.label, **asdict(self.written)}
+        return {"label": self.label, **self.written.to_xcom()}
 
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any]) -> "CompileResult":
-        written = WrittenCounts(**{name.name: data.get(name.name, 0) for name in fields(WrittenCounts)})
-        return cls(label=data.get("label", ""), written=written)
+        return cls(label=data.get("label", ""), written=WrittenCounts.from_xcom(data))
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,16 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from mailforce.core.batches import batched, without
 from mailforce.core.ids import document_id
-from mailforce.core.rollups import KINDS, DomainDocuments, DomainRollup, natural_key
+from mailforce.core.kinds import COMPILED_KINDS, natural_key
+from mailforce.core.rollups import KINDS, DomainDocuments, DomainRollup
 from mailforce.es.reads import fetch_documents, scan_roles
 from mailforce.es.writes import bulk_write, index_actions, version_of
 from mailforce.settings import Settings
 
 
 def kind_indices(settings: Settings) -> dict[str, str]:
-    """Output kind -> the index holding its documents."""
-    return {
-        "engagements": settings.engagements_index,
-        "relationships": settings.relationships_index,
-        "contacts": settings.contacts_index,
-        "timeline": settings.timeline_index,
-        "domains": settings.domains_index,
-    }
+    """Compiled kind -> the index holding its documents."""
+    return {kind.name: kind.index(settings) for kind in COMPILED_KINDS}
 
 
 def output_id(kind: str, document: Mapping[str, Any]) -> str:

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 from mailforce.core.erasure import ErasureRequest, Suppressions, suppression_documents, suppressions_of
 from mailforce.core.ids import document_id
+from mailforce.core.kinds import ERASABLE_KIND_NAMES
 from mailforce.es.indices import create_index
 from mailforce.es.reads import scan
 from mailforce.es.writes import bulk_write, index_actions, refresh
@@ -27,8 +28,8 @@ SUPPRESSIONS_PROPERTIES = {
     "requested_at": DATE,
     "erasure_id": KEYWORD,  # the audit record of the erasure that first recorded it
 }
-# Output kind -> documents (the kinds of tests/support.py: one index each, named by the settings)
-OUTPUT_KINDS = ("roles", "engagements", "account_stats", "domains", "relationships", "contacts", "timeline")
+# Output kind -> documents, for every kind an erasure changes (`mailforce.core.kinds`)
+OUTPUT_KINDS = ERASABLE_KIND_NAMES
 PER_INDEX_COUNTS = {"properties": {kind: INTEGER for kind in OUTPUT_KINDS}}
 AUDIT_PROPERTIES = {
     "erasure_id": KEYWORD,

@@ -30,6 +30,7 @@ from mailforce.core.erasure import (
     erased_roles_document,
     parse_erasure_params,
 )
+from mailforce.core.kinds import ERASABLE_KIND_NAMES, KIND_BY_NAME
 from mailforce.core.rollups import KINDS, finished_documents
 from mailforce.core.strength import calendar_date
 from mailforce.es.preflight import check_settings
@@ -50,7 +51,8 @@ TERMS_PER_QUERY = 1_000  # values per terms query (far below index.max_terms_cou
 
 
 def output_indices_by_kind(settings: Settings) -> dict[str, str]:
-    return {"roles": settings.roles_index, **kind_indices(settings), "account_stats": settings.account_stats_index}
+    """Every kind an erasure changes -> its index (the audit record names them)."""
+    return {name: KIND_BY_NAME[name].index(settings) for name in ERASABLE_KIND_NAMES}
 
 
 def validate_request(params: Mapping[str, Any], requested_at: str | None = None) -> ErasureRequest:
