@@ -50,12 +50,9 @@ def es(es_url):
 
 @pytest.fixture
 def settings():
-    from mailforce.settings import Settings
+    from support import small_settings
 
-    return Settings(
-        max_partitions=4, min_partition_work=1, scan_page_size=500, bulk_chunk_size=500, lookup_batch_size=200,
-        schedule=None,
-    )
+    return small_settings()
 
 
 @pytest.fixture(scope="session")
