@@ -1,4 +1,5 @@
-"""Shared fixtures: a real osmem-server per session, a fresh clone per test, Airflow set up once.
+"""Shared fixtures: a real osmem-server per session, a fresh clone per test, Airflow set up once, and
+one Airflow UI stack (`airflow standalone`) per session for the tests that drive it.
 
 Airflow reads its configuration when first imported, so the environment is set here, before any
 test module imports it.
@@ -49,12 +50,9 @@ def es(es_url):
 
 @pytest.fixture
 def settings():
-    from mailforce.settings import Settings
+    from support import small_settings
 
-    return Settings(
-        max_partitions=4, min_partition_work=1, scan_page_size=500, bulk_chunk_size=500, lookup_batch_size=200,
-        schedule=None,
-    )
+    return small_settings()
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +83,24 @@ def _root_logging_restored():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def _ui_stack_of_the_session(tmp_path_factory):
+    """One `scripts/ui.sh start` for every test that needs the stack; stopped at the end of the session,
+    where it must leave no process and no engine behind (a failure there is an error at teardown)."""
+    from ui_stack import start_ui, stop_ui_and_check_nothing_is_left
+
+    ui = start_ui(tmp_path_factory.mktemp("ui") / "airflow-ui")
+    try:
+        yield ui
+    finally:
+        stop_ui_and_check_nothing_is_left(ui)
+
+
+@pytest.fixture
+def ui_stack(_ui_stack_of_the_session):
+    """The session's UI stack with the mail loaded and no run remembered in the engine: each test's run
+    is a first, full run, whichever test ran before (Airflow's own run history is kept)."""
+    _ui_stack_of_the_session.forget_earlier_runs()
+    return _ui_stack_of_the_session

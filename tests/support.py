@@ -18,6 +18,14 @@ UTC = timezone.utc
 FAR_FUTURE_RUN_END = datetime(2030, 1, 1, tzinfo=UTC)
 
 
+def small_settings() -> Settings:
+    """The tests' settings: small pages and chunks, so that even small corpora page, chunk and partition."""
+    return Settings(
+        max_partitions=4, min_partition_work=1, scan_page_size=500, bulk_chunk_size=500, lookup_batch_size=200,
+        schedule=None,
+    )
+
+
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 

@@ -7,17 +7,32 @@ import pytest
 from mailforce.tools.loader import load_mail
 from mailforce.tools.synthetic import CorpusSpec, dirty_corpus, iter_corpus
 from oracle import Coverage, summarise
-from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, read_source, run, with_settings
+from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, read_source, run, small_settings, with_settings
 
 EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
 
 
-def test_enron_corpus_matches_oracle(es, settings, enron_corpus):
-    report = load_mail(es, [enron_corpus], index=settings.source_index)
-    assert report.messages_indexed == 1702
-    source = read_source(es, settings)
+@pytest.fixture(scope="module")
+def enron_run(osmem_server, enron_corpus):
+    """The Enron mail loaded and run once, in a clone of the module's own; the tests below only read it."""
+    from mailforce.es.client import ClientOptions, build_client
 
-    stats = run(es, settings, "enron-full")
+    settings = small_settings()
+    clone = osmem_server.clone()
+    es = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
+    try:
+        report = load_mail(es, [enron_corpus], index=settings.source_index)
+        source = read_source(es, settings)
+        stats = run(es, settings, "enron-full")
+        yield es, settings, report, source, stats
+    finally:
+        es.close()
+        clone.close()
+
+
+def test_enron_corpus_matches_oracle(enron_run):
+    es, settings, report, source, stats = enron_run
+    assert report.messages_indexed == 1702
 
     expected = assert_matches_oracle(es, settings, source, [EVERYTHING])
     counts = summarise(expected)
@@ -26,10 +41,8 @@ def test_enron_corpus_matches_oracle(es, settings, enron_corpus):
     assert len(expected["account_stats"]) == 60
 
 
-def test_enron_stats_count_every_mailbox_and_message(es, settings, enron_corpus):
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    source = read_source(es, settings)
-    stats = run(es, settings, "enron-stats")
+def test_enron_stats_count_every_mailbox_and_message(enron_run):
+    _, _, _, source, stats = enron_run  # the same run as above
     pairs = {(doc["_source"]["account"], doc["_source"].get("messageId") or doc["_id"]) for doc in source}
     assert stats["emails_processed"] == len(pairs)
     assert stats["source_documents"] == 1702
