@@ -73,7 +73,7 @@ def test_demo_runs_the_dag_through_airflow_and_reports_every_output_index(tmp_pa
         "          -   2 without a usable date (no window selects them; see the loader's raw dates)",
         "          = 494 read by the run (runtime stats: source_documents)",
         "          -   1 further copies of a message already in the same mailbox (united into one)",
-        "          = 493 messages counted (emails_processed)",
+        "          = 493 messages processed (emails_processed)",
         "          -  59 with no outside address left (only addresses at internal kunaico.com, or invalid ones): "
         "no roles document",
         f"          = {counts['search-message-roles']} message-roles documents",
@@ -131,7 +131,7 @@ def test_own_mail_without_the_header_loads_under_its_owner_and_keep_leaves_the_e
         assert "Internal  kunaico.com (the mailbox owner's domain;" in output
         assert "MAILFORCE_INTERNAL_DOMAINS=kunaico.com" not in output
         assert re.search(r"^  sara@kunaico\.com\s+\d+\s+\d+\s+\d+\s+\d+$", output, re.M)
-        assert "          = 97 messages counted (emails_processed)" in output
+        assert "          = 97 messages processed (emails_processed)" in output
         url = re.search(r"^Kept      the engine runs at (http://\S+);", output, re.M).group(1)
         asked = subprocess.run([sys.executable, "-m", "mailforce.tools.who_knows", "acme-logistics.com", "--url", url,
                                 "--engine", "osmem", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -171,7 +171,22 @@ def test_the_reconciliation_explains_a_difference_no_reason_covers():
         "          = 10 read by the run (runtime stats: source_documents)",
         "          -  1 skipped by the run (no parseable date, or no account)",
         "          -  1 further copies of a message already in the same mailbox (united into one)",
-        "          =  8 messages counted (emails_processed)",
+        "          =  8 messages processed (emails_processed)",
         "          -  1 with no outside address left (only invalid addresses): no roles document",
         "          =  7 message-roles documents",
+    ]
+
+
+def test_the_reconciliation_of_a_rerun_says_which_messages_were_counted_before():
+    from mailforce.tools.demo import reconciliation_lines
+
+    stats = {"source_documents": 12, "emails_processed": 10, "counted_messages": 4, "unchanged_messages": 8}
+    assert reconciliation_lines(12, stats, 9, ["kunaico.com"]) == [
+        "Counted   12 messages loaded into the source index",
+        "          = 12 read by the run (runtime stats: source_documents)",
+        "          -  2 dated before the window, re-read for the allowed lateness, counted before and unchanged",
+        "          = 10 messages processed (emails_processed), 6 of them counted by an earlier run and unchanged",
+        "          -  1 with no outside address left (only addresses at internal kunaico.com, or invalid ones): "
+        "no roles document",
+        "          =  9 message-roles documents",
     ]

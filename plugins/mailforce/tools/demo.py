@@ -313,7 +313,9 @@ def reconciliation_lines(loaded: int, stats: dict[str, Any], roles_documents: in
     future = int(stats.get("future_dated_messages") or 0)
     skipped = int(stats.get("skipped_no_date") or 0) + int(stats.get("skipped_no_account") or 0)
     unchanged = int(stats.get("unchanged_messages") or 0)
-    counted = int(stats.get("emails_processed") or 0)
+    processed = int(stats.get("emails_processed") or 0)
+    counted = int(stats.get("counted_messages", processed) or 0)
+    reread = unchanged - (processed - counted)  # unchanged, read again only for the allowed lateness
     copies = read - skipped - unchanged - counted
     width = len(str(loaded))
     lines = [f"Counted   {loaded:>{width}} messages loaded into the source index"]
@@ -327,11 +329,12 @@ def reconciliation_lines(loaded: int, stats: dict[str, Any], roles_documents: in
     step("-", loaded - read - undated - future, "not selected by the run's window for another reason")
     lines.append(f"          = {read:>{width}} read by the run (runtime stats: source_documents)")
     step("-", skipped, "skipped by the run (no parseable date, or no account)")
-    step("-", unchanged, "counted by an earlier run, unchanged")
     step("-", copies, "further copies of a message already in the same mailbox (united into one)")
-    lines.append(f"          = {counted:>{width}} messages counted (emails_processed)")
+    step("-", reread, "dated before the window, re-read for the allowed lateness, counted before and unchanged")
+    lines.append(f"          = {processed:>{width}} messages processed (emails_processed)"
+                 + (f", {processed - counted} of them counted by an earlier run and unchanged" if processed != counted else ""))
     who = f"only addresses at internal {', '.join(internal)}, or invalid ones" if internal else "only invalid addresses"
-    step("-", counted - roles_documents, f"with no outside address left ({who}): no roles document")
+    step("-", processed - roles_documents, f"with no outside address left ({who}): no roles document")
     lines.append(f"          = {roles_documents:>{width}} message-roles documents")
     return lines
 
