@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mailforce.tools.loader import (
     main,
     parse_message,
     source_document_id,
+    shift_to_yesterday,
     split_mbox,
 )
 
@@ -240,6 +242,26 @@ def test_dates_keep_their_offset_and_unparseable_ones_stay_raw(es):
     # the raw date is stored but not indexed (ignore_malformed), so no range ever selects it
     assert count(es, {"range": {"date": {"gte": "2024-01-01T00:00:00Z", "lt": "2026-01-02T00:00:00Z"}}}) == 494
     assert count(es, {"exists": {"field": "date"}}) == 494
+
+
+def test_the_sample_shifted_to_yesterday_moves_every_parsed_date_by_whole_days(es):
+    """The demo's sample dates (docs/OWN_MAIL.md): the last message (2025-12-31) dated yesterday."""
+    shift = shift_to_yesterday(SAMPLE, today=date(2026, 12, 7))
+    assert (shift.days, shift.latest, shift.yesterday) == (340, date(2025, 12, 31), date(2026, 12, 6))
+    assert shift.describe() == ("every date moved 340 days later (times of day kept), so the latest message, "
+                                "written 2025-12-31, is dated 2026-12-06 (yesterday, UTC)")
+
+    load_mail(es, SAMPLE, date_shift=shift.delta)
+    documents = all_documents(es)
+    [unparseable] = by_subject(documents, "Lunch?")
+    assert unparseable["date"] == "sometime next Tuesday"
+    [without_zone] = by_subject(documents, "Re: roadmap call time")
+    assert without_zone["date"] == "2026-02-07T09:15:00"
+    [with_zone] = by_subject(documents, "Angebot Solarmodule")
+    assert with_zone["date"] == "2024-12-12T07:35:24+09:00"
+    assert count(es, {"range": {"date": {"gt": "2026-12-06T23:59:59Z"}}}) == 0
+    assert count(es, {"range": {"date": {"gte": "2026-12-06T00:00:00Z"}}}) >= 1
+    assert count(es, {"range": {"date": {"gte": "2024-12-06T00:00:00Z", "lt": "2026-12-07T00:00:00Z"}}}) == 494
 
 
 # ---- skips, mapping, failures
