@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -451,6 +451,21 @@ def test_command_line_loads_and_prints_a_summary(es, es_url, capsys):
         f"  {SAMPLE / 'kunai-raj'}: 93 messages, account kunai-raj (from the X-Origin header)\n"
     )
     assert count(es, index="cli-test") == 93
+
+
+def test_command_line_shifts_demonstration_mail_to_end_yesterday_and_says_so(es, es_url, capsys):
+    """As the Compose demo profile loads the sample (docker-compose.yaml, demo-mail)."""
+    exit_code = main([str(SAMPLE / "kunai-raj"), "--url", es_url, "--engine", "osmem", "--index", "cli-test",
+                      "--shift-dates-to-yesterday"])
+
+    assert exit_code == 0
+    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date()
+    dates_line = capsys.readouterr().out.splitlines()[-1]
+    assert dates_line.startswith("Dates: every date moved ") and dates_line.endswith(
+        f", is dated {yesterday} (yesterday, UTC)"), dates_line
+    es.indices.refresh(index="cli-test")
+    latest = es.search(index="cli-test", size=1, sort=[{"date": "desc"}])["hits"]["hits"][0]["_source"]["date"]
+    assert latest.startswith(str(yesterday)), latest
 
 
 def test_command_line_refuses_unreadable_input_missing_paths_and_bad_options_in_two_lines(es_url, tmp_path, capsys):

@@ -876,13 +876,13 @@ def _load_command(arguments: argparse.Namespace) -> int:
         )
     finally:
         client.close()
-    if shift:
-        print(f"Dates: {shift.describe()}")
     print(f"{arguments.index}: {report.summary()} ({', '.join(report.accounts)})")
     for entry in report.inputs:
         print(f"  {entry.describe()}")
     for problem in report.unreadable:
         print(f"  unreadable: {problem.describe()}")
+    if shift:
+        print(f"Dates: {shift.describe()}")
     return 0
 
 
