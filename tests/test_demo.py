@@ -1,15 +1,18 @@
-"""The README's first command, run as a user runs it: `python -m mailforce.tools.demo` (what
-scripts/demo.sh executes) starts the embedded engine, loads the sample mail, runs the DAG through
-`airflow dags test` and prints what was written."""
+"""The README's quick-start demo commands, run as a user runs them, from the clone's root (CI runs this
+file on a fresh clone through .ci/run): `bash scripts/demo.sh` starts the embedded engine, loads the
+sample mail, runs the DAG through `airflow dags test` and prints what was written; `bash scripts/demo.sh
+--mail ~/export.mbox` does it on an export without X-Origin headers."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,14 +28,27 @@ OUTPUT_INDICES = (
 )
 SAMPLE_ACCOUNTS = ("kunai-ann", "kunai-jim", "kunai-ken", "kunai-raj", "kunai-sara")
 DEMO_TIMEOUT_SECONDS = 240  # the demo takes ~15 s; the bound only stops a hang
+SAMPLE_LAST_DAY = date(2025, 12, 31)  # the sample's latest message as written (scripts/make_sample_mail.py)
 
 
-def run_demo(*arguments: str) -> tuple[subprocess.CompletedProcess[str], float]:
+def readme_command(command: str) -> str:
+    """``command`` exactly as a line of the README's quick start says it (its comment aside)."""
+    quick_start = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Quick start\n")[1].split("```")[1]
+    lines = [line.split("#")[0].strip() for line in quick_start.splitlines()]
+    assert command in lines, f"the README's quick start no longer says {command!r}: {lines}"
+    return command
+
+
+def run_demo(*arguments: str, command: str = "bash scripts/demo.sh",
+             home: Path | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The README's command line plus ``arguments``, through bash from the repository root; ``home``
+    is the user's home directory (what ``~`` in the command means)."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith("MAILFORCE_")}
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "plugins"), environment.get("PYTHONPATH")]))
+    if home is not None:
+        environment["HOME"] = str(home)
     began = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "mailforce.tools.demo", *arguments],
+        ["bash", "-c", f"{readme_command(command)} {shlex.join(arguments)}"],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=DEMO_TIMEOUT_SECONDS,
     )
     return result, time.monotonic() - began
@@ -65,6 +81,13 @@ def test_demo_runs_the_dag_through_airflow_and_reports_every_output_index(tmp_pa
 
     # The pinned engine's own version, not the OpenSearch version it answers as.
     assert re.search(r"^Engine    osmem-server 0\.1\.6 \(answers as OpenSearch [\d.]+\) at http://", output, re.M), output[:300]
+    # The sample's dates moved by whole days to end yesterday, said; the files are not touched.
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    assert (f"Dates     sample mail: every date moved {(yesterday - SAMPLE_LAST_DAY).days:,} days later (times of day "
+            f"kept), so the latest message, written {SAMPLE_LAST_DAY}, is dated {yesterday} (yesterday, UTC); the files "
+            "are unchanged (--sample-dates as-written keeps their dates; your own mail is never moved)") in output
+    latest_contacts = [date.fromisoformat(line.split()[6][:10]) for line in top_domains]
+    assert max(latest_contacts) <= yesterday and max(latest_contacts) >= yesterday - timedelta(days=30), latest_contacts
     # Per input, where its accounts came from (the sample carries the X-Origin header).
     assert "            sample/mail/kunai-sara.mbox: 97 messages, account kunai-sara (from the X-Origin header)" in output
     # The numbers add up, each difference with its reason.
@@ -73,7 +96,7 @@ def test_demo_runs_the_dag_through_airflow_and_reports_every_output_index(tmp_pa
         "          -   2 without a usable date (no window selects them; see the loader's raw dates)",
         "          = 494 read by the run (runtime stats: source_documents)",
         "          -   1 further copies of a message already in the same mailbox (united into one)",
-        "          = 493 messages counted (emails_processed)",
+        "          = 493 messages processed (emails_processed)",
         "          -  59 with no outside address left (only addresses at internal kunaico.com, or invalid ones): "
         "no roles document",
         f"          = {counts['search-message-roles']} message-roles documents",
@@ -110,28 +133,34 @@ def test_demo_exits_non_zero_with_the_task_error_when_the_run_fails(tmp_path):
     assert "Output indices" not in result.stdout
 
 
-def own_takeout(tmp_path: Path) -> Path:
-    """A Gmail Takeout-like export of one sample mailbox: the mbox without its X-Origin headers."""
-    mbox = tmp_path / "Takeout" / "Mail" / "All mail Including Spam and Trash.mbox"
-    mbox.parent.mkdir(parents=True)
+def own_export(user_home: Path) -> Path:
+    """The README's ``~/export.mbox``: one sample mailbox as a mail program exports it, without its
+    X-Origin headers."""
+    mbox = user_home / "export.mbox"
+    user_home.mkdir(parents=True, exist_ok=True)
     lines = (ROOT / "sample" / "mail" / "kunai-sara.mbox").read_bytes().splitlines(keepends=True)
     mbox.write_bytes(b"".join(line for line in lines if not line.startswith(b"X-Origin:")))
-    return tmp_path / "Takeout"
+    assert b"X-Origin" not in mbox.read_bytes()
+    return mbox
 
 
 def test_own_mail_without_the_header_loads_under_its_owner_and_keep_leaves_the_engine_to_ask(tmp_path):
     home = tmp_path / "airflow-demo"
-    result, _ = run_demo("--home", str(home), "--mail", str(own_takeout(tmp_path)), "--keep")
+    mbox = own_export(tmp_path / "user")
+    result, _ = run_demo("--home", str(home), "--keep", command="bash scripts/demo.sh --mail ~/export.mbox",
+                         home=mbox.parent)
     try:
         assert result.returncode == 0, describe(result)
         output = result.stdout
-        assert re.search(r"^            \S.*All mail Including Spam and Trash\.mbox: 97 messages, account "
+        assert re.search(rf"^            {re.escape(str(mbox))}: 97 messages, account "
                          r"sara@kunaico\.com \(from the mailbox owner's address\)$", output, re.M), output[:1500]
+        # Your own mail keeps its dates (only the sample's are moved).
+        assert "Dates     " not in output and re.search(r"^  acme-logistics\.com .* 2025-", output, re.M)
         # The owner's domain is internal; the sample's setting is not applied to the user's own mail.
         assert "Internal  kunaico.com (the mailbox owner's domain;" in output
         assert "MAILFORCE_INTERNAL_DOMAINS=kunaico.com" not in output
         assert re.search(r"^  sara@kunaico\.com\s+\d+\s+\d+\s+\d+\s+\d+$", output, re.M)
-        assert "          = 97 messages counted (emails_processed)" in output
+        assert "          = 97 messages processed (emails_processed)" in output
         url = re.search(r"^Kept      the engine runs at (http://\S+);", output, re.M).group(1)
         asked = subprocess.run([sys.executable, "-m", "mailforce.tools.who_knows", "acme-logistics.com", "--url", url,
                                 "--engine", "osmem", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -171,7 +200,22 @@ def test_the_reconciliation_explains_a_difference_no_reason_covers():
         "          = 10 read by the run (runtime stats: source_documents)",
         "          -  1 skipped by the run (no parseable date, or no account)",
         "          -  1 further copies of a message already in the same mailbox (united into one)",
-        "          =  8 messages counted (emails_processed)",
+        "          =  8 messages processed (emails_processed)",
         "          -  1 with no outside address left (only invalid addresses): no roles document",
         "          =  7 message-roles documents",
+    ]
+
+
+def test_the_reconciliation_of_a_rerun_says_which_messages_were_counted_before():
+    from mailforce.tools.demo import reconciliation_lines
+
+    stats = {"source_documents": 12, "emails_processed": 10, "counted_messages": 4, "unchanged_messages": 8}
+    assert reconciliation_lines(12, stats, 9, ["kunaico.com"]) == [
+        "Counted   12 messages loaded into the source index",
+        "          = 12 read by the run (runtime stats: source_documents)",
+        "          -  2 dated before the window, re-read for the allowed lateness, counted before and unchanged",
+        "          = 10 messages processed (emails_processed), 6 of them counted by an earlier run and unchanged",
+        "          -  1 with no outside address left (only addresses at internal kunaico.com, or invalid ones): "
+        "no roles document",
+        "          =  9 message-roles documents",
     ]

@@ -233,6 +233,7 @@ def test_an_erasure_through_airflow_equals_the_oracle_and_logs_counts_only(
     assert record["removed_total"] > 0 and record["addresses"] == sorted(addresses)
     logs = "\n".join(entry.getMessage() for entry in caplog.records)
     assert "role entries removed" in logs
+    assert f"Erasure of {len(addresses)} addresses and 1 domain: " in logs  # plurals said right
     assert not [value for value in [*addresses, domain] if value in logs]
 
 

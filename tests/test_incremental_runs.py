@@ -202,3 +202,26 @@ def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, s
 
     assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)],
                           scoring_date=FAR_FUTURE_RUN_END)
+
+
+def test_a_from_date_rerun_of_unchanged_mail_processes_the_window_and_counts_nothing_again(es, settings):
+    """emails_processed is the window's (account, message) pairs (docs/SEMANTICS.md "Runs"), counted
+    now or before; counted_messages and unchanged_messages say which."""
+    documents = [
+        {"_id": str(n), "_source": {"account": account, "messageId": f"<{n}@x>", "date": date,
+                                    "from": {"address": f"p{n}@acme.com"}}}
+        for n, (account, date) in enumerate([("a", "2001-01-01T00:00:00Z"), ("a", "2001-02-01T00:00:00Z"),
+                                             ("b", "2001-03-01T00:00:00Z")])
+    ]
+    load_source(es, settings, documents)
+    first = run(es, settings, "first", run_end=utc("2001-06-01T00:00:00Z"))
+    assert (first["emails_processed"], first["counted_messages"], first["unchanged_messages"]) == (3, 3, 0)
+
+    again = run(es, settings, "again", run_end=utc("2001-07-01T00:00:00Z"), from_date="2001-02-01T00:00:00Z")
+
+    assert (again["emails_processed"], again["counted_messages"], again["unchanged_messages"]) == (2, 0, 2)
+    assert again["email_accounts_processed"] == 2 and again["domains_processed"] == 0
+    assert again["documents_written"]["message_roles"] == 0
+    from mailforce.core.wording import run_summary
+    assert "; 2 messages of 2 accounts (2 of them counted before and unchanged); 0 domains in 0 partitions;" in \
+        run_summary(again, 1.0)

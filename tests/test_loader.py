@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mailforce.tools.loader import (
     main,
     parse_message,
     source_document_id,
+    shift_to_yesterday,
     split_mbox,
 )
 
@@ -242,6 +244,26 @@ def test_dates_keep_their_offset_and_unparseable_ones_stay_raw(es):
     assert count(es, {"exists": {"field": "date"}}) == 494
 
 
+def test_the_sample_shifted_to_yesterday_moves_every_parsed_date_by_whole_days(es):
+    """The demo's sample dates (docs/OWN_MAIL.md): the last message (2025-12-31) dated yesterday."""
+    shift = shift_to_yesterday(SAMPLE, today=date(2026, 12, 7))
+    assert (shift.days, shift.latest, shift.yesterday) == (340, date(2025, 12, 31), date(2026, 12, 6))
+    assert shift.describe() == ("every date moved 340 days later (times of day kept), so the latest message, "
+                                "written 2025-12-31, is dated 2026-12-06 (yesterday, UTC)")
+
+    load_mail(es, SAMPLE, date_shift=shift.delta)
+    documents = all_documents(es)
+    [unparseable] = by_subject(documents, "Lunch?")
+    assert unparseable["date"] == "sometime next Tuesday"
+    [without_zone] = by_subject(documents, "Re: roadmap call time")
+    assert without_zone["date"] == "2026-02-07T09:15:00"
+    [with_zone] = by_subject(documents, "Angebot Solarmodule")
+    assert with_zone["date"] == "2024-12-12T07:35:24+09:00"
+    assert count(es, {"range": {"date": {"gt": "2026-12-06T23:59:59Z"}}}) == 0
+    assert count(es, {"range": {"date": {"gte": "2026-12-06T00:00:00Z"}}}) >= 1
+    assert count(es, {"range": {"date": {"gte": "2024-12-06T00:00:00Z", "lt": "2026-12-07T00:00:00Z"}}}) == 494
+
+
 # ---- skips, mapping, failures
 
 
@@ -429,6 +451,21 @@ def test_command_line_loads_and_prints_a_summary(es, es_url, capsys):
         f"  {SAMPLE / 'kunai-raj'}: 93 messages, account kunai-raj (from the X-Origin header)\n"
     )
     assert count(es, index="cli-test") == 93
+
+
+def test_command_line_shifts_demonstration_mail_to_end_yesterday_and_says_so(es, es_url, capsys):
+    """As the Compose demo profile loads the sample (docker-compose.yaml, demo-mail)."""
+    exit_code = main([str(SAMPLE / "kunai-raj"), "--url", es_url, "--engine", "osmem", "--index", "cli-test",
+                      "--shift-dates-to-yesterday"])
+
+    assert exit_code == 0
+    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date()
+    dates_line = capsys.readouterr().out.splitlines()[-1]
+    assert dates_line.startswith("Dates: every date moved ") and dates_line.endswith(
+        f", is dated {yesterday} (yesterday, UTC)"), dates_line
+    es.indices.refresh(index="cli-test")
+    latest = es.search(index="cli-test", size=1, sort=[{"date": "desc"}])["hits"]["hits"][0]["_source"]["date"]
+    assert latest.startswith(str(yesterday)), latest
 
 
 def test_command_line_refuses_unreadable_input_missing_paths_and_bad_options_in_two_lines(es_url, tmp_path, capsys):

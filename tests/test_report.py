@@ -321,3 +321,28 @@ def test_the_run_date_axis_is_in_minutes_hours_or_days_never_milliseconds():
     assert report.run_date_axis([None]) == {"type": "date", "title": {"text": "run date (UTC)"}}
     assert report.figure_runs([{"run_date": "2026-12-07T12:21:38Z", "emails_processed": 3}])["layout"]["xaxis"][
         "tickformat"] == "%H:%M"
+
+
+def test_every_titled_axis_makes_room_for_its_title(tmp_path):
+    """A title is never cut off at the panel's edge: plotly grows the margin for it (automargin)."""
+    runs = [{"run_date": "2026-12-07T12:21:38Z", "emails_processed": 3, "late_messages": 1}]
+    figures = [report.figure_runs(runs),
+               report.figure_top_domains([{"domain": "acme.com", "total_emails": 3}])]
+    titled = [(name, axis) for figure in figures for name, axis in figure["layout"].items()
+              if name.startswith(("xaxis", "yaxis")) and axis.get("title", {}).get("text")]
+    assert {name for name, _ in titled} >= {"xaxis", "yaxis", "yaxis2"}
+    assert all(axis.get("automargin") is True for _, axis in titled), titled
+    # Short enough to fit over a half-width panel's plot (about 50 characters at 13 px).
+    titles = re.findall(r'"title": \{"text": "([^"]*)"', Path(report.__file__).read_text(encoding="utf-8"))
+    assert len(titles) >= 8 and all(len(title) <= 52 for title in titles), titles
+
+
+def test_the_default_report_file_never_lands_untracked_in_the_repository(tmp_path):
+    root = report.REPO_ROOT
+    assert report.default_output(root) == root / "reports" / "mailforce-report.html"
+    assert report.default_output(root / "docs") == root / "reports" / "mailforce-report.html"
+    assert report.default_output(tmp_path) == tmp_path.resolve() / "mailforce-report.html"
+    if (root / ".git").exists():
+        import subprocess
+        ignored = subprocess.run(["git", "check-ignore", "-q", "reports/mailforce-report.html"], cwd=root)
+        assert ignored.returncode == 0, "reports/ must be git-ignored"

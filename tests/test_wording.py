@@ -124,3 +124,22 @@ def settings_index(settings, kind: str) -> str:
     from mailforce.assets import output_assets
 
     return output_assets(settings)[kind].name
+
+
+def test_the_late_mail_sentence_says_every_late_day_and_what_late_means_for_the_run():
+    from mailforce.core.summaries import ExtractionSummary
+    from mailforce.stages.extract_message_roles import late_messages_sentence
+
+    days = tuple(f"2001-{month:02d}-{day:02d}" for month in range(1, 6) for day in range(1, 26))[:123]
+    late = ExtractionSummary(late_messages=150, late_accounts=("a", "b"), late_days=days[:100], late_days_count=123)
+    normal = Window(window_end=END, window_start=START)
+    assert late_messages_sentence(late, normal) == (
+        "Counted 150 late messages (dated at or before this window's start) in 2 accounts (a, b), on 123 days "
+        f"({', '.join(days[:10])}, and 113 more)")
+    reconciliation = Window(window_end=END, reconciliation=True)
+    assert late_messages_sentence(late, reconciliation).startswith(
+        "Counted 150 late messages (missed by every earlier run, found by this reconciliation) in 2 accounts")
+    assert late_messages_sentence(ExtractionSummary(), reconciliation) == (
+        "Counted no late messages (the reconciliation found nothing missing)")
+    assert late_messages_sentence(ExtractionSummary(), normal) == (
+        "Counted no late messages (none dated at or before this window's start)")

@@ -137,12 +137,14 @@ MAX_REPORTED_LATE_DAYS = 100  # late days listed in the run stats; the count is 
 class ExtractionTally:
     """What the classification counted over the whole window; becomes the extraction summary."""
 
-    messages: int = 0
-    accounts: set[str] = field(default_factory=set)
+    messages: int = 0  # counted by this run: new, changed or late
+    accounts: set[str] = field(default_factory=set)  # of the counted messages
     work_by_domain: Counter = field(default_factory=Counter)
     role_entries: Counter = field(default_factory=Counter)
     recompute_domains: set[str] = field(default_factory=set)
     unchanged_messages: int = 0  # counted by an earlier successful run, unchanged: looked up only
+    window_unchanged_messages: int = 0  # those of them dated in the window (not re-read for the lateness)
+    processed_accounts: set[str] = field(default_factory=set)  # of the counted and the window's unchanged
     late_messages: int = 0  # counted now, dated at or before the window start
     late_accounts: set[str] = field(default_factory=set)
     late_days: set[str] = field(default_factory=set)
@@ -155,6 +157,14 @@ class ExtractionTally:
             self.late_messages += 1
             self.late_accounts.add(message.account)
             self.late_days.add(format_utc(message.date)[:10])
+
+    def count_unchanged(self, message: Message, lateness_margin_end: datetime | None) -> None:
+        """A message an earlier successful run counted, unchanged: part of this run's processed
+        messages when dated in its window, a lookup only when re-read for the allowed lateness."""
+        self.unchanged_messages += 1
+        if lateness_margin_end is None or message.date > lateness_margin_end:
+            self.window_unchanged_messages += 1
+            self.processed_accounts.add(message.account)
 
     def summary(self, counts: ExtractionCounts, roles_written: int, undated_source_documents: int,
                 **extra: Any) -> ExtractionSummary:
@@ -171,6 +181,9 @@ class ExtractionTally:
             late_messages=self.late_messages,
             late_accounts=tuple(sorted(self.late_accounts)),
             late_days=tuple(sorted(self.late_days)[:MAX_REPORTED_LATE_DAYS]),
+            late_days_count=len(self.late_days),
+            processed_messages=self.messages + self.window_unchanged_messages,
+            processed_accounts_count=len(self.processed_accounts | self.accounts),
             counted_elsewhere=self.counted_elsewhere,
             **extra,
         )
@@ -222,6 +235,7 @@ class ClassifyRun:
     run_id: str
     ledger: list[tuple[str, dict[str, Any]]] | None  # the counted messages' ledger records, appended
     late_at_or_before: datetime | None  # a message dated at or before this is late
+    lateness_margin_end: datetime | None  # unchanged messages dated at or before this were re-read for the lateness
 
 
 def classify_messages(
@@ -233,6 +247,7 @@ def classify_messages(
     *,
     ledger: list[tuple[str, dict[str, Any]]] | None = None,
     late_at_or_before: datetime | None = None,
+    lateness_margin_end: datetime | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(id, roles document) of each message whose document must be written; tallies every message.
 
@@ -242,9 +257,11 @@ def classify_messages(
     gets one key_date (its earliest date among the copies that have a roles document, in any
     account): a copy that lowers it rewrites the other
     accounts' stored documents with it (keeping their run_id) and marks their domains. The ledger
-    records of the counted messages are appended to `ledger` when given.
+    records of the counted messages are appended to `ledger` when given. An unchanged message dated
+    at or before `lateness_margin_end` (the window start of a run reading back by the allowed
+    lateness) was re-read for the lateness only: it is not one of the window's processed messages.
     """
-    run = ClassifyRun(stored, tally, updated_at, run_id, ledger, late_at_or_before)
+    run = ClassifyRun(stored, tally, updated_at, run_id, ledger, late_at_or_before, lateness_margin_end)
     for group in message_groups(messages):
         accounts = {message.account for message in group}
         previous_of: dict[str, Mapping[str, Any] | None] = {}
@@ -283,7 +300,7 @@ def _classify_one(
     recorded_same = recorded is not None and recorded.get("date") == format_utc(message.date)
     if not message.roles:
         if recorded_same and stored.written_by_successful_run(recorded):
-            tally.unchanged_messages += 1
+            tally.count_unchanged(message, run.lateness_margin_end)
             return
         _count(message, run)
         return
@@ -293,7 +310,7 @@ def _classify_one(
     unchanged = previous is not None and without(dict(previous), *WRITE_STAMP_FIELDS) == without(
         document, *WRITE_STAMP_FIELDS)
     if unchanged and stored.written_by_successful_run(previous) and (recorded is not None or run.ledger is None):
-        tally.unchanged_messages += 1  # an earlier successful run counted exactly this
+        tally.count_unchanged(message, run.lateness_margin_end)  # an earlier successful run counted exactly this
         return
     _count(message, run)
     # Every counted message marks its domains, changed or not: a run that died after this stage

@@ -43,8 +43,8 @@ class FetchedWindow:
 class ExtractionSummary:
     """What `extract_message_roles` saw and wrote; the work per domain drives the partitioning."""
 
-    messages: int = 0
-    accounts: tuple[str, ...] = ()  # sorted
+    messages: int = 0  # counted by this run: new, changed or late
+    accounts: tuple[str, ...] = ()  # sorted: of the counted messages (their statistics are rewritten)
     work_by_domain: Mapping[str, int] = field(default_factory=dict)
     recompute_domains: tuple[str, ...] = ()  # sorted: a message of theirs some run already counted
     role_entries: Mapping[str, int] = field(default_factory=dict)
@@ -55,6 +55,10 @@ class ExtractionSummary:
     late_messages: int = 0  # counted now, dated at or before the window start (or found by reconciliation)
     late_accounts: tuple[str, ...] = ()  # sorted
     late_days: tuple[str, ...] = ()  # sorted UTC days (YYYY-MM-DD), at most 100
+    late_days_count: int = 0  # every late day, however many are listed
+    # the counted messages plus the window's unchanged ones (`emails_processed`), and their accounts
+    processed_messages: int = 0
+    processed_accounts_count: int = 0
     future_dated_messages: int = 0  # source documents of the run's accounts dated after the window end
     future_dated_max_date: str | None = None  # the latest such date (how far ahead)
     ledger_written: int = 0
@@ -85,6 +89,9 @@ class ExtractionSummary:
             "late_messages": self.late_messages,
             "late_accounts": list(self.late_accounts),
             "late_days": list(self.late_days),
+            "late_days_count": self.late_days_count,
+            "processed_messages": self.processed_messages,
+            "processed_accounts_count": self.processed_accounts_count,
             "future_dated_messages": self.future_dated_messages,
             "future_dated_max_date": self.future_dated_max_date,
             "ledger_written": self.ledger_written,
@@ -106,6 +113,9 @@ class ExtractionSummary:
             late_messages=data.get("late_messages", 0),
             late_accounts=tuple(data.get("late_accounts", ())),
             late_days=tuple(data.get("late_days", ())),
+            late_days_count=data.get("late_days_count", len(data.get("late_days", ()))),
+            processed_messages=data.get("processed_messages", data["messages"]),
+            processed_accounts_count=data.get("processed_accounts_count", len(data["accounts"])),
             future_dated_messages=data.get("future_dated_messages", 0),
             future_dated_max_date=data.get("future_dated_max_date"),
             ledger_written=data.get("ledger_written", 0),

@@ -66,10 +66,14 @@ def run_summary(stats: Mapping[str, Any], duration_seconds: float,
     elif stats.get("interval_backfill"):
         kind = " (Airflow backfill of a past interval; the watermark stays)"
     excluded = stats.get("exclude_accounts") or []
+    processed = int(stats.get("emails_processed") or 0)
+    # Records before `counted_messages` existed counted only new or changed messages as processed.
+    unchanged = processed - int(stats.get("counted_messages", processed) or 0)
     parts = [
         f"Window {window}{kind}",
         f"{plural(int(stats.get('emails_processed') or 0), 'message')} of "
         f"{plural(int(stats.get('email_accounts_processed') or 0), 'account')}"
+        + (f" ({unchanged:,} of them counted before and unchanged)" if unchanged else "")
         + (f" (excluded: {', '.join(excluded)})" if excluded else ""),
         f"{plural(int(stats.get('domains_processed') or 0), 'domain')} in "
         f"{plural(int(stats.get('partitions') or 0), 'partition')}",

@@ -31,6 +31,7 @@ from mailforce.core.ids import document_id
 from mailforce.core.roles import SOURCE_FIELDS, Message
 from mailforce.core.rollups import COMPILE_READ_FIELDS
 from mailforce.core.window import Window
+from mailforce.core.wording import plural
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def scan_sorted(
         nonlocal total, progress_every
         total = value
         progress_every = max(total // PROGRESS_STEPS, MIN_PROGRESS_EVERY)
-        log.info("%s: %d documents to read from %s", what, total, index)
+        log.info("%s: %s to read from %s", what, plural(total, "document"), index)
 
     body = {"query": query, "sort": list(sort), "_source": list(source_fields)}
     for hit in scan(es, index, body, page_size, keep_alive, what, on_total):
@@ -177,7 +178,7 @@ def scan_sorted(
             rate = seen / max(time.monotonic() - started, 1e-9)
             log.info("%s: %d of %d read (%.0f/s)", what, seen, total, rate)
         yield hit
-    log.info("%s: %d documents read in %.1f s", what, seen, time.monotonic() - started)
+    log.info("%s: %s read in %.1f s", what, plural(seen, "document"), time.monotonic() - started)
 
 
 # The source scan's order: a message id's copies in every account come together (one key_date for

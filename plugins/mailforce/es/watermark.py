@@ -14,6 +14,7 @@ from elasticsearch import NotFoundError
 from mailforce.core.dates import parse_source_date
 from mailforce.core.run_stats import MODEL_VERSION
 from mailforce.core.summaries import RunStats
+from mailforce.core.wording import plural, window_notation
 from mailforce.es.writes import refresh
 from mailforce.es.reads import search
 from mailforce.settings import Settings
@@ -53,7 +54,8 @@ def publish_runtime_stats(es, settings: Settings, stats: RunStats) -> None:
     # the next run's watermark search sees the record.
     refresh(es, settings.runtime_stats_index)
     log.info(
-        "Published run stats: window (%s, %s], %d messages, %d accounts, %d domains",
-        body["window_start"], body["window_end"], body["emails_processed"], body["email_accounts_processed"],
-        body["domains_processed"],
+        "Published run stats: window %s, %s of %s (%s counted), %s",
+        window_notation(body["window_start"], body["window_end"], bool(body.get("window_start_inclusive"))),
+        plural(body["emails_processed"], "message"), plural(body["email_accounts_processed"], "account"),
+        f"{body.get('counted_messages', body['emails_processed']):,}", plural(body["domains_processed"], "domain"),
     )

@@ -33,6 +33,7 @@ from mailforce.core.erasure import (
 from mailforce.core.kinds import ERASABLE_KIND_NAMES, KIND_BY_NAME
 from mailforce.core.rollups import KINDS, finished_documents
 from mailforce.core.strength import calendar_date
+from mailforce.core.wording import plural
 from mailforce.es.preflight import check_settings
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.accounts import write_account_statistics
@@ -62,8 +63,9 @@ def validate_request(params: Mapping[str, Any], requested_at: str | None = None)
 
 def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
     created = record_suppressions_io(es, settings, request)
-    log.info("Suppression list: %d of %d erased values newly recorded (%d addresses, %d domains)",
-             created, len(request.suppressions), len(request.addresses), len(request.domains))
+    log.info("Suppression list: %d of %s newly recorded (%s, %s)",
+             created, plural(len(request.suppressions), "erased value"),
+             plural(len(request.addresses), "address", "addresses"), plural(len(request.domains), "domain"))
     return created
 
 
@@ -132,11 +134,12 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
                          "roles documents left with no address")
     refresh(es, settings.roles_index)
     moved = _move_key_dates(es, settings, sorted(message_ids), updated_at, domains)
-    log.info("Erasure of %d addresses and %d domains: %d role entries removed from %d messages; %d roles "
-             "documents rewritten, %d deleted (no address left); %d other copies' key dates moved; "
-             "%d domains and %d accounts to recompute",
-             len(request.addresses), len(request.domains), entries_removed, len(message_ids), written, removed,
-             moved, len(domains), len(accounts))
+    log.info("Erasure of %s and %s: %s removed from %s; %s rewritten, %s deleted (no address left); "
+             "%s of other copies moved; %s and %s to recompute",
+             plural(len(request.addresses), "address", "addresses"), plural(len(request.domains), "domain"),
+             plural(entries_removed, "role entry", "role entries"), plural(len(message_ids), "message"),
+             plural(written, "roles document"), f"{removed:,}", plural(moved, "key date"),
+             plural(len(domains), "domain"), plural(len(accounts), "account"))
     return {"domains": sorted(domains), "accounts": sorted(accounts), "roles_rewritten": written + moved,
             "roles_deleted": removed, "entries_removed": entries_removed, "key_dates_moved": moved}
 
@@ -198,7 +201,7 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
                                         f"erased {kind}")
     for index in indices.values():
         refresh(es, index)
-    log.info("Recomputed %d domains over all time: wrote %s; deleted %s", len(domains),
+    log.info("Recomputed %s over all time: wrote %s; deleted %s", plural(len(domains), "domain"),
              dict(written), dict(removed))
     return {"written": {kind: written[kind] for kind in KINDS}, "removed": {kind: removed[kind] for kind in KINDS}}
 
@@ -216,7 +219,7 @@ def recompute_account_statistics(es, settings: Settings, accounts: Sequence[str]
     changed = sum(1 for identifier in ids if
                   {k: v for k, v in (before.get(identifier) or {}).items() if k != "updated_at"}
                   != {k: v for k, v in (after.get(identifier) or {}).items() if k != "updated_at"})
-    log.info("Recomputed the statistics of %d accounts: %d changed", len(accounts), changed)
+    log.info("Recomputed the statistics of %s: %d changed", plural(len(accounts), "account"), changed)
     return changed
 
 
@@ -234,8 +237,8 @@ def audit(es, settings: Settings, request: ErasureRequest, roles: Mapping[str, A
         time.monotonic() - started if started is not None else 0.0,
     )
     write_audit(es, settings, document)
-    log.info("Erasure %s recorded in %s: %d documents removed (%s), %d rewritten",
-             request.erasure_id, settings.erasure_audit_index, document["removed_total"],
+    log.info("Erasure %s recorded in %s: %s removed (%s), %d rewritten",
+             request.erasure_id, settings.erasure_audit_index, plural(document["removed_total"], "document"),
              ", ".join(f"{kind} {count}" for kind, count in removed.items() if count) or "none",
              sum(rewritten.values()))
     return document

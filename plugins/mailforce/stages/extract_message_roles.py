@@ -34,6 +34,8 @@ from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MAX_NAMED = 10  # late accounts and days named in the log line; the counts are complete
+
 
 def extract_message_roles(
     es, settings: Settings, window: Window, run_id: str = "", *, updated_at: str | None = None
@@ -54,6 +56,9 @@ def extract_message_roles(
     late_at_or_before = window.window_end if window.reconciliation else window.window_start
     if window.backfill:
         late_at_or_before = None  # a backfill re-reads on purpose
+    # Below the window start, a run reading back by the allowed lateness re-reads earlier windows'
+    # messages: those unchanged are lookups, not this window's processed messages.
+    lateness_margin_end = window.window_start if window.read_from is not None else None
 
     # Erased addresses and domains (README "Erasure"): read once per call, dropped like internal ones.
     suppressions = read_suppressions(es, settings)
@@ -70,7 +75,8 @@ def extract_message_roles(
             stored = read_stored_copies(es, settings, batch)
             ledger: list[tuple[str, dict[str, Any]]] = []
             roles = list(classify_messages(batch, stored, tally, updated_at, run_id, ledger=ledger,
-                                           late_at_or_before=late_at_or_before))
+                                           late_at_or_before=late_at_or_before,
+                                           lateness_margin_end=lateness_margin_end))
             yield from index_actions(settings.roles_index, roles)
             yield from index_actions(settings.ledger_index, ledger)
 
@@ -86,26 +92,21 @@ def extract_message_roles(
     summary = tally.summary(counts, roles_written, undated, future_dated_messages=future_count,
                             future_dated_max_date=future_max, ledger_written=tally.ledger_written)
     log.info(
-        "Window %s: extracted %s of %s from %s in %.1f s: wrote %s, touching %s; "
-        "skipped %d without date, %d without account; %s; %s carry no usable date at all; "
-        "%s already counted and unchanged (looked up only); %s of messages other mailboxes had counted "
-        "(added to their mailbox's figures only)",
-        describe_window(window), plural(summary.messages, "message"), plural(summary.accounts_count, "account"),
-        plural(counts.source_documents, "source document"), time.monotonic() - started,
+        "Window %s: processed %s of %s from %s in %.1f s: counted %s (new, changed or late), %s already "
+        "counted and unchanged (looked up only); wrote %s, touching %s; skipped %d without date, %d without "
+        "account; %s; %s carry no usable date at all; %s re-read for the allowed lateness, unchanged; %s of "
+        "messages other mailboxes had counted (added to their mailbox's figures only)",
+        describe_window(window), plural(summary.processed_messages, "message"),
+        plural(summary.processed_accounts_count, "account"), plural(counts.source_documents, "source document"),
+        time.monotonic() - started, plural(summary.messages, "message"),
+        f"{summary.processed_messages - summary.messages:,}",
         plural(roles_written, "roles document"), plural(summary.domains_count, "domain"),
         counts.skipped_no_date, counts.skipped_no_account, plural(counts.invalid_addresses, "invalid address", "invalid addresses"),
-        plural(undated, "source document"), plural(summary.unchanged_messages, "message"),
+        plural(undated, "source document"),
+        plural(summary.unchanged_messages - (summary.processed_messages - summary.messages), "message"),
         plural(summary.counted_elsewhere, "new copy", "new copies"),
     )
-    if summary.late_messages:
-        log.warning(
-            "Counted %s (dated before this window) in %s (%s), on %s (%s)",
-            plural(summary.late_messages, "late message"), plural(len(summary.late_accounts), "account"),
-            ", ".join(summary.late_accounts[:10]), plural(len(summary.late_days), "day"),
-            ", ".join(summary.late_days[:10]),
-        )
-    else:
-        log.info("Counted no late messages (none dated before this window)")
+    log.log(logging.WARNING if summary.late_messages else logging.INFO, late_messages_sentence(summary, window))
     if future_count:
         log.warning(
             "%s dated after this window's end (a sender's clock ahead?), the latest %s; "
@@ -113,3 +114,21 @@ def extract_message_roles(
             plural(future_count, "source document"), future_max,
         )
     return summary
+
+
+def late_messages_sentence(summary: ExtractionSummary, window: Window) -> str:
+    """What the run counted late, in words that fit the run: before the window, or missed by every
+    earlier run (a reconciliation); every late day counted, the first few named."""
+    if window.backfill:
+        return "Counted no late messages (a backfill re-reads its accounts on purpose)"
+    why = ("missed by every earlier run, found by this reconciliation" if window.reconciliation
+           else "dated at or before this window's start")
+    if not summary.late_messages:
+        return ("Counted no late messages (the reconciliation found nothing missing)" if window.reconciliation
+                else "Counted no late messages (none dated at or before this window's start)")
+    shown = summary.late_days[:MAX_NAMED]
+    more = summary.late_days_count - len(shown)
+    return (f"Counted {plural(summary.late_messages, 'late message')} ({why}) in "
+            f"{plural(len(summary.late_accounts), 'account')} ({', '.join(summary.late_accounts[:MAX_NAMED])}"
+            f"{f', and {len(summary.late_accounts) - MAX_NAMED:,} more' if len(summary.late_accounts) > MAX_NAMED else ''}), "
+            f"on {plural(summary.late_days_count, 'day')} ({', '.join(shown)}{f', and {more:,} more' if more > 0 else ''})")

@@ -24,7 +24,7 @@ def list_domains(extraction: ExtractionSummary, settings: Settings) -> list[Part
     for partition in partitions:
         log.info("Partition %s", partition.label)
     domains = extraction.domains_count
-    log.info("%d of %d %s recomputed over all time (a message of theirs was counted before), the others add "
-             "the window's new mail; %s", len(recompute), domains, "domain" if domains == 1 else "domains",
+    log.info("%d of %s recomputed over all time (a message of theirs was counted before), the others add "
+             "the window's new mail; %s", len(recompute), plural(domains, "domain"),
              plural(len(partitions), "partition"))
     return partitions

@@ -9,13 +9,14 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailforce.es.client import ClientOptions, build_client
 from mailforce.settings import Settings
 from mailforce.tools.console import EXIT_FAILED, CliError
 from mailforce.tools.embedded import airflow_connection_json
-from mailforce.tools.loader import LoadReport, load_mail
+from mailforce.tools.loader import DateShift, LoadReport, load_mail, shift_to_yesterday
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_MAIL = REPO_ROOT / "sample" / "mail"
@@ -123,10 +124,65 @@ def engine_client(engine_url: str):
     return build_client(ClientOptions(url=engine_url, engine="osmem", max_retries=2, request_timeout=60))
 
 
-def load_source_mail(engine_url: str, paths: Sequence[Path], settings: Settings, account: str | None = None) -> LoadReport:
+def load_source_mail(engine_url: str, paths: Sequence[Path], settings: Settings, account: str | None = None,
+                     date_shift: DateShift | None = None) -> LoadReport:
     """Load the mail into the engine's source index (the loader's rules find each account)."""
     es = engine_client(engine_url)
     try:
-        return load_mail(es, paths, index=settings.source_index, account=account)
+        return load_mail(es, paths, index=settings.source_index, account=account,
+                         date_shift=date_shift.delta if date_shift else None)
     finally:
         es.close()
+
+
+SAMPLE_DATES_CHOICES = ("yesterday", "as-written")
+
+
+def is_sample_mail(paths: Sequence[Path]) -> bool:
+    return [path.resolve() for path in paths] == [SAMPLE_MAIL.resolve()]
+
+
+def internal_domains_for(given: str | None, sample: bool, owners: Sequence[str]) -> tuple[list[str], str]:
+    """(internal domains, where they came from) for a run on this mail: ``given`` (a comma-separated
+    list, '' for none), else MAILFORCE_INTERNAL_DOMAINS, else the sample company's for the sample,
+    else the mailbox owners' company domains."""
+    if given is not None:
+        return [domain.strip().lower() for domain in given.split(",") if domain.strip()], "--internal-domains"
+    if INTERNAL_DOMAINS_SETTING in os.environ:
+        value = os.environ[INTERNAL_DOMAINS_SETTING]
+        return [domain.strip().lower() for domain in value.split(",") if domain.strip()], INTERNAL_DOMAINS_SETTING
+    if sample:
+        return SAMPLE_SETTINGS[INTERNAL_DOMAINS_SETTING].split(","), "the sample company's"
+    return owners_internal_domains(owners), "the mailbox owner's domain"
+
+
+@dataclass(frozen=True)
+class LoadedMail:
+    """What the demo and the standalone UI loaded, and what they tell the DAG about it."""
+
+    report: LoadReport
+    internal_domains: list[str]
+    internal_from: str  # where the internal domains came from, said to the user
+    date_shift: DateShift | None  # the sample's dates moved to end yesterday; never the user's own mail
+
+    def internal_line(self) -> str:
+        return (f"Internal  {', '.join(self.internal_domains) or '(none)'} ({self.internal_from}; colleagues there are "
+                "not counted as outside relationships; change with --internal-domains or MAILFORCE_INTERNAL_DOMAINS)")
+
+    def dates_line(self) -> str | None:
+        if self.date_shift is None:
+            return None
+        return (f"Dates     sample mail: {self.date_shift.describe()}; the files are unchanged "
+                "(--sample-dates as-written keeps their dates; your own mail is never moved)")
+
+
+def load_run_mail(engine_url: str, paths: Sequence[Path], settings: Settings, *, account: str | None = None,
+                  internal_domains: str | None = None, sample_dates: str = "yesterday") -> LoadedMail:
+    """Load the mail for a demo or UI run: the sample's dates end yesterday unless ``sample_dates`` is
+    ``as-written`` (the user's own mail keeps its dates); the internal domains as
+    :func:`internal_domains_for` says."""
+    sample = is_sample_mail(paths)
+    shift = shift_to_yesterday(paths) if sample and sample_dates == "yesterday" else None
+    report = load_source_mail(engine_url, paths, settings, account=account, date_shift=shift)
+    internal, internal_from = internal_domains_for(internal_domains, sample, report.owners)
+    return LoadedMail(report, internal, internal_from, shift)

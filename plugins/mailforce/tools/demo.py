@@ -1,14 +1,16 @@
 """The first command to run: the whole product on this machine in well under a minute, no Docker.
 
     bash scripts/demo.sh [--mail PATH]... [--account NAME] [--internal-domains LIST] [--keep]
-                         [--conf JSON] [--home PATH]
+                         [--conf JSON] [--home PATH] [--sample-dates yesterday|as-written]
 
 1. starts the embedded engine (osmem-server, in memory) on a free port;
 2. prepares a throw-away Airflow home (``<repo>/.airflow-demo/``, git-ignored, wiped each time) with
    ``airflow db migrate``, while
 3. the mail (the shipped ``sample/mail`` unless ``--mail`` is given) is loaded into the source index,
    saying per input where its account came from (docs/OWN_MAIL.md); your own mail's owner domain is
-   internal unless told otherwise;
+   internal unless told otherwise; the sample's dates are moved by whole days so that its last
+   message is dated yesterday (its files end in December 2025; otherwise every strength would have
+   decayed to almost 0), never your own mail's;
 4. runs one DAG run through Airflow, ``airflow dags test mailforce_engagements``, showing one line per
    task (the full log goes to ``<home>/dags-test.log``);
 5. prints what the run wrote, read back from the output indices, and how the loaded messages add up
@@ -43,8 +45,8 @@ from mailforce import DAG_ID
 from mailforce.core.wording import plural, run_summary, window_notation
 from mailforce.settings import Settings, load_settings
 from mailforce.tools.common import (
-    INTERNAL_DOMAINS_SETTING, REPO_ROOT, SAMPLE_MAIL, SAMPLE_SETTINGS, DemoError, airflow_command, airflow_environment,
-    engine_client, load_source_mail, owners_internal_domains, prepare_home, sample_settings, tail,
+    INTERNAL_DOMAINS_SETTING, REPO_ROOT, SAMPLE_DATES_CHOICES, SAMPLE_MAIL, DemoError, airflow_command,
+    airflow_environment, engine_client, is_sample_mail, load_run_mail, prepare_home, sample_settings, tail,
 )
 from mailforce.tools.console import CliError, CommandParser, configure_console_logging, run_command
 from mailforce.tools.embedded import EmbeddedEngine, start_daemon, stop_daemon
@@ -282,6 +284,9 @@ def _argument_parser() -> argparse.ArgumentParser:
                         help="DAG run conf (params), e.g. '{\"exclude_accounts\": [\"kunai-raj\"]}'")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
                         help="Airflow home, wiped and recreated; the HTML report is written here (default: %(default)s)")
+    parser.add_argument("--sample-dates", choices=SAMPLE_DATES_CHOICES, default="yesterday",
+                        help="the sample mail only: move its dates by whole days so its last message is dated "
+                        "yesterday (default), or keep them as written (2024-2025); your own mail is never moved")
     parser.add_argument("--keep", action="store_true",
                         help="leave the engine running afterwards, to ask it questions (who_knows, the report)")
     parser.add_argument("--timeout", type=float, default=DAG_TEST_TIMEOUT_SECONDS,
@@ -313,7 +318,9 @@ def reconciliation_lines(loaded: int, stats: dict[str, Any], roles_documents: in
     future = int(stats.get("future_dated_messages") or 0)
     skipped = int(stats.get("skipped_no_date") or 0) + int(stats.get("skipped_no_account") or 0)
     unchanged = int(stats.get("unchanged_messages") or 0)
-    counted = int(stats.get("emails_processed") or 0)
+    processed = int(stats.get("emails_processed") or 0)
+    counted = int(stats.get("counted_messages", processed) or 0)
+    reread = unchanged - (processed - counted)  # unchanged, read again only for the allowed lateness
     copies = read - skipped - unchanged - counted
     width = len(str(loaded))
     lines = [f"Counted   {loaded:>{width}} messages loaded into the source index"]
@@ -327,25 +334,14 @@ def reconciliation_lines(loaded: int, stats: dict[str, Any], roles_documents: in
     step("-", loaded - read - undated - future, "not selected by the run's window for another reason")
     lines.append(f"          = {read:>{width}} read by the run (runtime stats: source_documents)")
     step("-", skipped, "skipped by the run (no parseable date, or no account)")
-    step("-", unchanged, "counted by an earlier run, unchanged")
     step("-", copies, "further copies of a message already in the same mailbox (united into one)")
-    lines.append(f"          = {counted:>{width}} messages counted (emails_processed)")
+    step("-", reread, "dated before the window, re-read for the allowed lateness, counted before and unchanged")
+    lines.append(f"          = {processed:>{width}} messages processed (emails_processed)"
+                 + (f", {processed - counted} of them counted by an earlier run and unchanged" if processed != counted else ""))
     who = f"only addresses at internal {', '.join(internal)}, or invalid ones" if internal else "only invalid addresses"
-    step("-", counted - roles_documents, f"with no outside address left ({who}): no roles document")
+    step("-", processed - roles_documents, f"with no outside address left ({who}): no roles document")
     lines.append(f"          = {roles_documents:>{width}} message-roles documents")
     return lines
-
-
-def _internal_domains(arguments_value: str | None, sample: bool, owners: Sequence[str]) -> tuple[list[str], str]:
-    """(internal domains, where they came from) for the DAG run."""
-    if arguments_value is not None:
-        return [domain.strip().lower() for domain in arguments_value.split(",") if domain.strip()], "--internal-domains"
-    if INTERNAL_DOMAINS_SETTING in os.environ:
-        value = os.environ[INTERNAL_DOMAINS_SETTING]
-        return [domain.strip().lower() for domain in value.split(",") if domain.strip()], INTERNAL_DOMAINS_SETTING
-    if sample:
-        return SAMPLE_SETTINGS[INTERNAL_DOMAINS_SETTING].split(","), "the sample company's"
-    return owners_internal_domains(owners), "the mailbox owner's domain"
 
 
 @dataclass
@@ -359,10 +355,11 @@ class DemoOptions:
     account: str | None = None
     internal_domains: str | None = None
     keep: bool = False
+    sample_dates: str = "yesterday"
 
     @property
     def is_sample(self) -> bool:
-        return [path.resolve() for path in self.mail] == [SAMPLE_MAIL.resolve()]
+        return is_sample_mail(self.mail)
 
 
 def start_engine(home: Path, keep: bool) -> EmbeddedEngine:
@@ -419,22 +416,25 @@ def _demo_on_engine(options: DemoOptions, engine: EmbeddedEngine, home: Path, de
         migrate = subprocess.Popen(airflow_command("db", "migrate"), env=environment, cwd=home,
                                    stdin=subprocess.DEVNULL, stdout=migrate_output, stderr=subprocess.STDOUT)
     try:
-        report = load_source_mail(engine.url, options.mail, settings, account=options.account)
+        loaded = load_run_mail(engine.url, options.mail, settings, account=options.account,
+                               internal_domains=options.internal_domains, sample_dates=options.sample_dates)
     except BaseException as error:
         migrate.kill()
         migrate.wait()
         if isinstance(error, BulkLoadError):
             raise DemoError(str(error)) from None
         raise
+    report = loaded.report
     print(_source_line(report, options.mail, settings), flush=True)
     for entry in report.inputs:
         print(f"            {entry.describe(_display(Path(entry.path)))}", flush=True)
     for problem in report.unreadable:
         print(f"            unreadable: {problem.describe()}", flush=True)
-    internal, internal_from = _internal_domains(options.internal_domains, options.is_sample, report.owners)
+    if loaded.dates_line():
+        print(loaded.dates_line(), flush=True)
+    internal = loaded.internal_domains
     environment[INTERNAL_DOMAINS_SETTING] = ",".join(internal)
-    print(f"Internal  {', '.join(internal) or '(none)'} ({internal_from}; colleagues there are not counted as "
-          "outside relationships; change with --internal-domains or MAILFORCE_INTERNAL_DOMAINS)", flush=True)
+    print(loaded.internal_line(), flush=True)
     if migrate.wait() != 0:
         raise DemoError(f"`airflow db migrate` failed:\n{tail(migrate_log)}")
     print(f"Airflow   home {_display(home)}, metadata database migrated", flush=True)
@@ -498,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_console_logging()
     options = DemoOptions(mail=arguments.mail or [SAMPLE_MAIL], conf=arguments.conf, home=arguments.home,
                           timeout=arguments.timeout, account=arguments.account,
-                          internal_domains=arguments.internal_domains, keep=arguments.keep)
+                          internal_domains=arguments.internal_domains, keep=arguments.keep,
+                          sample_dates=arguments.sample_dates)
     return run_command("demo failed", lambda: run_demo(options) or 0, debug=arguments.debug)
 
 

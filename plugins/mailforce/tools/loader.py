@@ -21,7 +21,12 @@ Command line::
 
     python -m mailforce.tools.loader PATH [PATH...] [--index NAME]
         [--account NAME] [--account-header HEADER] [--account-from auto|header|folder|owner]
+        [--shift-dates-to-yesterday]
         [--url URL --engine auto|es8|es9|opensearch|osmem] [--conn-id ID]
+
+``--shift-dates-to-yesterday`` moves every parsed date by the same whole number of days so that the
+latest message is dated yesterday (UTC): for demonstration mail only (the shipped sample, whose
+fixed dates would otherwise age), never for real mail. The demo uses it for the sample alone.
 
 Which account a message belongs to (``--account-from auto``, the default), first that applies:
 ``--account NAME``; the ``X-Origin`` header (the Enron corpus carries it; ``--account-header``);
@@ -42,7 +47,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import Parser
@@ -256,15 +261,16 @@ def parse_message(
     return document_from_headers(headers, resolved_account)
 
 
-def document_from_headers(headers: Message, account: str) -> dict[str, Any]:
-    """The source document of a message of ``account`` from its parsed headers (pure)."""
+def document_from_headers(headers: Message, account: str, date_shift: timedelta | None = None) -> dict[str, Any]:
+    """The source document of a message of ``account`` from its parsed headers (pure); a parsed
+    date is moved by ``date_shift`` (demonstration mail only), an unparseable one is kept raw."""
     document: dict[str, Any] = {"account": account}
     message_id = _first_header(headers, "Message-ID")
     if message_id:
         document["messageId"] = message_id
     date = _first_header(headers, "Date")
     if date:
-        document["date"] = _iso_date(date)
+        document["date"] = _iso_date(date, date_shift)
     for field_name, header_name in _ADDRESS_FIELDS:
         addresses = _addresses(headers, header_name)
         if addresses is not None:
@@ -369,12 +375,59 @@ def _resolve_account(headers: Message, account: str | None, account_header: str 
     return value.lower() if value else None
 
 
-def _iso_date(value: str) -> str:
-    """ISO-8601 with the header's offset (naive when it has none); the raw text when unparseable."""
-    try:
-        return parsedate_to_datetime(value).isoformat()
-    except (TypeError, ValueError, IndexError, OverflowError):
+def _iso_date(value: str, shift: timedelta | None = None) -> str:
+    """ISO-8601 with the header's offset (naive when it has none), moved by ``shift``; the raw text
+    when unparseable."""
+    parsed = _parsed_date(value)
+    if parsed is None:
         return value
+    return (parsed + shift if shift else parsed).isoformat()
+
+
+def _parsed_date(value: str) -> datetime | None:
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+@dataclass(frozen=True)
+class DateShift:
+    """Dates moved by whole days so that the latest message is dated yesterday (demonstration mail)."""
+
+    days: int
+    latest: date  # the latest message's UTC date as written
+    yesterday: date
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(days=self.days)
+
+    def describe(self) -> str:
+        return (f"every date moved {plural_days(self.days)} later (times of day kept), so the latest message, "
+                f"written {self.latest.isoformat()}, is dated {self.yesterday.isoformat()} (yesterday, UTC)")
+
+
+def plural_days(days: int) -> str:
+    return f"{days:,} day" if abs(days) == 1 else f"{days:,} days"
+
+
+def shift_to_yesterday(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                       today: date | None = None) -> DateShift | None:
+    """The whole-day shift that dates the latest message under ``paths`` yesterday (UTC dates; a
+    date without zone is UTC); None when no message has a parseable date."""
+    latest: datetime | None = None
+    for _origin, raw in iter_raw_messages(paths, ReadTally()):
+        value = _first_header(_parse_headers(raw), "Date")
+        parsed = _parsed_date(value) if value else None
+        if parsed is None:
+            continue
+        utc = parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+        latest = utc if latest is None or utc > latest else latest
+    if latest is None:
+        return None
+    yesterday = (today or datetime.now(timezone.utc).date()) - timedelta(days=1)
+    return DateShift((yesterday - latest.date()).days, latest.date(), yesterday)
 
 
 def _addresses(headers: Message, name: str) -> list[str] | None:
@@ -607,12 +660,14 @@ def load_mail(
     account_header: str = DEFAULT_ACCOUNT_HEADER,
     account_from: str | None = None,
     chunk_size: int = 1000,
+    date_shift: timedelta | None = None,
 ) -> LoadReport:
     """Index every message under ``paths`` into ``index``, one document per message and account.
 
     The account is ``account`` when given; otherwise, as ``account_from`` says (default ``auto``:
     the ``account_header`` header, else the mbox/Maildir/folder name unless generic, else the
-    input's owner address; ``header``, ``folder``, ``owner``: that one only). Files that are not
+    input's owner address; ``header``, ``folder``, ``owner``: that one only). ``date_shift`` moves
+    every parsed date (demonstration mail only: :func:`shift_to_yesterday`). Files that are not
     readable mail are counted and named; messages without an account are counted. Raises
     :class:`NothingLoaded` when nothing was indexed, and :class:`BulkLoadError` after the load when
     any bulk item failed.
@@ -630,7 +685,7 @@ def load_mail(
     inputs: dict[str, InputReport] = {}
     messages = iter_raw_messages(path_list, tally)
     resolver = AccountResolver(account, account_header, account_from, owners)
-    actions = _index_actions(messages, index, resolver, report, inputs)
+    actions = _index_actions(messages, index, resolver, report, inputs, date_shift)
     failures: list[dict[str, Any]] = []
     failure_count = 0
     for succeeded, item in streaming_bulk(
@@ -738,6 +793,7 @@ def _index_actions(
     resolver: AccountResolver,
     report: LoadReport,
     inputs: dict[str, InputReport],
+    date_shift: timedelta | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Bulk actions for the messages; skipped ones are counted in ``report`` on the way, and each
     input's report says where its accounts came from."""
@@ -746,7 +802,7 @@ def _index_actions(
         try:
             headers = _parse_headers(raw)
             account, how = resolver.resolve(headers, origin)
-            document = document_from_headers(headers, account) if account else None
+            document = document_from_headers(headers, account, date_shift) if account else None
         except Exception as error:  # one broken message must not stop a load
             log.warning("unparseable message from %s: %s", origin.path, error)
             report.skipped_unreadable += 1
@@ -782,6 +838,9 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--account-from", choices=ACCOUNT_FROM_CHOICES, default="auto",
                         help="auto (default): the header, else the mbox/Maildir/folder name, else the owner's "
                         "address; or only one of them")
+    parser.add_argument("--shift-dates-to-yesterday", action="store_true",
+                        help="move every date by whole days so the latest message is dated yesterday: for "
+                        "demonstration mail such as sample/mail only, never for real mail")
     add_connection_arguments(parser)
     parser.add_argument("--chunk-size", type=int, default=1000, help="documents per bulk request")
     return parser
@@ -802,6 +861,7 @@ def _load_command(arguments: argparse.Namespace) -> int:
         raise CliError(f"mail not found: {', '.join(missing)}. Check the path.")
     from mailforce.settings import load_settings
 
+    shift = shift_to_yesterday(arguments.paths) if arguments.shift_dates_to_yesterday else None
     client = connect(arguments.url, arguments.engine, arguments.conn_id or load_settings().conn_id)
     try:
         report = load_mail(
@@ -812,6 +872,7 @@ def _load_command(arguments: argparse.Namespace) -> int:
             account_header=arguments.account_header,
             account_from=arguments.account_from,
             chunk_size=arguments.chunk_size,
+            date_shift=shift.delta if shift else None,
         )
     finally:
         client.close()
@@ -820,6 +881,8 @@ def _load_command(arguments: argparse.Namespace) -> int:
         print(f"  {entry.describe()}")
     for problem in report.unreadable:
         print(f"  unreadable: {problem.describe()}")
+    if shift:
+        print(f"Dates: {shift.describe()}")
     return 0
 
 

@@ -2,6 +2,9 @@
 
     python -m mailforce.tools.report [--output PATH] [--top N] [--url URL [--engine osmem]] [--conn-id ID]
 
+The file: ``--output``, else ``mailforce-report.html`` in the current directory, except inside this
+repository's work tree, where it goes to the git-ignored ``reports/`` folder at its root.
+
 Connection: ``--url`` (plain ``http(s)://host:port``, no credentials; ``--engine osmem`` for the
 embedded engine of the demo and tests), otherwise the Airflow Connection of the DAG
 (``settings.conn_id``, default ``elasticsearch_default``: the ``AIRFLOW_CONN_ELASTICSEARCH_DEFAULT``
@@ -28,6 +31,7 @@ import datetime as dt
 import html
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +44,11 @@ from mailforce.tools.console import CommandParser, add_connection_arguments, con
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "mailforce-report.html"
+# Inside this repository's work tree the default file goes to its git-ignored reports/ folder, never
+# untracked into the tree; anywhere else, into the current directory.
+REPO_ROOT = Path(__file__).resolve().parents[3]
+REPORTS_FOLDER = "reports"
+AXIS_NAME = re.compile(r"^[xy]axis\d*$")
 PROG = "report"
 DEFAULT_TOP = 10
 MAX_TOP = 50
@@ -352,6 +361,9 @@ def _figure(data: list[Any], layout: dict[str, Any]) -> dict[str, Any]:
         "hoverlabel": {"font": {"family": FONT}},
     }
     base.update(layout)
+    for name, axis in base.items():  # room for an axis title and its tick labels: never cut off
+        if AXIS_NAME.match(name) and isinstance(axis, dict) and axis.get("title"):
+            axis.setdefault("automargin", True)
     figure = go.Figure(data=data, layout=base)
     return json.loads(figure.to_json())
 
@@ -378,7 +390,7 @@ def figure_top_domains(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return _figure([bar], {
         "height": max(260, 34 * len(rows) + 70),
         "yaxis": {"autorange": "reversed", "automargin": True, "title": None},
-        "xaxis": {"title": {"text": "distinct messages (all mailboxes, a mail seen twice counts once)"}},
+        "xaxis": {"title": {"text": "distinct messages (one mail in two mailboxes: once)"}},
         "showlegend": False,
     })
 
@@ -408,7 +420,7 @@ def figure_top_contacts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return _figure(traces, {
         "height": max(260, 34 * len(rows) + 70),
         "yaxis": {"categoryorder": "array", "categoryarray": order, "autorange": "reversed", "automargin": True},
-        "xaxis": {"title": {"text": "distinct messages the address is on (all mailboxes)"}},
+        "xaxis": {"title": {"text": "distinct messages (all mailboxes)"}},
         "legend": LEGEND_ON_TOP,
         "margin": {"l": 10, "r": 20, "t": 30, "b": 40},
         "barmode": "overlay",
@@ -842,9 +854,19 @@ def _top(value: str) -> int:
     return number
 
 
+def default_output(cwd: Path | None = None) -> Path:
+    """``reports/mailforce-report.html`` of this repository (git-ignored) when ``cwd`` is inside its
+    work tree; ``mailforce-report.html`` in ``cwd`` elsewhere (a deployment, a user's folder)."""
+    cwd = (cwd or Path.cwd()).resolve()
+    in_repository = (REPO_ROOT / ".git").exists() and (cwd == REPO_ROOT or REPO_ROOT in cwd.parents)
+    return REPO_ROOT / REPORTS_FOLDER / DEFAULT_OUTPUT if in_repository else cwd / DEFAULT_OUTPUT
+
+
 def argument_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="python -m mailforce.tools.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", "-o", type=Path, default=Path(DEFAULT_OUTPUT), help=f"HTML file to write (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--output", "-o", type=Path, default=None,
+                        help=f"HTML file to write (default: {DEFAULT_OUTPUT} in the current directory; inside this "
+                        f"repository, its git-ignored {REPORTS_FOLDER}/ folder)")
     parser.add_argument("--top", type=_top, default=DEFAULT_TOP, help=f"domains and contacts to show (default {DEFAULT_TOP})")
     add_connection_arguments(parser)
     return parser
@@ -864,7 +886,7 @@ def _report_command(arguments: argparse.Namespace) -> int:
         document = build_report(es, settings, top=arguments.top)
     finally:
         es.close()
-    print(write_report(arguments.output, document))
+    print(write_report(arguments.output or default_output(), document))
     return 0
 
 

@@ -1,9 +1,12 @@
 """The DAG in the Airflow UI without Docker: ``airflow standalone`` plus the embedded engine.
 
-    bash scripts/ui.sh start [--mail PATH]... [--timeout SECONDS] | stop | status
+    bash scripts/ui.sh start [--mail PATH]... [--account NAME] [--internal-domains LIST]
+                             [--sample-dates yesterday|as-written] [--timeout SECONDS] | stop | status
 
 ``start`` wipes and recreates the UI home (``<repo>/.airflow-ui/``), starts the embedded engine as a
-daemon on port 9200 (or the next free one) and loads the sample mail into it, then starts
+daemon on port 9200 (or the next free one) and loads the mail into it as the demo does (the sample's
+dates moved to end yesterday; your own mail's accounts and internal domains as docs/OWN_MAIL.md says),
+then starts
 ``airflow standalone`` in a session of its own (``setsid``) with ``AIRFLOW__CORE__PARALLELISM=4`` (one task per DAG at a time),
 the engine's connection and the DAG unpaused. It returns once the API server answers and the DAG is
 registered, printing the URL and the generated admin password.
@@ -44,13 +47,16 @@ from typing import Any
 
 from mailforce import DAG_ID
 from mailforce.tools.common import (
+    INTERNAL_DOMAINS_SETTING,
     REPO_ROOT,
+    SAMPLE_DATES_CHOICES,
     SAMPLE_MAIL,
     DemoError,
     airflow_command,
     airflow_environment,
+    is_sample_mail,
     sample_settings,
-    load_source_mail,
+    load_run_mail,
     prepare_home,
     tail,
 )
@@ -260,7 +266,7 @@ class AirflowApi:
 # start / stop / status
 
 
-def _standalone_environment(layout: Layout, engine_url: str) -> dict[str, str]:
+def _standalone_environment(layout: Layout, engine_url: str, mail_settings: dict[str, str]) -> dict[str, str]:
     base_url = f"http://localhost:{layout.ui_port}"
     return airflow_environment(
         layout.home,
@@ -274,7 +280,7 @@ def _standalone_environment(layout: Layout, engine_url: str) -> dict[str, str]:
             "AIRFLOW__API__PORT": str(layout.ui_port),
             # Task workers reach the execution API through it; it defaults to port 8080.
             "AIRFLOW__API__BASE_URL": base_url,
-            **sample_settings(),
+            **mail_settings,
         },
     )
 
@@ -311,7 +317,17 @@ def _import_errors(api: AirflowApi) -> str:
     return "\n".join(f"{item.get('filename')}:\n{item.get('stack_trace')}" for item in errors) or "(no import errors)"
 
 
-def start(layout: Layout, mail: Sequence[Path], timeout: float = START_TIMEOUT_SECONDS) -> int:
+@dataclass(frozen=True)
+class MailOptions:
+    """Whose mail the UI runs on, as the demo takes it (docs/OWN_MAIL.md)."""
+
+    account: str | None = None
+    internal_domains: str | None = None  # comma-separated; '' for none
+    sample_dates: str = "yesterday"
+
+
+def start(layout: Layout, mail: Sequence[Path], timeout: float = START_TIMEOUT_SECONDS,
+          options: MailOptions = MailOptions()) -> int:
     pid = running_standalone(layout)
     if pid is not None:
         print(f"Already running (pid {pid}); `ui.sh stop` first for a fresh stack.\n")
@@ -332,15 +348,24 @@ def start(layout: Layout, mail: Sequence[Path], timeout: float = START_TIMEOUT_S
     try:
         engine = start_daemon(layout.engine_pidfile, layout.engine_port, next_free=True)
         print(f"Engine    osmem-server at {engine.url} (pid {engine.pid}, in memory)", flush=True)
-        report = load_source_mail(engine.url, mail, settings)
+        loaded = load_run_mail(engine.url, mail, settings, account=options.account,
+                               internal_domains=options.internal_domains, sample_dates=options.sample_dates)
+        report = loaded.report
         print(f"Source    {report.messages_indexed} messages of {len(report.accounts)} accounts into "
               f"{settings.source_index}", flush=True)
+        for entry in report.inputs:
+            print(f"            {entry.describe()}", flush=True)
+        for line in (loaded.dates_line(), loaded.internal_line()):
+            if line:
+                print(line, flush=True)
+        mail_settings = {**sample_settings(sample=is_sample_mail(mail)),
+                         INTERNAL_DOMAINS_SETTING: ",".join(loaded.internal_domains)}
         url = f"http://localhost:{layout.ui_port}"
         layout.state_file.write_text(json.dumps({"url": url, "ui_port": layout.ui_port, "engine_url": engine.url}))
         with open(layout.standalone_log, "wb") as output:
             standalone = subprocess.Popen(
                 airflow_command("standalone"),
-                env=_standalone_environment(layout, engine.url),
+                env=_standalone_environment(layout, engine.url, mail_settings),
                 cwd=layout.home,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
@@ -450,6 +475,12 @@ def _argument_parser() -> argparse.ArgumentParser:
     start_parser = commands.add_parser("start", help="start the stack; prints URL, user and password")
     start_parser.add_argument("--mail", action="append", type=Path, metavar="PATH",
                               help="mail to load instead of sample/mail; repeatable")
+    start_parser.add_argument("--account", help="the account of every message of --mail (as the demo)")
+    start_parser.add_argument("--internal-domains", metavar="LIST",
+                              help="your company's domains, comma-separated ('' for none); default for your own "
+                              "mail: the mailbox owner's domain")
+    start_parser.add_argument("--sample-dates", choices=SAMPLE_DATES_CHOICES, default="yesterday",
+                              help="the sample only: dates moved to end yesterday (default) or as written")
     start_parser.add_argument("--timeout", type=float, default=START_TIMEOUT_SECONDS,
                               help="seconds to wait for Airflow to come up (default: %(default)s)")
     commands.add_parser("stop", help="stop Airflow (SIGINT to its leader, then waits for its process group) and the engine")
@@ -463,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         layout = Layout.from_environment()
         if arguments.command == "start":
-            return start(layout, arguments.mail or [SAMPLE_MAIL], arguments.timeout)
+            options = MailOptions(arguments.account, arguments.internal_domains, arguments.sample_dates)
+            return start(layout, arguments.mail or [SAMPLE_MAIL], arguments.timeout, options)
         if arguments.command == "stop":
             return stop(layout)
         return status(layout)
