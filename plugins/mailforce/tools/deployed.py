@@ -9,7 +9,8 @@ API server, LocalExecutor with parallel task processes, and the embedded engine 
 ``start`` wipes and recreates the stack's home (``<repo>/.airflow-deployed/``), then:
 
 1. a PostgreSQL cluster of its own (Debian's ``/usr/lib/postgresql/<version>/bin``: ``initdb`` and
-   ``pg_ctl``, run as the ``postgres`` user when this is root) with its data in the home, listening on
+   ``pg_ctl``, run as the ``postgres`` user when this is root) with its data in a new directory under
+   the system's temporary directory (the home's ``postgres-dir`` says which), listening on
    127.0.0.1 only (TCP, no Unix socket), trusting local connections (a throwaway test database;
    ``fsync`` off);
 2. ``airflow db migrate`` into the database ``airflow_template``, and the metadata database ``airflow``
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import logging
 import os
 import pwd
 import re
@@ -47,6 +49,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -91,12 +94,16 @@ TEMPLATE_DATABASE = "airflow_template"
 START_TIMEOUT_SECONDS = 300.0
 RUN_TIMEOUT_SECONDS = 600.0
 COMPONENT_STOP_SECONDS = 30.0
+API_TIMEOUT_SECONDS = 60.0  # a busy two-core machine can take seconds to answer
 PREFERRED_POSTGRES = "15"
 # Only triggered runs unless the caller says otherwise; a synthetic corpus is spread evenly over
 # its domains, so its window maps as many compile partitions as allowed.
 DEPLOYED_SETTINGS = {"MAILFORCE_SCHEDULE": "none", "MAILFORCE_MAX_PARTITIONS": "8"}
 SYNTHETIC_DOMAINS = 40
+log = logging.getLogger(__name__)
+
 ERROR_LINE = re.compile(r"error|exception|traceback|violat", re.IGNORECASE)
+INFO_LINE = re.compile(r"\[(info|debug|warning) *\]")  # e.g. uvicorn's "[uvicorn.error]" logger at info level
 
 
 class DeployedError(RuntimeError):
@@ -122,11 +129,21 @@ class Layout:
         return self.home / "logs"
 
     @property
-    def postgres_dir(self) -> Path:
-        return self.home / "postgres"
+    def postgres_pointer(self) -> Path:
+        return self.home / "postgres-dir"
+
+    @property
+    def postgres_dir(self) -> Path | None:
+        """The cluster's directory (data and log): in the system's temporary directory, which the
+        ``postgres`` user can reach whatever the home's permissions (pytest's are 0700)."""
+        try:
+            return Path(self.postgres_pointer.read_text().strip())
+        except FileNotFoundError:
+            return None
 
     @property
     def postgres_data(self) -> Path:
+        assert self.postgres_dir is not None, "no PostgreSQL cluster was created for this stack"
         return self.postgres_dir / "data"
 
     @property
@@ -210,11 +227,13 @@ def _run(command: list[str], what: str, timeout: float = 120.0) -> str:
 
 
 def create_postgres_cluster(layout: Layout, bin_dir: Path, port: int) -> None:
-    """``initdb`` a cluster into the home, listening on 127.0.0.1:``port`` only."""
-    layout.postgres_dir.mkdir(parents=True)
+    """``initdb`` a cluster into a new temporary directory, listening on 127.0.0.1:``port`` only; the
+    home records where it is."""
+    directory = Path(tempfile.mkdtemp(prefix="mailforce-postgres-"))
+    layout.postgres_pointer.write_text(f"{directory}\n")
     if os.geteuid() == 0:
         owner = pwd.getpwnam("postgres")
-        os.chown(layout.postgres_dir, owner.pw_uid, owner.pw_gid)
+        os.chown(directory, owner.pw_uid, owner.pw_gid)
     _run(as_postgres_user([str(bin_dir / "initdb"), "-D", str(layout.postgres_data), "-U", "postgres", "-A", "trust",
                            "-E", "UTF8", "--no-sync", "--no-instructions"]), "initdb")
     with open(layout.postgres_data / "postgresql.conf", "a") as conf:
@@ -229,6 +248,8 @@ def pg_ctl(layout: Layout, bin_dir: Path, *arguments: str) -> str:
 
 def postgres_running(layout: Layout) -> bool:
     """The cluster's postmaster is alive (its pid is the first line of ``postmaster.pid``)."""
+    if layout.postgres_dir is None:
+        return False
     try:
         pid = int((layout.postgres_data / "postmaster.pid").read_text().split()[0])
     except (FileNotFoundError, ValueError, IndexError, PermissionError):
@@ -245,8 +266,9 @@ def stop_postgres(layout: Layout, say=lambda text: None) -> None:
     if postgres_running(layout):
         pg_ctl(layout, postgres_bin_dir(), "stop", "-m", "fast", "-w", "-t", "60")
         say("PostgreSQL stopped")
-    if layout.postgres_dir.exists():
-        shutil.rmtree(layout.postgres_dir)
+    if layout.postgres_dir is not None:
+        shutil.rmtree(layout.postgres_dir, ignore_errors=True)
+        layout.postgres_pointer.unlink()
 
 
 def admin_sql(port: int, *statements: str, database: str = "postgres", params: Sequence[Any] = ()) -> list[tuple]:
@@ -358,7 +380,7 @@ def _component_died(layout: Layout, log_dir: Path) -> str | None:
 def wait_until_ready(layout: Layout, state: dict[str, Any], timeout: float, log_dir: Path | None = None) -> AirflowApi:
     """Until the API server answers, the admin password exists and every DAG is registered."""
     log_dir = log_dir or layout.logs
-    api = AirflowApi(state["url"], timeout=10.0)
+    api = AirflowApi(state["url"], timeout=API_TIMEOUT_SECONDS)
     deadline = time.monotonic() + timeout
     waiting_for = "the API server to answer"
     while time.monotonic() < deadline:
@@ -393,7 +415,7 @@ def api_for(layout: Layout) -> AirflowApi:
     state = layout.state()
     if not state or running_component(layout, "api-server") is None:
         raise DeployedError(f"the stack in {layout.home} is not running: `bash scripts/deployed.sh start` first")
-    return AirflowApi(state["url"], ADMIN_USER, layout.admin_password(), timeout=30.0)
+    return AirflowApi(state["url"], ADMIN_USER, layout.admin_password(), timeout=API_TIMEOUT_SECONDS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,6 +469,7 @@ def start(layout: Layout, mail: Sequence[Path], synthetic: int = 0, timeout: flo
         raise DeployedError(f"mail not found: {', '.join(missing)}")
     settings = load_settings(use_variable=False)
     stop_daemon(layout.engine_pidfile)
+    stop_postgres(layout)  # deletes the data an earlier, crashed start left behind
     prepare_home(layout.home)
     layout.logs.mkdir()
     began = time.monotonic()
@@ -458,7 +481,7 @@ def start(layout: Layout, mail: Sequence[Path], synthetic: int = 0, timeout: flo
         print(f"Postgres  {bin_dir.parent.name} at 127.0.0.1:{ports['postgres']} (data in {layout.postgres_data})", flush=True)
         engine = start_daemon(layout.engine_pidfile, ports["engine"], next_free=True)
         state = {"url": f"http://127.0.0.1:{ports['api']}", "ports": ports, "engine_url": engine.url,
-                 "jwt_secret": secrets.token_urlsafe(32), "api_secret": secrets.token_urlsafe(32)}
+                 "jwt_secret": secrets.token_urlsafe(64), "api_secret": secrets.token_urlsafe(32)}
         layout.save_state(state)
         print(f"Engine    osmem-server at {engine.url} (pid {engine.pid}, in memory)", flush=True)
         if synthetic:
@@ -541,11 +564,14 @@ def trigger(api: AirflowApi, dag_id: str, conf: dict[str, Any] | None = None) ->
 def wait_for_runs(api: AirflowApi, runs: Sequence[tuple[str, str]], timeout: float = RUN_TIMEOUT_SECONDS) -> dict[tuple[str, str], str]:
     """Poll until every (dag_id, run_id) ended; their final states ("running" for any still going)."""
     deadline = time.monotonic() + timeout
-    states: dict[tuple[str, str], str] = {}
+    states: dict[tuple[str, str], str] = {run: "queued" for run in runs}
     while True:
         for dag_id, run_id in runs:
-            if states.get((dag_id, run_id)) not in ("success", "failed"):
-                states[(dag_id, run_id)] = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if states[(dag_id, run_id)] not in ("success", "failed"):
+                try:
+                    states[(dag_id, run_id)] = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+                except OSError as error:  # a slow answer on a busy machine: ask again on the next round
+                    log.info("asking for the state of %s %s failed (%s); asking again", dag_id, run_id, error)
         if all(state in ("success", "failed") for state in states.values()) or time.monotonic() > deadline:
             return states
         time.sleep(2.0)
@@ -563,7 +589,7 @@ def error_lines(log_file: Path, limit: int = 20) -> list[str]:
         lines = log_file.read_text(errors="replace").splitlines()
     except FileNotFoundError:
         return []
-    return [line[:400] for line in lines if ERROR_LINE.search(line)][:limit]
+    return [line[:400] for line in lines if ERROR_LINE.search(line) and not INFO_LINE.search(line)][:limit]
 
 
 def most_at_once(intervals: Iterable[tuple[datetime, datetime]]) -> int:
