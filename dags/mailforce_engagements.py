@@ -25,21 +25,26 @@ held which role; and a runtime-stats record per run that doubles as the incremen
    to date (account engagements, relationships, contacts, the monthly timeline, the domain): adds
    the window's new messages to the stored documents, or recomputes a domain over all time when one
    of its window messages was already counted and changes a cross-mailbox figure (a late copy that
-   changes none is added to its mailbox only), or when the task is a retry. Its log says which,
-   and why; "unchanged" when it wrote nothing, and then it records no asset event.
+   changes none is added to its mailbox only), or when the task is a retry. It scores at the date
+   `rescore_relationships` fixed for the run. Its log says which, and why; "unchanged" when it
+   wrote nothing (then `announce_outputs` records no asset event for it).
 6. `bulk_index_account_statistics`: per account seen, distinct addresses per role.
-7. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills),
-   and the **run summary**: one line (window, messages, accounts, domains, late mail, documents
-   written, duration of the whole run including retries) in the XCom entry `run_summary` of this
-   task and at the end of its log.
+7. `announce_outputs`: one asset event per output index the compile and the rescoring wrote, with
+   the documents written in its extras; skipped when they wrote nothing, so no downstream DAG wakes.
+   Recorded once per run, not by the mapped instances (README "Troubleshooting" says why).
+8. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills),
+   gives the lease back, and writes the **run summary**: one line (window, messages, accounts,
+   domains, late mail, documents written, duration of the whole run including retries) in the XCom
+   entry `run_summary` of this task and at the end of its log.
 
 A failed partition can be cleared and retried alone; stats are published only when all succeeded.
 
 **Params** (Trigger DAG w/ config): `from_date`, `to_date`, `backfilled_accounts`, `exclude_accounts`.
 Backfills (`backfilled_accounts`) never move the watermark.
 
-**Lineage**: the source index is the extraction's input asset; every write records an asset event
-whose extras carry the index and the documents written.
+**Lineage**: the source index is the extraction's input asset; every output index is an asset of
+group `mailforce`, and every write records an asset event whose extras carry the index and the
+documents written.
 """
 
 from __future__ import annotations
@@ -49,8 +54,8 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 
 from mailforce import DAG_ID, dag_tasks
-from mailforce.assets import compiled_alias, output_assets, source_asset
 from mailforce.dag_defaults import shared_dag_arguments
+from mailforce.dag_stages import count_window
 from mailforce.settings import load_settings
 
 
@@ -66,20 +71,7 @@ def accounts_param(title: str, description: str) -> Param:
                  title=title, description=description)
 
 
-# The DAG documentation's stage 5, word for word: the task's own documentation says the same.
-COMPILE_DOC = (
-    "Bring every output document of one partition of domains up to date (account engagements, relationships, "
-    "contacts, the monthly timeline, the domain): **add** the window's new messages to the stored documents, "
-    "or **recompute** a domain over all time when one of its window messages was already counted before "
-    "and changes a cross-mailbox figure (a late copy in another mailbox that changes none is added to that "
-    "mailbox's figures only; always recompute when the task is a retry). Runs after `rescore_relationships`. The log says which path each "
-    "domain took and why, and \"unchanged\" when nothing was written (then no asset event is recorded). "
-    "Clear one mapped instance to retry just that partition."
-)
-
 DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
-ASSETS = output_assets(DEPLOY_SETTINGS)
-SOURCE = source_asset(DEPLOY_SETTINGS)
 
 
 @dag(
@@ -118,74 +110,7 @@ def mailforce_engagements():
         """Validate params, take the runs' lease, create missing indices, fix the window once."""
         return dag_tasks.fetch_watermark(get_current_context())
 
-    @task(task_display_name="Extract message roles", inlets=[SOURCE], outlets=[ASSETS["roles"]], multiple_outputs=False)
-    def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
-        """Read the window's messages once; write the roles fact table."""
-        return dag_tasks.extract_message_roles(get_current_context(), window)
-
-    @task(task_display_name="List domains")
-    def list_domains(extraction: dict[str, Any]) -> list[dict[str, Any]]:
-        """Touched domains -> partitions balanced by work."""
-        return dag_tasks.list_domains(extraction)
-
-    # A mapped task does not take its docstring as doc_md, so it is given here.
-    @task(
-        task_display_name="Compile domain partition",
-        multiple_outputs=False,
-        # An alias, not the five assets: an event is added per index actually written (none when
-        # the partition was unchanged); Airflow records one for every declared asset outlet.
-        outlets=[compiled_alias()],
-        map_index_template="{{ partition_label }}",
-        doc_md=COMPILE_DOC,
-    )
-    def compile_domain_partition(window: dict[str, Any], partition: dict[str, Any]) -> dict[str, Any]:
-        context = get_current_context()
-        context["partition_label"] = partition["label"]  # type: ignore[typeddict-unknown-key]
-        return dag_tasks.compile_domain_partition(context, window, partition)
-
-    @task(
-        task_display_name="Rescore relationships",
-        multiple_outputs=False,
-        outlets=[ASSETS[kind] for kind in ("relationships", "contacts", "engagements", "domains")],
-    )
-    def rescore_relationships(window: dict[str, Any]) -> dict[str, Any]:
-        """Once per new scoring date: rewrite the strengths and rankings that time alone changed,
-        before new mail is added (adding is exact only on figures scored at the same date)."""
-        return dag_tasks.rescore_relationships(window, get_current_context())
-
-    # "none_failed": a window without mail maps no partition (skipped), yet its stats are published;
-    # a failed partition still stops both.
-    @task(
-        task_display_name="Bulk index account statistics",
-        trigger_rule="none_failed",
-        outlets=[ASSETS["account_stats"]],
-    )
-    def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
-        """Per account seen in the window: distinct addresses per role."""
-        return dag_tasks.index_account_statistics(extraction, get_current_context())
-
-    # One XCom entry for the record (return_value) and one for the person: `run_summary`. A dict
-    # return would otherwise be split into one XCom per key (multiple_outputs is inferred).
-    @task(task_display_name="Publish stats", trigger_rule="none_failed", outlets=[ASSETS["runtime_stats"]],
-          multiple_outputs=False)
-    def publish_stats(
-        window: dict[str, Any],
-        extraction: dict[str, Any],
-        compiled: list[dict[str, Any]],
-        rescored: dict[str, Any],
-        accounts_written: int,
-    ) -> dict[str, Any]:
-        """Write the runtime-stats record: the watermark moves only now."""
-        return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, rescored, accounts_written)
-
-    window = fetch_watermark()
-    extraction = extract_message_roles(window)
-    partitions = list_domains(extraction)
-    rescored = rescore_relationships(window)
-    compiled = compile_domain_partition.partial(window=window).expand(partition=partitions)
-    rescored >> compiled
-    accounts_written = bulk_index_account_statistics(extraction, compiled)
-    publish_stats(window, extraction, compiled, rescored, accounts_written)
+    count_window(fetch_watermark())  # extract -> list -> compile (mapped) -> statistics -> publish
 
 
 mailforce_engagements()

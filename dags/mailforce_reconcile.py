@@ -11,9 +11,10 @@ allowed lateness, or by a harvester that stamps no arrival time), over all time 
    account and UTC month, the distinct dated messages of the source against the records of
    `search-mailforce-ledger` (counts only), per day within the months that differ; where a day
    differs, the ids; the slices holding mail no run counted become this run's window.
-2. the same stages as the main DAG (`extract_message_roles` ... `publish_stats`), on that window:
-   missing messages are counted exactly as a normal run counts them; what was already counted costs
-   a lookup only.
+2. the same stages as the main DAG (`extract_message_roles` ... `publish_stats`, wired once in
+   `mailforce.dag_stages`), on that window: missing messages are counted exactly as a normal run
+   counts them; what was already counted costs a lookup only. `announce_outputs` records the asset
+   events of what it wrote, like the main DAG.
 
 `publish_stats` gives the lease back. Its runtime-stats record has `reconciliation: true`, `late_messages` (what it found),
 `late_accounts` and `late_days`; it never moves the watermark. See README "Late mail".
@@ -27,6 +28,7 @@ from airflow.sdk import dag, get_current_context, task
 
 from mailforce import dag_tasks
 from mailforce.dag_defaults import shared_dag_arguments
+from mailforce.dag_stages import count_window
 from mailforce.settings import load_settings
 
 DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
@@ -49,42 +51,7 @@ def mailforce_reconcile():
         """Counts per account and month, then day, against the ledger; ids only where they differ."""
         return dag_tasks.reconcile_window(get_current_context())
 
-    @task(task_display_name="Extract message roles")
-    def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
-        return dag_tasks.extract_message_roles(get_current_context(), window)
-
-    @task(task_display_name="List domains")
-    def list_domains(extraction: dict[str, Any]) -> list[dict[str, Any]]:
-        return dag_tasks.list_domains(extraction)
-
-    @task(task_display_name="Rescore relationships")
-    def rescore_relationships(window: dict[str, Any]) -> dict[str, Any]:
-        return dag_tasks.rescore_relationships(window, get_current_context())
-
-    @task(task_display_name="Compile domain partition", map_index_template="{{ partition_label }}")
-    def compile_domain_partition(window: dict[str, Any], partition: dict[str, Any]) -> dict[str, Any]:
-        context = get_current_context()
-        context["partition_label"] = partition["label"]  # type: ignore[typeddict-unknown-key]
-        return dag_tasks.compile_domain_partition(context, window, partition)
-
-    @task(task_display_name="Bulk index account statistics", trigger_rule="none_failed")
-    def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
-        return dag_tasks.index_account_statistics(extraction, get_current_context())
-
-    @task(task_display_name="Publish stats", trigger_rule="none_failed")
-    def publish_stats(window: dict[str, Any], extraction: dict[str, Any], compiled: list[dict[str, Any]],
-                      rescored: dict[str, Any], accounts_written: int) -> dict[str, Any]:
-        """The record says `reconciliation: true`; the watermark ignores it."""
-        return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, rescored, accounts_written)
-
-    window = reconcile_window()
-    extraction = extract_message_roles(window)
-    partitions = list_domains(extraction)
-    rescored = rescore_relationships(window)
-    compiled = compile_domain_partition.partial(window=window).expand(partition=partitions)
-    rescored >> compiled
-    accounts_written = bulk_index_account_statistics(extraction, compiled)
-    publish_stats(window, extraction, compiled, rescored, accounts_written)
+    count_window(reconcile_window())  # the main DAG's stages, on the reconciliation's window
 
 
 mailforce_reconcile()

@@ -22,6 +22,7 @@ STAGES = {
     "compile_domain_partition",
     "rescore_relationships",
     "bulk_index_account_statistics",
+    "announce_outputs",
     "publish_stats",
 }
 
@@ -34,12 +35,17 @@ def airflow_db():
 
 
 @pytest.fixture(scope="session")
-def dag(airflow_db):
+def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     assert bag.import_errors == {}
-    return bag.dags[DAG_ID]
+    return bag
+
+
+@pytest.fixture(scope="session")
+def dag(dagbag):
+    return dagbag.dags[DAG_ID]
 
 
 @pytest.fixture(autouse=True)
@@ -84,28 +90,56 @@ def test_stages_run_in_order(dag):
     assert "compile_domain_partition" in downstream["list_domains"]
     assert "compile_domain_partition" in downstream["rescore_relationships"]
     assert "bulk_index_account_statistics" in downstream["compile_domain_partition"]
+    assert "announce_outputs" in downstream["compile_domain_partition"]
     assert "publish_stats" in downstream["compile_domain_partition"]
     assert "publish_stats" in downstream["bulk_index_account_statistics"]
-    assert dag.get_task("publish_stats").trigger_rule == "none_failed"
+    assert "publish_stats" in downstream["announce_outputs"]  # the lease, given back last, covers it
+    for task_id in ("publish_stats", "announce_outputs", "bulk_index_account_statistics"):
+        assert dag.get_task(task_id).trigger_rule == "none_failed", task_id
+    # the scoring date reaches every compile instance as data from the rescoring
+    compile_task = dag.get_task("compile_domain_partition")
+    assert "rescored" in compile_task.partial_kwargs.get("op_kwargs", {}), compile_task.partial_kwargs
+
+
+def test_both_counting_dags_run_the_same_stages_with_the_same_lineage(dagbag):
+    main, reconcile = dagbag.dags[DAG_ID], dagbag.dags["mailforce_reconcile"]
+    shared = STAGES - {"fetch_watermark"}
+    assert set(reconcile.task_ids) == shared | {"reconcile_window"}
+    for task_id in shared:
+        ours, theirs = main.get_task(task_id), reconcile.get_task(task_id)
+        assert sorted(task.task_id for task in ours.downstream_list) == \
+            sorted(task.task_id for task in theirs.downstream_list), task_id
+        assert outlet_names(ours) == outlet_names(theirs), task_id
+
+
+def outlet_names(task) -> list[str]:
+    outlets = task.outlets or getattr(task, "partial_kwargs", {}).get("outlets") or []
+    return sorted(asset.name for asset in outlets)
 
 
 def test_every_output_index_is_an_asset_produced_by_the_dag(dag):
+    from airflow.sdk import Asset
+
     produced: dict[str, set[str]] = {}
     for task in dag.tasks:
-        outlets = task.outlets or getattr(task, "partial_kwargs", {}).get("outlets") or []
-        for asset in outlets:
-            produced.setdefault(asset.name, set()).add(task.task_id)
+        for name in outlet_names(task):
+            produced.setdefault(name, set()).add(task.task_id)
+    # Once per run, never by the mapped compile (no asset alias: concurrent mapped instances race
+    # inside Airflow on its alias bookkeeping); every asset is declared, none made on the fly.
     assert produced == {
         "search-message-roles": {"extract_message_roles"},
-        # the compile adds events through an alias, per index it wrote (none when unchanged)
-        "mailforce-compiled-outputs": {"compile_domain_partition"},
-        "search-accounts-engagements": {"rescore_relationships"},
-        "search-domains-engagements": {"rescore_relationships"},
-        "search-relationships": {"rescore_relationships"},
-        "search-contacts": {"rescore_relationships"},
+        "search-accounts-engagements": {"announce_outputs"},
+        "search-domains-engagements": {"announce_outputs"},
+        "search-relationships": {"announce_outputs"},
+        "search-contacts": {"announce_outputs"},
+        "search-engagement-timeline": {"announce_outputs"},
         "search-accounts_statistics_simple": {"bulk_index_account_statistics"},
         "search-runtime-stats": {"publish_stats"},
     }
+    for task in dag.tasks:
+        outlets = task.outlets or getattr(task, "partial_kwargs", {}).get("outlets") or []
+        assert all(isinstance(asset, Asset) and asset.group == "mailforce" for asset in outlets), task.task_id
+    assert not (dag.get_task("compile_domain_partition").partial_kwargs.get("outlets") or [])
     from mailforce.settings import load_settings
 
     source = load_settings(use_variable=False).source_index
@@ -198,6 +232,21 @@ def test_a_dag_run_through_airflow_matches_the_oracle(dag, connection_to_engine,
     ])
 
 
+def test_a_run_that_wrote_nothing_announces_nothing_and_still_publishes(dag, connection_to_engine, es, settings):
+    load_source(es, settings, dirty_corpus()[:40])
+    first = dag.test()
+    assert first.state == "success"
+    again = dag.test()  # the same mail, nothing new: every document is already up to date
+    assert again.state == "success"
+    states = {ti.task_id: ti.state for ti in again.get_task_instances()}
+    assert states["announce_outputs"] == "skipped" and states["publish_stats"] == "success", states
+    names = {name for name, _, _ in asset_events_of(again)}
+    assert not names & {"search-accounts-engagements", "search-relationships", "search-contacts",
+                        "search-engagement-timeline", "search-domains-engagements"}, names
+    assert "search-runtime-stats" in names
+    assert {name for name, _, _ in asset_events_of(first)} >= {"search-relationships", "search-engagement-timeline"}
+
+
 def run_summary_of(dag_run) -> str | None:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -258,9 +307,13 @@ def test_unknown_accounts_warn_and_the_run_summary_says_so_in_one_line(dag, conn
         by_index.setdefault(name, []).append((task_id, extra))
     roles = by_index["search-message-roles"][0][1]
     assert roles["index"] == "search-message-roles" and roles["documents_written"] > 0 and roles["messages"] > 0
-    compiled = [extra for name in ("search-relationships", "search-domains-engagements")
-                for task_id, extra in by_index.get(name, []) if task_id == "compile_domain_partition"]
-    assert compiled and all(extra["documents_written"] > 0 and extra["partition"] for extra in compiled)
+    # the compiled outputs: announced once by announce_outputs, with what the run's stats say it wrote
+    for name, kind in (("search-accounts-engagements", "accounts_engagements"), ("search-relationships", "relationships"),
+                       ("search-contacts", "contacts"), ("search-engagement-timeline", "engagement_timeline"),
+                       ("search-domains-engagements", "domains_engagements")):
+        assert [task_id for task_id, _ in by_index[name]] == ["announce_outputs"], (name, by_index[name])
+        extra = by_index[name][0][1]
+        assert extra["documents_written"] == stats["documents_written"][kind] > 0, (name, extra)
     assert by_index["search-runtime-stats"][0][1]["summary"] == summary
 
 

@@ -30,8 +30,11 @@ def test_a_held_lease_blocks_another_dag_until_it_is_given_back(es, settings):
     assert try_acquire(es, settings, HOURLY, now=NOW)[0]
     taken, lease = try_acquire(es, settings, RECONCILE, is_active=lambda dag_id, run_id: True, now=NOW)
     assert not taken and (lease["dag_id"], lease["run_id"]) == (HOURLY.dag_id, HOURLY.run_id)
-    with pytest.raises(LeaseHeld, match="mailforce_engagements run scheduled__.*waited 0.*Nothing was read or written"):
+    with pytest.raises(LeaseHeld, match="mailforce_engagements run scheduled__.*waited 0.*Nothing was read or written") \
+            as held:
         acquire_lease(es, replace(settings, lease_wait="0"), RECONCILE, is_active=lambda dag_id, run_id: True)
+    assert held.value.lease.holder == HOURLY and held.value.waited == "0" and held.value.taken_from is None
+    assert held.value.lease.acquired_at == "2026-12-06T00:00:05Z" and held.value.lease.expires_at == "2026-12-06T07:00:05Z"
     assert not release_lease(es, settings, RECONCILE)  # not its lease: left alone
     assert stored_lease(es, settings)["dag_id"] == HOURLY.dag_id
     assert release_lease(es, settings, HOURLY)
@@ -50,8 +53,9 @@ def test_the_holder_itself_renews_and_a_run_airflow_reports_ended_is_taken_over(
     assert try_acquire(es, settings, RECONCILE, is_active=ended, now=later)[0]
     assert stored_lease(es, settings)["dag_id"] == RECONCILE.dag_id
     # the failed run, cleared by an operator, must not write under the reconciliation
-    with pytest.raises(LeaseHeld, match="mailforce_reconcile run .* took over"):
+    with pytest.raises(LeaseHeld, match="mailforce_reconcile run .* took over") as taken:
         renew_or_fail(es, settings, HOURLY, is_active=lambda dag_id, run_id: True)
+    assert taken.value.taken_from == HOURLY and taken.value.lease.holder == RECONCILE
 
 
 def test_without_word_from_airflow_only_an_expired_lease_is_taken(es, settings):
@@ -123,3 +127,44 @@ def test_the_lease_needs_no_more_than_the_readme_role(es_url, settings):
         required = required_privileges(proxy.records)
     assert required[settings.lease_index] >= {"create_index", "read"}
     assert missing_privileges(required, readme_role()) == {}
+
+
+def test_a_dead_runs_lease_names_holder_expiry_and_remedy_and_both_remedies_free_it(es, es_url, settings, caplog):
+    """A worker killed with its run still "running" in Airflow: the waiting run says who holds the
+    lease, since when, until when, and what frees it; marking the run failed frees it, and so does
+    the release command (which refuses to free another run's lease)."""
+    import subprocess
+    import sys
+
+    airflow_says = {HOURLY: "running"}  # Airflow has not noticed the dead worker yet
+    is_active = lambda dag_id, run_id: airflow_says[Holder(dag_id, run_id)] == "running"  # noqa: E731
+    assert try_acquire(es, settings, HOURLY, now=NOW)[0]
+    with pytest.raises(LeaseHeld) as held:
+        acquire_lease(es, replace(settings, lease_wait="0"), RECONCILE, is_active=is_active)
+    message = str(held.value)
+    for part in (str(HOURLY), "since 2026-12-06T00:00:05Z", "expires at 2026-12-06T07:00:05Z",
+                 "mark it failed", f"python -m mailforce.tools.lease release --run-id {HOURLY.run_id}"):
+        assert part in message, (part, message)
+
+    def operator_marks_it_failed(seconds: float) -> None:
+        airflow_says[HOURLY] = "failed"
+
+    with caplog.at_level("WARNING", logger="mailforce.es.lease"):
+        acquire_lease(es, settings, RECONCILE, is_active=is_active, sleep=operator_marks_it_failed)
+    waiting = [record.getMessage() for record in caplog.records if "Waiting for the outputs' lease" in record.getMessage()]
+    assert len(waiting) == 1 and "expires at 2026-12-06T07:00:05Z" in waiting[0] and "Mark run as" in waiting[0]
+    assert stored_lease(es, settings)["dag_id"] == RECONCILE.dag_id
+
+    def lease_command(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mailforce.tools.lease", *arguments, "--url", es_url,
+                               "--engine", "osmem"], capture_output=True, text=True, timeout=60)
+
+    shown = lease_command("show")
+    assert shown.returncode == 0 and str(RECONCILE) in shown.stdout, shown
+    wrong = lease_command("release", "--run-id", RECONCILE.run_id, "--dag-id", HOURLY.dag_id)
+    assert wrong.returncode == 1 and "not released" in wrong.stderr, wrong
+    assert stored_lease(es, settings)["dag_id"] == RECONCILE.dag_id  # a mistyped id frees nothing
+    released = lease_command("release", "--run-id", RECONCILE.run_id)
+    assert released.returncode == 0 and "Gave back" in released.stdout, released
+    assert stored_lease(es, settings) is None
+    assert try_acquire(es, settings, HOURLY, is_active=lambda dag_id, run_id: True)[0]

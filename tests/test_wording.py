@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
+import pytest
+
 from mailforce.core.summaries import FetchedWindow
 from mailforce.core.window import Window
 from mailforce.core.wording import describe_window, duration_text, plural, run_summary, window_notation
@@ -71,7 +73,8 @@ def test_compile_logs_say_added_recomputed_and_unchanged_and_record_no_event_whe
     from airflow.sdk.execution_time.context import OutletEventAccessors
 
     from mailforce.core.run_params import RunRequest
-    from mailforce.dag_tasks import add_compiled_events
+    from mailforce.dag_tasks import announce_outputs
+    from mailforce.core.summaries import RescoreResult
     from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
     from mailforce.stages.extract_message_roles import extract_message_roles
     from mailforce.stages.fetch_watermark import fetch_watermark
@@ -97,13 +100,26 @@ def test_compile_logs_say_added_recomputed_and_unchanged_and_record_no_event_whe
     assert "unchanged (every document was already up to date, nothing written)" in lines[1], lines[1]
     assert " 1 domains" not in " ".join(lines) and " 1 roles documents" not in " ".join(lines)
 
-    written_events, unchanged_events = OutletEventAccessors(), OutletEventAccessors()
-    add_compiled_events({"outlet_events": written_events, "run_id": "run-1"}, settings, first)
-    add_compiled_events({"outlet_events": unchanged_events, "run_id": "run-1"}, settings, retry)
-    from mailforce.assets import compiled_alias
+    # Announced once per run: an event per compiled output with what the run wrote; none when unchanged.
+    from airflow.sdk.exceptions import AirflowSkipException
 
-    events = written_events[compiled_alias()].asset_alias_events
-    assert events and all(event.extra["documents_written"] > 0 and event.extra["partition"] == partition.label
-                          for event in events)
-    assert {event.dest_asset_key.name for event in events} <= set(settings.output_indices)
-    assert unchanged_events[compiled_alias()].asset_alias_events == []  # nothing written: no event
+    rescored = RescoreResult(scoring_date=scoring.scoring_date.isoformat()).to_xcom()
+    written_events, unchanged_events = OutletEventAccessors(), OutletEventAccessors()
+    counts = announce_outputs({"outlet_events": written_events, "run_id": "run-1"}, [first.to_xcom()], rescored)
+    assert counts == {kind: getattr(first.written, f"{kind}_written") for kind in counts} and sum(counts.values()) > 0
+    from mailforce.assets import compiled_assets
+
+    for asset in compiled_assets(settings):
+        extra = written_events[asset].extra
+        assert extra["index"] == asset.name and extra["run_id"] == "run-1", extra
+        assert extra["documents_written"] == sum(
+            count for kind, count in counts.items() if settings_index(settings, kind) == asset.name), extra
+    with pytest.raises(AirflowSkipException):
+        announce_outputs({"outlet_events": unchanged_events, "run_id": "run-1"}, [retry.to_xcom()], rescored)
+    assert all(not unchanged_events[asset].extra for asset in compiled_assets(settings))  # nothing written: no event
+
+
+def settings_index(settings, kind: str) -> str:
+    from mailforce.assets import output_assets
+
+    return output_assets(settings)[kind].name

@@ -2,32 +2,37 @@
 
     @dag(schedule=[output_assets(load_settings())["domains"]])   # runs after every domain update
 
-Lineage: the source index is the extraction's inlet (`source_asset`). Every task that writes
-records an asset event with extras (index, documents written, run id). The mapped compile declares
-an `AssetAlias` instead of the five assets and adds an event only for each index it actually wrote:
-Airflow 3 records an event for every declared outlet of a successful task, so an instance that
-wrote nothing would otherwise announce fresh data it did not produce.
+Every asset is declared here, once, in group `mailforce`, and every one is a declared inlet or outlet
+of a task, so the dag-processor registers all of them (none is created on the fly).
+
+Lineage: the source index is the extraction's inlet (`source_asset`). Every task that writes records
+an asset event with extras (index, documents written, run id). The compiled outputs (`WRITTEN_KINDS`:
+written by the mapped compile and by the daily rescoring) are announced by one task per run,
+`announce_outputs`, never by the mapped instances themselves, and not through an `AssetAlias`:
+
+- Airflow 3 records asset-alias events when it stores the task's success, and the first events of an
+  alias insert its asset links; mapped instances finishing together race on that insert
+  (`UniqueViolation` on `asset_alias_asset`, seen on PostgreSQL about one first run in eight): the
+  instance is failed after its code finished, without retries, with a clean log. A task that runs once
+  per run, under the run's lease, cannot race with another such task.
+- With declared outlets Airflow records an event for each of them whenever the task succeeds, so
+  `announce_outputs` is skipped when the run wrote none of the compiled outputs: an unchanged run
+  wakes no downstream DAG. Each event's extras say how many documents of that index the run wrote
+  (possibly 0 when another compiled output changed).
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, AssetAlias
+from airflow.sdk import Asset
 
+from mailforce.core.summaries import WRITTEN_KINDS
 from mailforce.settings import Settings
-
-
-COMPILED_ALIAS = "mailforce-compiled-outputs"
 
 
 def source_asset(settings: Settings) -> Asset:
     """The mailbox index the DAG reads: the extraction's inlet."""
     return Asset(name=settings.source_index, uri=f"elasticsearch://{settings.conn_id}/{settings.source_index}",
                  group="mailforce")
-
-
-def compiled_alias() -> AssetAlias:
-    """The compile's outlet: events are added per written index (see the module docstring)."""
-    return AssetAlias(name=COMPILED_ALIAS, group="mailforce")
 
 
 def output_assets(settings: Settings) -> dict[str, Asset]:
@@ -46,3 +51,9 @@ def output_assets(settings: Settings) -> dict[str, Asset]:
         "timeline": asset(settings.timeline_index),
         "runtime_stats": asset(settings.runtime_stats_index),
     }
+
+
+def compiled_assets(settings: Settings) -> list[Asset]:
+    """The outlets of `announce_outputs`: the outputs the compile and the rescoring write."""
+    assets = output_assets(settings)
+    return [assets[kind] for kind in WRITTEN_KINDS]

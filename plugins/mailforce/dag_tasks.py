@@ -8,17 +8,17 @@ dicts and are read back with `from_xcom()`.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mailforce.assets import compiled_alias, output_assets
+from mailforce.assets import output_assets
 from mailforce.core.dates import utc_now
 from mailforce.core.partitions import Partition
 from mailforce.core.run_params import RunKind, RunParamsError, parse_run_params
-from mailforce.core.run_stats import runtime_stats
-from mailforce.core.summaries import WRITTEN_KINDS, CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
+from mailforce.core.run_stats import outputs_written, runtime_stats
+from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
 from mailforce.core.wording import run_summary
 from mailforce.es.client import MailforceElasticsearchHook
 from mailforce.es.lease import Holder, acquire_lease, release_lease, renew_or_fail
@@ -32,7 +32,6 @@ from mailforce.stages.index_account_statistics import index_account_statistics a
 from mailforce.stages.list_domains import list_domains as list_domains_stage
 from mailforce.stages.publish_stats import publish_stats as publish_stats_stage
 from mailforce.stages.rescore_relationships import rescore_relationships as rescore_stage
-from mailforce.stages.rescore_relationships import scoring_date_of_run
 
 
 log = logging.getLogger(__name__)
@@ -156,37 +155,37 @@ def list_domains(extraction: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def compile_domain_partition(
-    context: Mapping[str, Any], window: Mapping[str, Any], partition: Mapping[str, Any]
+    context: Mapping[str, Any], window: Mapping[str, Any], partition: Mapping[str, Any],
+    rescored: Mapping[str, Any],
 ) -> dict[str, Any]:
+    """One partition, scored at the date the rescoring fixed for this run (`RescoreResult`)."""
     settings = load_settings()
     planned = Partition.from_xcom(partition)
-    window_end = FetchedWindow.from_xcom(window).window.window_end
+    scoring_date = date.fromisoformat(RescoreResult.from_xcom(rescored).scoring_date)
     # Only a first attempt may add the window to stored documents; a retry recomputes.
     first_attempt = getattr(context["ti"], "try_number", 1) <= 1
     with elasticsearch(settings) as es:
         renew_lease(es, settings, context)
-        scoring = scoring_for(settings, scoring_date_of_run(es, settings, window_end))
         result = compile_partition_stage(
-            es, settings, planned, context["run_id"], add_window=first_attempt, scoring=scoring
+            es, settings, planned, context["run_id"], add_window=first_attempt,
+            scoring=scoring_for(settings, scoring_date),
         )
-    add_compiled_events(context, settings, result)
     return result.to_xcom()
 
 
-def add_compiled_events(context: Mapping[str, Any], settings: Settings, result: CompileResult) -> None:
-    """One asset event per output index this instance wrote (through the alias); none when it wrote
-    nothing, so a downstream DAG is not woken by an unchanged partition."""
-    events = context.get("outlet_events")
-    if events is None:
-        return
-    assets = output_assets(settings)
-    for kind in WRITTEN_KINDS:
-        written = getattr(result.written, f"{kind}_written")
-        if written:
-            events[compiled_alias()].add(assets[kind], extra={
-                "index": assets[kind].name, "documents_written": written, "partition": result.label,
-                "run_id": context.get("run_id"),
-            })
+def announce_outputs(context: Mapping[str, Any], compiled: Sequence[Mapping[str, Any]],
+                     rescored: Mapping[str, Any]) -> dict[str, int]:
+    """One asset event per compiled output, recorded once per run (`mailforce.assets` says why not
+    by the mapped instances); skipped when the run wrote none of them, so no downstream DAG wakes."""
+    written = outputs_written(compile_results(compiled), RescoreResult.from_xcom(rescored))
+    if not any(written.values()):
+        log.info("Announced nothing: the run wrote no engagement, relationship, contact, timeline or domain "
+                 "document, so no asset event is recorded")
+        raise AirflowSkipException("nothing written: no asset event")
+    for kind, count in written.items():
+        record_asset_event(context, kind, count)
+    log.info("Announced the outputs written: %s", ", ".join(f"{kind} {count}" for kind, count in written.items()))
+    return written
 
 
 def mapped_results(results: Sequence[Any]) -> list[Any]:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from mailforce.core.dates import format_utc
 from mailforce.core.roles import ROLE_CC, ROLE_FROM, ROLE_TO
-from mailforce.core.summaries import CompileResult, ExtractionSummary, RescoreResult, RunStats
+from mailforce.core.summaries import WRITTEN_KINDS, CompileResult, ExtractionSummary, RescoreResult, RunStats
 from mailforce.core.window import Window
 
 DURATION_DECIMALS = 3  # milliseconds
@@ -21,6 +21,12 @@ DURATION_DECIMALS = 3  # milliseconds
 # first run starts from the beginning and recomputes everything from the source (README, "Upgrading").
 # 1: nested roles/engagement lists (no model_version field); 2: flat relationships, contacts, timeline.
 MODEL_VERSION = 2
+
+
+def outputs_written(compiled: Sequence[CompileResult], rescored: RescoreResult) -> dict[str, int]:
+    """Documents the run wrote per compiled output (`WRITTEN_KINDS`): its partitions plus its rescoring."""
+    return {kind: sum(getattr(result.written, f"{kind}_written") for result in compiled)
+            + getattr(rescored, f"{kind}_written", 0) for kind in WRITTEN_KINDS}
 
 
 def runtime_stats(
@@ -35,6 +41,7 @@ def runtime_stats(
 ) -> RunStats:
     """The record of one successful run; its id is the run id's, so a re-publish overwrites."""
     counts = extraction.counts
+    written = outputs_written(compiled, rescored)
     document = {
         "model_version": MODEL_VERSION,
         "run_id": run_id,
@@ -69,13 +76,11 @@ def runtime_stats(
         "partitions": len(compiled),
         "documents_written": {
             "message_roles": extraction.roles_written,
-            "accounts_engagements": sum(result.written.engagements_written for result in compiled)
-            + rescored.engagements_written,
-            "domains_engagements": sum(result.written.domains_written for result in compiled) + rescored.domains_written,
-            "relationships": sum(result.written.relationships_written for result in compiled)
-            + rescored.relationships_written,
-            "contacts": sum(result.written.contacts_written for result in compiled) + rescored.contacts_written,
-            "engagement_timeline": sum(result.written.timeline_written for result in compiled),
+            "accounts_engagements": written["engagements"],
+            "domains_engagements": written["domains"],
+            "relationships": written["relationships"],
+            "contacts": written["contacts"],
+            "engagement_timeline": written["timeline"],
             "accounts_statistics": accounts_written,
         },
         "scoring_date": f"{rescored.scoring_date}T00:00:00Z" if rescored.scoring_date else None,

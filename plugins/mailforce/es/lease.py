@@ -16,6 +16,12 @@ absent, `if_seq_no`/`if_primary_term` when taken over, so two runs asking at the
 both get it. A run may take the lease when it holds it already (a retried or cleared task), when
 Airflow says the holder's run is no longer running (it failed or was marked), or, where that cannot
 be asked, when the holder's lease has expired (`lease_ttl`, longer than any task may run).
+
+A run whose worker was killed (`kill -9`, an out-of-memory kill) stays "running" in Airflow until
+Airflow notices, and keeps the lease meanwhile. Every waiting message and `LeaseHeld` say who holds
+it, since when, when it expires, and the one action that frees it: mark that run failed (Airflow UI,
+or the REST API), then the waiting run takes the lease within `POLL_SECONDS`; or give it back with
+`python -m mailforce.tools.lease release --run-id RUN_ID` (README "Troubleshooting").
 """
 
 from __future__ import annotations
@@ -48,8 +54,7 @@ LEASE_PROPERTIES = {
 POLL_SECONDS = 15.0
 
 
-class LeaseHeld(RuntimeError):
-    """Another run holds the lease and kept it for longer than this run may wait."""
+RELEASE_COMMAND = "python -m mailforce.tools.lease release --run-id"
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,43 @@ class Holder:
 
     def __str__(self) -> str:
         return f"{self.dag_id} run {self.run_id}"
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """The stored lease as a person reads it: who holds it, since when, until when."""
+
+    holder: Holder
+    acquired_at: str | None
+    expires_at: str | None
+
+    @classmethod
+    def of(cls, stored: Mapping[str, Any] | None) -> "LeaseState":
+        stored = stored or {}
+        return cls(Holder(str(stored.get("dag_id") or "?"), str(stored.get("run_id") or "?")),
+                   stored.get("acquired_at"), stored.get("expires_at"))
+
+    def describe(self) -> str:
+        """`mailforce_engagements run R holds the outputs' lease since A (it expires at E)`."""
+        return f"{self.holder} holds the outputs' lease since {self.acquired_at} (it expires at {self.expires_at})"
+
+    def remedy(self) -> str:
+        """The one action that frees the lease when its holder is dead."""
+        return (f"If that run is no longer working (its worker was killed), mark it failed (Airflow UI: "
+                f"the run -> Mark run as -> Failed) and the waiting run takes the lease within {POLL_SECONDS:.0f} s, "
+                f"or run `{RELEASE_COMMAND} {self.holder.run_id}`")
+
+
+class LeaseHeld(RuntimeError):
+    """Another run holds the lease: kept longer than this run may wait (`waited` is set), or it took
+    the lease over from this run (`taken_from` is this run). `lease` says who, since when, until when."""
+
+    def __init__(self, message: str, *, lease: LeaseState, waited: str | None = None,
+                 taken_from: Holder | None = None) -> None:
+        super().__init__(message)
+        self.lease = lease
+        self.waited = waited
+        self.taken_from = taken_from
 
 
 # (dag_id, run_id) -> True while that run is queued or running, False once it ended, None: unknown
@@ -132,14 +174,14 @@ def acquire_lease(es, settings: Settings, holder: Holder, *, is_active: IsActive
             if announced:
                 log.info("Got the lease after waiting %.0f s", (now - started).total_seconds())
             return lease
-        other = f"{(lease or {}).get('dag_id')} run {(lease or {}).get('run_id')}"
+        state = LeaseState.of(lease)
         if now >= deadline:
             raise LeaseHeld(
-                f"{other} has been writing the outputs since {(lease or {}).get('acquired_at')}; this run "
-                f"waited {settings.lease_wait} (setting lease_wait) and will be retried. Nothing was read or written.")
+                f"{state.describe()}; this run waited {settings.lease_wait} (setting lease_wait) and will be retried. "
+                f"Nothing was read or written. {state.remedy()}.", lease=state, waited=settings.lease_wait)
         if not announced:
-            log.info("Waiting for %s to finish (it holds the outputs' lease since %s; waiting up to %s)",
-                     other, (lease or {}).get("acquired_at"), settings.lease_wait)
+            log.warning("Waiting for the outputs' lease (up to %s, setting lease_wait): %s. %s.",
+                        settings.lease_wait, state.describe(), state.remedy())
             announced = True
         sleep(poll_seconds)
 
@@ -149,8 +191,18 @@ def renew_or_fail(es, settings: Settings, holder: Holder, *, is_active: IsActive
     another run took it over meanwhile (this run's writes must not interleave with that run's)."""
     taken, lease = try_acquire(es, settings, holder, is_active=is_active)
     if not taken:
-        raise LeaseHeld(f"{(lease or {}).get('dag_id')} run {(lease or {}).get('run_id')} took over the outputs' "
-                        f"lease from {holder}; this task stops before writing anything")
+        state = LeaseState.of(lease)
+        raise LeaseHeld(f"{state.holder} took over the outputs' lease from {holder} (Airflow reported this run "
+                        f"ended, or its lease expired); this task stops before writing anything",
+                        lease=state, taken_from=holder)
+
+
+def current_lease(es, settings: Settings) -> LeaseState | None:
+    """The lease as stored now (None: nobody holds it)."""
+    if not es.indices.exists(index=settings.lease_index):
+        return None
+    entry = fetch_documents(es, settings.lease_index, [LEASE_ID]).get(LEASE_ID)
+    return LeaseState.of(entry) if entry else None
 
 
 def release_lease(es, settings: Settings, holder: Holder) -> bool:

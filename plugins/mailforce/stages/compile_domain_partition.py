@@ -1,4 +1,4 @@
-"""Stage 4 (mapped, one per partition): bring its domains' output documents up to date.
+"""Stage 5 (mapped, one per partition): bring its domains' output documents up to date.
 
 For each domain: account engagements, relationships, contacts, timeline months and the domain
 document (docs/SEMANTICS.md). A domain none of whose window messages was counted before adds the

@@ -1,4 +1,4 @@
-"""Stage 7: write the runtime-stats record; the watermark moves only now (not for backfills).
+"""Stage 8: write the runtime-stats record; the watermark moves only now (not for backfills).
 
 The record is built from the other stages' summaries by `mailforce.core.run_stats.runtime_stats`.
 """

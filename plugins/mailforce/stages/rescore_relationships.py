@@ -1,4 +1,4 @@
-"""Stage 5: rescore what time alone changed, once per new scoring date.
+"""Stage 4: rescore what time alone changed, once per new scoring date.
 
 Strength decays with the calendar date (docs/SEMANTICS.md), so the runs of one day score alike and
 this stage does nothing but one lookup. On the first run of a new day it reads every relationship

@@ -1,0 +1,108 @@
+"""The stages that count a window, wired once for both DAGs that count mail.
+
+`mailforce_engagements` fixes its window from the watermark (`fetch_watermark`), the reconciliation
+from what the outputs miss (`reconcile_window`); from there both run the same tasks, with the same
+ids, lineage and documentation:
+
+    extract_message_roles -> list_domains -> compile_domain_partition (mapped, one per partition)
+    rescore_relationships ---------------------^        |-> bulk_index_account_statistics -> publish_stats
+                                                        |-> announce_outputs ----------------^
+
+The rescoring's result (its scoring date) is an input of every compile instance: the date travels as
+data, not as an ordering edge. `publish_stats` gives the lease back, after every other task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import TriggerRule, get_current_context, task
+
+from mailforce import dag_tasks
+from mailforce.assets import compiled_assets, output_assets, source_asset
+from mailforce.settings import load_settings
+
+DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
+ASSETS = output_assets(DEPLOY_SETTINGS)
+
+# The engagements DAG's documentation of the compile stage, word for word (tests/test_dag.py).
+COMPILE_DOC = (
+    "Bring every output document of one partition of domains up to date (account engagements, relationships, "
+    "contacts, the monthly timeline, the domain): **add** the window's new messages to the stored documents, "
+    "or **recompute** a domain over all time when one of its window messages was already counted before "
+    "and changes a cross-mailbox figure (a late copy in another mailbox that changes none is added to that "
+    "mailbox's figures only; always recompute when the task is a retry). Scores at the date "
+    "`rescore_relationships` fixed for the run. The log says which path each "
+    "domain took and why, and \"unchanged\" when nothing was written (then `announce_outputs` records no "
+    "asset event for it). Clear one mapped instance to retry just that partition."
+)
+
+
+@task(task_display_name="Extract message roles", inlets=[source_asset(DEPLOY_SETTINGS)],
+      outlets=[ASSETS["roles"]], multiple_outputs=False)
+def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
+    """Read the window's messages once; write the roles fact table."""
+    return dag_tasks.extract_message_roles(get_current_context(), window)
+
+
+@task(task_display_name="List domains")
+def list_domains(extraction: dict[str, Any]) -> list[dict[str, Any]]:
+    """Touched domains -> partitions balanced by work."""
+    return dag_tasks.list_domains(extraction)
+
+
+@task(task_display_name="Rescore relationships", multiple_outputs=False)
+def rescore_relationships(window: dict[str, Any]) -> dict[str, Any]:
+    """Once per new scoring date: rewrite the strengths and rankings that time alone changed,
+    before new mail is added (adding is exact only on figures scored at the same date)."""
+    return dag_tasks.rescore_relationships(window, get_current_context())
+
+
+# A mapped task does not take its docstring as doc_md, so it is given here. No outlets: a mapped
+# instance records no asset event (`mailforce.assets` says why); `announce_outputs` does, once.
+@task(task_display_name="Compile domain partition", multiple_outputs=False,
+      map_index_template="{{ partition_label }}", doc_md=COMPILE_DOC)
+def compile_domain_partition(window: dict[str, Any], rescored: dict[str, Any],
+                             partition: dict[str, Any]) -> dict[str, Any]:
+    context = get_current_context()
+    context["partition_label"] = partition["label"]  # type: ignore[typeddict-unknown-key]
+    return dag_tasks.compile_domain_partition(context, window, partition, rescored)
+
+
+# "none_failed": a window without mail maps no partition (skipped), yet its stats are published;
+# a failed partition still stops both.
+@task(task_display_name="Bulk index account statistics", trigger_rule=TriggerRule.NONE_FAILED,
+      outlets=[ASSETS["account_stats"]])
+def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
+    """Per account seen in the window: distinct addresses per role."""
+    return dag_tasks.index_account_statistics(extraction, get_current_context())
+
+
+@task(task_display_name="Announce outputs", trigger_rule=TriggerRule.NONE_FAILED,
+      outlets=compiled_assets(DEPLOY_SETTINGS), multiple_outputs=False)
+def announce_outputs(compiled: list[dict[str, Any]], rescored: dict[str, Any]) -> dict[str, int]:
+    """One asset event per output index the run's compile and rescoring wrote, recorded once per run;
+    skipped (no event) when they wrote nothing."""
+    return dag_tasks.announce_outputs(get_current_context(), compiled, rescored)
+
+
+# One XCom entry for the record (return_value) and one for the person: `run_summary`. A dict
+# return would otherwise be split into one XCom per key (multiple_outputs is inferred).
+@task(task_display_name="Publish stats", trigger_rule=TriggerRule.NONE_FAILED, outlets=[ASSETS["runtime_stats"]],
+      multiple_outputs=False)
+def publish_stats(window: dict[str, Any], extraction: dict[str, Any], compiled: list[dict[str, Any]],
+                  rescored: dict[str, Any], accounts_written: int) -> dict[str, Any]:
+    """Write the runtime-stats record (the watermark moves only now) and give the lease back."""
+    return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, rescored, accounts_written)
+
+
+def count_window(window) -> None:
+    """Add the counting stages to the DAG being defined, downstream of the task that fixed `window`."""
+    extraction = extract_message_roles(window)
+    partitions = list_domains(extraction)
+    rescored = rescore_relationships(window)
+    compiled = compile_domain_partition.partial(window=window, rescored=rescored).expand(partition=partitions)
+    accounts_written = bulk_index_account_statistics(extraction, compiled)
+    announced = announce_outputs(compiled, rescored)
+    published = publish_stats(window, extraction, compiled, rescored, accounts_written)
+    announced >> published  # the lease, given back by publish_stats, covers every task of the run
