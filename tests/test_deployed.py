@@ -23,6 +23,7 @@ import pytest
 from mailforce import DAG_ID
 from mailforce.es.client import ClientOptions, build_client
 from mailforce.settings import Settings
+from mailforce.tools.deployed import error_lines
 from mailforce.tools.embedded import daemon_pid
 from mailforce.tools.standalone import processes_using
 from mailforce.tools.synthetic import CorpusSpec, iter_corpus
@@ -82,7 +83,8 @@ class Stack:
         runs = [tuple(line.split(" ", 1)) for line in triggered.stdout.splitlines() if line.strip()]
         assert [dag_id for dag_id, _ in runs] == list(dag_ids), describe(triggered)
         waited = self.run("wait", *[part for run in runs for part in run], timeout=RUN_TIMEOUT_SECONDS + 30)
-        assert waited.returncode == 0, f"{describe(waited)}\napi-server.log:\n{self.log_tail('api-server.log')}"
+        errors = "\n".join(error_lines(self.home / "logs" / "api-server.log")) or "(none)"
+        assert waited.returncode == 0, f"{describe(waited)}\nAPI server error lines:\n{errors}"
         return runs
 
     def log_tail(self, name: str, lines: int = 40) -> str:
@@ -175,7 +177,10 @@ def test_reconcile_and_engagements_triggered_together_take_turns_and_both_count_
     waiter, holder = sorted(first, key=lambda dag_id: first[dag_id]["end"], reverse=True)
     assert first[waiter]["start"] < last[holder]["start"] < first[waiter]["end"], (first, last)
     first_task = "reconcile_window" if waiter == RECONCILE_DAG_ID else "fetch_watermark"
-    assert f"Waiting for {holder} run {runs[holder]} to finish" in stack.task_log(waiter, runs[waiter], first_task)
+    waited_log = stack.task_log(waiter, runs[waiter], first_task)
+    assert "Waiting for the outputs' lease" in waited_log, waited_log[-3000:]
+    assert f"{holder} run {runs[holder]} holds the outputs' lease" in waited_log, waited_log[-3000:]
+    assert "Got the lease after waiting" in waited_log, waited_log[-3000:]
 
     engine.indices.refresh(index=SETTINGS.runtime_stats_index)
     found = engine.search(index=SETTINGS.runtime_stats_index, size=10,
