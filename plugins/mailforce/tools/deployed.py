@@ -392,7 +392,10 @@ def wait_until_ready(layout: Layout, state: dict[str, Any], timeout: float, log_
                 api.password = layout.admin_password()
                 waiting_for = "the admin password"
         else:
-            missing = [dag_id for dag_id in DAG_IDS if _dag(api, dag_id) is None]
+            try:
+                missing = [dag_id for dag_id in DAG_IDS if _dag(api, dag_id) is None]
+            except OSError:  # a slow answer while the components start: ask again
+                missing = list(DAG_IDS)
             if not missing:
                 return api
             waiting_for = f"the DAGs {', '.join(missing)} to be registered"
