@@ -50,6 +50,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -359,13 +360,20 @@ def start_components(layout: Layout, state: dict[str, Any], log_dir: Path | None
 
 
 def stop_components(layout: Layout, say=lambda text: None) -> list[int]:
-    """Stop the scheduler first (no new task starts), then the dag-processor and the API server; then
-    any task process left. Returns the pids that survived SIGKILL."""
-    for component in ("scheduler", "dag-processor", "api-server"):
-        pid = running_component(layout, component)
+    """Stop the three components at once (each its own process group: SIGTERM to the leader, then to
+    the group, then SIGKILL), then any task process left. Returns the pids that survived SIGKILL."""
+    running = {component: running_component(layout, component) for component in COMPONENTS}
+    stopping = []
+    for component, pid in running.items():
         if pid is not None:
             say(f"Stopping {component} (pid {pid})")
-            stop_process_group(pid, signal.SIGTERM, COMPONENT_STOP_SECONDS, say)
+            stopping.append(threading.Thread(target=stop_process_group,
+                                             args=(pid, signal.SIGTERM, COMPONENT_STOP_SECONDS, say)))
+    for thread in stopping:
+        thread.start()
+    for thread in stopping:
+        thread.join()
+    for component in COMPONENTS:
         layout.pidfile(component).unlink(missing_ok=True)
     return stop_stragglers(layout.home, say)
 
