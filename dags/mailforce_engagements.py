@@ -9,7 +9,9 @@ held which role; and a runtime-stats record per run that doubles as the incremen
 **Stages**
 
 1. `fetch_watermark`: validates the params (a wrong one fails the run at once, in one sentence),
-   takes the lease that keeps runs of the Mailforce DAGs apart (waiting while a reconciliation or an
+   refuses a setting that cannot work (an `arrival_field` the source does not map as a date, an
+   output index with a foreign mapping, a malformed domain) in one sentence naming the setting and
+   the fix, before anything is written, takes the lease that keeps runs of the Mailforce DAGs apart (waiting while a reconciliation or an
    erasure runs; README "Late mail"), creates missing output indices, and fixes the window: `(watermark, end]` after the last
    successful run's `window_end`, `[from_date, end]` with a `from_date`, `(the beginning, end]` on a
    fresh cluster. An account in `backfilled_accounts` / `exclude_accounts` the source index does not
@@ -107,7 +109,7 @@ DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment o
 def mailforce_engagements():
     @task(task_display_name="Fetch watermark", multiple_outputs=False)
     def fetch_watermark() -> dict[str, Any]:
-        """Validate params, take the runs' lease, create missing indices, fix the window once."""
+        """Validate params and settings, take the runs' lease, create missing indices, fix the window once."""
         return dag_tasks.fetch_watermark(get_current_context())
 
     count_window(fetch_watermark())  # extract -> list -> compile (mapped) -> statistics -> publish

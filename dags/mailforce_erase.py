@@ -11,8 +11,10 @@ honours, and writes an audit record. See README "Erasure" and docs/ERASURE.md.
 
 **Stages** (`plugins/mailforce/stages/erase.py`)
 
-1. `validate_request`: the form checked and normalised like the pipeline normalises addresses;
-2. `record_suppressions`: takes the lease that keeps runs of the Mailforce DAGs apart (waiting while
+1. `validate_request`: the settings loaded and the form checked and normalised like the pipeline
+   normalises addresses;
+2. `record_suppressions`: refuses an output index with a foreign mapping (one sentence naming the
+   index, the field and the setting, before any write), takes the lease that keeps runs of the Mailforce DAGs apart (waiting while
    an hourly run or a reconciliation runs), then one suppression document per value (kind + value is the id);
 3. `erase_message_roles`: roles documents rewritten without the erased (deleted when none is left),
    key dates of every copy of those messages recomputed;
@@ -72,6 +74,7 @@ def mailforce_erase():
         """Refuses bad values before any write (retrying cannot fix them)."""
         context = get_current_context()
         conf = getattr(context["dag_run"], "conf", None) or {}
+        dag_tasks.settings_or_fail()  # a wrong setting fails here, naming it
         try:
             return stages.validate_request({**context["params"], **conf}).to_xcom()
         except ErasureParamsError as error:
@@ -81,6 +84,7 @@ def mailforce_erase():
     def record_suppressions(request: dict[str, Any]) -> int:
         settings, hook = _client()
         with hook as es:
+            dag_tasks.check_settings_or_fail(es, settings, arrival=False)  # a foreign output mapping: before any write
             dag_tasks.take_lease(es, settings, get_current_context())  # no other Mailforce run meanwhile
             return stages.record_suppressions(es, settings, ErasureRequest.from_xcom(request))
 

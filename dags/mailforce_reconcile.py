@@ -6,7 +6,8 @@ allowed lateness, or by a harvester that stamps no arrival time), over all time 
 
 **Stages**
 
-1. `reconcile_window`: takes the lease that keeps runs of the Mailforce DAGs apart (waiting while
+1. `reconcile_window`: refuses an output index with a foreign mapping (one sentence naming the
+   index, the field and the setting, before anything is written), takes the lease that keeps runs of the Mailforce DAGs apart (waiting while
    an hourly run or an erasure runs: the daily schedule meets the hourly one at midnight); then per
    account and UTC month, the distinct dated messages of the source against the records of
    `search-mailforce-ledger` (counts only), per day within the months that differ; where a day

@@ -73,7 +73,7 @@ from mailforce.settings import Settings  # noqa: E402
 from mailforce.tools.synthetic import CorpusSpec, iter_corpus  # noqa: E402
 from mailforce.core.window import Window  # noqa: E402
 from mailforce import DAG_ID  # noqa: E402
-from mailforce.tools.console import configure_console_logging  # noqa: E402
+from mailforce.tools.console import CommandParser, configure_console_logging  # noqa: E402
 
 UTC = timezone.utc
 MB = 1024.0  # /proc and ru_maxrss report KiB
@@ -86,21 +86,27 @@ FLOOR_PREFIX = "bench-floor-"
 
 
 def _int_list(text: str) -> list[int]:
-    values = [int(part) for part in text.split(",") if part.strip()]
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
     if not values or any(value < 1 for value in values):
         raise argparse.ArgumentTypeError(f"expected whole numbers >= 1, got {text!r}")
     return values
 
 
 def _share_list(text: str) -> list[float]:
-    values = [float(part) for part in text.split(",") if part.strip()]
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
     if not values or any(not 0.0 <= value < 1.0 for value in values):
         raise argparse.ArgumentTypeError(f"expected shares in [0, 1), got {text!r}")
     return values
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(  # a bad argument: two lines, exit 2
         prog="scripts/benchmark.sh",
         description="Benchmark the mailforce_engagements DAG on osmem-server (see docs/BENCHMARK.md).",
     )
@@ -717,7 +723,8 @@ def _worker_compile(partition: dict[str, Any], run_id: str) -> dict[str, Any]:
     from datetime import date
 
     from mailforce.core.partitions import Partition
-    from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
+    from mailforce.es.scoring import scoring_for
+    from mailforce.stages.compile_domain_partition import compile_domain_partition
 
     started = time.monotonic()
     scoring = scoring_for(_WORKER["settings"], date.today())
@@ -838,7 +845,8 @@ def timed_stages(es, settings: Settings, fetched, run_id: str) -> dict[str, Any]
     functions), each stage timed; compile partitions run one after another, as `airflow dags test`."""
     from mailforce.core.run_stats import runtime_stats
     from mailforce.core.dates import utc_now
-    from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
+    from mailforce.es.scoring import scoring_for
+    from mailforce.stages.compile_domain_partition import compile_domain_partition
     from mailforce.stages.extract_message_roles import extract_message_roles
     from mailforce.stages.index_account_statistics import index_account_statistics
     from mailforce.stages.list_domains import list_domains

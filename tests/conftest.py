@@ -62,3 +62,26 @@ def enron_corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"the shared Enron corpus is not at {CORPUS} (a plain clone outside the workspace)")
     return CORPUS
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nobody listens on: a wrong URL that is refused at once."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A tool's `main` called in-process reconfigures root logging (as on a command line); later
+    tests must not inherit its level and handlers."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -22,7 +22,7 @@ from mailforce.stages.index_account_statistics import index_account_statistics
 from mailforce.stages.list_domains import list_domains
 from mailforce.stages.publish_stats import publish_stats
 from mailforce.stages.rescore_relationships import rescore_relationships, scoring_date_of_run
-from mailforce.stages.compile_domain_partition import scoring_for
+from mailforce.es.scoring import scoring_for
 
 
 def run_once(

@@ -76,3 +76,14 @@ def test_benchmark_prints_every_figure(tmp_path):
     assert summary["full_seconds"] > 0 and summary["old_script_seconds"] > 0
     assert summary["rescore_relationships_read"] >= scenario["full"]["documents_by_index"]["search-relationships"] > 0
     assert scenario["in_process"]["reconcile"][0]["messages"] == 0  # nothing to find
+
+
+def test_a_bad_benchmark_argument_is_answered_in_two_lines_with_exit_2():
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    for arguments, problem in ((["--messages", "ten"], "argument --messages: expected whole numbers >= 1, got 'ten'"),
+                               (["--incremental-fraction", "0.7"], "--incremental-fraction must be in [0, 0.5)")):
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), *arguments],
+                              capture_output=True, text=True, env=environment, timeout=120)
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr.splitlines() == [f"scripts/benchmark.sh: {problem}",
+                                            "Run `scripts/benchmark.sh --help` for the options."], done.stderr

@@ -345,3 +345,25 @@ def test_credentials_never_reach_a_log_line(dag, es_url, es, settings, monkeypat
             logs += log_file.read_text(errors="replace")
     assert "Elasticsearch connection 'elasticsearch_default'" in logs and "auth=api-key" in logs
     assert password not in logs and api_key not in logs
+
+
+def test_a_setting_that_cannot_work_fails_the_first_task_once_in_one_sentence(dag, connection_to_engine, es,
+                                                                              settings, monkeypatch, caplog):
+    """An arrival field the source does not map (its mapping is dynamic: false): no retry, nothing written."""
+    from mailforce.tools.loader import SOURCE_MAPPING
+
+    properties = {name: spec for name, spec in SOURCE_MAPPING["properties"].items() if name != "indexed_at"}
+    es.indices.create(index=settings.source_index, mappings={**SOURCE_MAPPING, "properties": properties})
+    load_source(es, settings, dirty_corpus()[:20])
+    monkeypatch.setenv("MAILFORCE_ARRIVAL_FIELD", "indexed_at")
+    with caplog.at_level("ERROR"):
+        dag_run = dag.test()
+    assert dag_run.state == "failed"
+    instances = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    assert instances["fetch_watermark"].state == "failed" and instances["fetch_watermark"].try_number == 1
+    assert instances["extract_message_roles"].state in ("upstream_failed", None)
+    messages = [record.getMessage() for record in caplog.records if "Setting that cannot work" in record.getMessage()]
+    assert messages and messages[0].startswith(
+        "Setting that cannot work, nothing was written: setting 'arrival_field' names 'indexed_at', which the source "
+        "index 'search-shinobi-email' does not map"), messages
+    assert sorted(es.indices.get(index="*").body) == [settings.source_index]  # no output, no lease

@@ -4,6 +4,7 @@ scripts/demo.sh executes) starts the embedded engine, loads the sample mail, run
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -62,6 +63,28 @@ def test_demo_runs_the_dag_through_airflow_and_reports_every_output_index(tmp_pa
     assert emails == sorted(emails, reverse=True)
     assert re.search(r"^  messages  \d+ of 5 accounts", output, re.M)
 
+    # The pinned engine's own version, not the OpenSearch version it answers as.
+    assert re.search(r"^Engine    osmem-server 0\.1\.6 \(answers as OpenSearch [\d.]+\) at http://", output, re.M), output[:300]
+    # Per input, where its accounts came from (the sample carries the X-Origin header).
+    assert "            sample/mail/kunai-sara.mbox: 97 messages, account kunai-sara (from the X-Origin header)" in output
+    # The numbers add up, each difference with its reason.
+    assert output.split("\nCounted   ")[1].split("\n\n")[0].splitlines() == [
+        "496 messages loaded into the source index",
+        "          -   2 without a usable date (no window selects them; see the loader's raw dates)",
+        "          = 494 read by the run (runtime stats: source_documents)",
+        "          -   1 further copies of a message already in the same mailbox (united into one)",
+        "          = 493 messages counted (emails_processed)",
+        "          -  59 with no outside address left (only addresses at internal kunaico.com, or invalid ones): "
+        "no roles document",
+        f"          = {counts['search-message-roles']} message-roles documents",
+    ]
+    assert counts["search-message-roles"] == 434
+    # Something to look at: the HTML report, in the git-ignored home.
+    report = home / "mailforce-report.html"
+    assert f"Report    {report} (open it in a browser)" in output
+    assert report.stat().st_size > 100_000 and "acme-logistics.com" in report.read_text(encoding="utf-8")
+    assert "the engine is stopped, its indices are gone (--keep leaves it running)" in output
+
     # The sample's own company is internal: never an outside domain.
     assert "Settings  MAILFORCE_INTERNAL_DOMAINS=kunaico.com" in output
     assert not any(line.split()[0] == "kunaico.com" for line in top_domains), top_domains
@@ -85,3 +108,70 @@ def test_demo_exits_non_zero_with_the_task_error_when_the_run_fails(tmp_path):
     assert "demo failed: the DAG run failed: task fetch_watermark" in result.stderr
     assert "no_such_param" in result.stderr
     assert "Output indices" not in result.stdout
+
+
+def own_takeout(tmp_path: Path) -> Path:
+    """A Gmail Takeout-like export of one sample mailbox: the mbox without its X-Origin headers."""
+    mbox = tmp_path / "Takeout" / "Mail" / "All mail Including Spam and Trash.mbox"
+    mbox.parent.mkdir(parents=True)
+    lines = (ROOT / "sample" / "mail" / "kunai-sara.mbox").read_bytes().splitlines(keepends=True)
+    mbox.write_bytes(b"".join(line for line in lines if not line.startswith(b"X-Origin:")))
+    return tmp_path / "Takeout"
+
+
+def test_own_mail_without_the_header_loads_under_its_owner_and_keep_leaves_the_engine_to_ask(tmp_path):
+    home = tmp_path / "airflow-demo"
+    result, _ = run_demo("--home", str(home), "--mail", str(own_takeout(tmp_path)), "--keep")
+    try:
+        assert result.returncode == 0, describe(result)
+        output = result.stdout
+        assert re.search(r"^            \S.*All mail Including Spam and Trash\.mbox: 97 messages, account "
+                         r"sara@kunaico\.com \(from the mailbox owner's address\)$", output, re.M), output[:1500]
+        # The owner's domain is internal; the sample's setting is not applied to the user's own mail.
+        assert "Internal  kunaico.com (the mailbox owner's domain;" in output
+        assert "MAILFORCE_INTERNAL_DOMAINS=kunaico.com" not in output
+        assert re.search(r"^  sara@kunaico\.com\s+\d+\s+\d+\s+\d+\s+\d+$", output, re.M)
+        assert "          = 97 messages counted (emails_processed)" in output
+        url = re.search(r"^Kept      the engine runs at (http://\S+);", output, re.M).group(1)
+        asked = subprocess.run([sys.executable, "-m", "mailforce.tools.who_knows", "acme-logistics.com", "--url", url,
+                                "--engine", "osmem", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
+        assert asked.returncode == 0, asked.stderr
+        answer = json.loads(asked.stdout)
+        assert answer["messages"] == 36 and [row["account"] for row in answer["ranked"]] == ["sara@kunaico.com"]
+    finally:
+        subprocess.run([sys.executable, "-m", "mailforce.tools.embedded", "stop", "--pidfile", str(home / "engine.pid")],
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")}, timeout=60)
+
+
+def test_mail_that_loads_nothing_stops_the_demo_with_why_and_exit_2(tmp_path):
+    (tmp_path / "photo.mbox").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    result, _ = run_demo("--home", str(tmp_path / "airflow-demo"), "--mail", str(tmp_path / "photo.mbox"))
+
+    assert result.returncode == 2, describe(result)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"demo failed: nothing could be read from {tmp_path / 'photo.mbox'}: 1 unreadable "
+        f"({tmp_path / 'photo.mbox'}: not an mbox: binary content). Give a Maildir, an mbox file or a folder of .eml "
+        "files, as exported by the mail program.")
+    assert "Running mailforce_engagements" not in result.stdout and "Traceback" not in result.stderr
+
+    result, _ = run_demo("--home", str(tmp_path / "airflow-demo"), "--mail", str(tmp_path / "no-such-export"))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"demo failed: mail not found: {tmp_path / 'no-such-export'}. Check the path given to --mail.")
+
+
+def test_the_reconciliation_explains_a_difference_no_reason_covers():
+    from mailforce.tools.demo import reconciliation_lines
+
+    stats = {"source_documents": 10, "undated_source_documents": 1, "emails_processed": 8, "skipped_no_date": 1}
+    assert reconciliation_lines(12, stats, 7, []) == [
+        "Counted   12 messages loaded into the source index",
+        "          -  1 without a usable date (no window selects them; see the loader's raw dates)",
+        "          -  1 not selected by the run's window for another reason",
+        "          = 10 read by the run (runtime stats: source_documents)",
+        "          -  1 skipped by the run (no parseable date, or no account)",
+        "          -  1 further copies of a message already in the same mailbox (united into one)",
+        "          =  8 messages counted (emails_processed)",
+        "          -  1 with no outside address left (only invalid addresses): no roles document",
+        "          =  7 message-roles documents",
+    ]

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from elasticsearch import ConnectionError as ElasticsearchConnectionError
 
+from mailforce.core.setting_checks import ForeignMapping
 from mailforce.es.client import ClientOptions, build_client, describe_options, options_from_connection
 from mailforce.es.indices import SourceIndexMissing
 from mailforce.es.indices import ROLES_PROPERTIES, ensure_output_indices
@@ -57,14 +58,16 @@ def test_a_failing_bulk_item_fails_the_run_and_names_the_cause(es, settings):
     properties = dict(ROLES_PROPERTIES, date={"type": "date", "format": "epoch_millis"})
     es.indices.create(index=settings.roles_index, mappings={"dynamic": "strict", "properties": properties})
 
-    with pytest.raises(BulkWriteError, match=r"message roles: \d+ documents failed to index .*status=400"):
+    with pytest.raises(BulkWriteError, match=r"message roles: \d+ documents failed to index .*status=400") as raised:
         run(es, settings, "bad-mapping")
+    assert raised.value.what == "message roles" and raised.value.failed > 0 and raised.value.conflicts == 0
+    assert raised.value.errors and all(next(iter(item.values()))["status"] == 400 for item in raised.value.errors)
     assert read_watermark(es, settings) is None
 
 
 def test_conflicting_existing_mapping_is_refused_before_writing(es, settings):
     es.indices.create(index=settings.domains_index, mappings={"properties": {"total_emails": {"type": "keyword"}}})
-    with pytest.raises(RuntimeError, match="conflicts with this version for \\['total_emails'\\]"):
+    with pytest.raises(ForeignMapping, match="maps 'total_emails' as keyword, but mailforce writes it as integer"):
         ensure_output_indices(es, settings)
 
 

@@ -177,7 +177,8 @@ def test_new_mail_is_added_to_stored_figures_and_copies_force_a_recompute(es, se
 def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, settings, enron_corpus):
     from mailforce.es.indices import prepare_indices
     from mailforce.core.run_params import resolve_window
-    from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
+    from mailforce.es.scoring import scoring_for
+    from mailforce.stages.compile_domain_partition import compile_domain_partition
     from mailforce.stages.rescore_relationships import rescore_relationships, scoring_date_of_run
     from mailforce.stages.extract_message_roles import extract_message_roles
     from mailforce.stages.index_account_statistics import index_account_statistics

@@ -40,7 +40,8 @@ def test_core_imports_nothing_from_elasticsearch_io_stages_tools_or_airflow():
 
 def test_only_the_tools_import_the_tools():
     outside = [path for path in PACKAGE.rglob("*.py") if "tools" not in path.relative_to(PACKAGE).parts]
-    outside.append(PACKAGE.parents[1] / "dags" / "mailforce_engagements.py")
+    outside += sorted((PACKAGE.parents[1] / "dags").glob("*.py"))
+    assert len(outside) > 40 and any(path.name == "mailforce_erase.py" for path in outside)
     offending = {
         f"{path.relative_to(PACKAGE.parents[1])}: {name}"
         for path in outside
@@ -57,3 +58,24 @@ def test_only_settings_reads_the_environment():
         if "tools" not in path.relative_to(PACKAGE).parts and "os.environ" in path.read_text(encoding="utf-8")
     )
     assert readers in ([], ["settings.py"]), readers
+
+
+# What each room may import of the package: data flows one way, core <- es <- stages <- DAG task bodies.
+MAY_NOT_IMPORT = {
+    "es": ("mailforce.stages", "mailforce.dag_tasks", "mailforce.dag_stages", "mailforce.assets"),
+    "stages": ("mailforce.dag_tasks", "mailforce.dag_stages", "mailforce.assets"),
+}
+
+
+def test_layers_import_only_downward_and_no_stage_imports_another():
+    offending = set()
+    for room, forbidden in MAY_NOT_IMPORT.items():
+        for path in sorted((PACKAGE / room).glob("*.py")):
+            for name in imported_modules(path):
+                own = f"mailforce.{room}.{path.stem}"
+                other_stage = room == "stages" and _is_under(name, "mailforce.stages") and not _is_under(name, own) \
+                    and name != "mailforce.stages"
+                if other_stage or any(_is_under(name, package) for package in forbidden):
+                    offending.add(f"{room}/{path.name}: {name}")
+    assert not offending, sorted(offending)
+    assert len(list((PACKAGE / "stages").glob("*.py"))) >= 9

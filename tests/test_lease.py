@@ -168,3 +168,30 @@ def test_a_dead_runs_lease_names_holder_expiry_and_remedy_and_both_remedies_free
     assert released.returncode == 0 and "Gave back" in released.stdout, released
     assert stored_lease(es, settings) is None
     assert try_acquire(es, settings, HOURLY, is_active=lambda dag_id, run_id: True)[0]
+
+
+@pytest.mark.parametrize(("arguments", "first_line"), [
+    (["show", "--url", "http://127.0.0.1:{port}"], "lease: cannot reach Elasticsearch at http://127.0.0.1:{port}: Connection refused."),
+    (["show", "--url", "localhost:9200"], "lease: --url 'localhost:9200' is not an http(s) URL; e.g. --url http://localhost:9200"),
+    (["show", "--conn-id", "no_such_conn"], "lease: The conn_id `no_such_conn` isn't defined."),
+])
+def test_the_lease_command_answers_a_wrong_url_or_connection_in_words_with_exit_2(arguments, first_line, closed_port,
+                                                                                   capsys):
+    from mailforce.tools.lease import main
+
+    assert main([argument.format(port=closed_port) for argument in arguments]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.splitlines()[0] == first_line.format(port=closed_port)
+    assert len(captured.err.splitlines()) <= 2 and "Traceback" not in captured.err
+
+
+def test_the_lease_command_refuses_a_release_without_run_id_in_two_lines(capsys):
+    from mailforce.tools.lease import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["release"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "python -m mailforce.tools.lease: release needs --run-id RUN_ID (the run that holds the lease: see `show`)",
+        "Run `python -m mailforce.tools.lease --help` for the options.",
+    ]

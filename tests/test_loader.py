@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from mailforce.tools.loader import (
     SOURCE_MAPPING,
     BulkLoadError,
     LoadReport,
+    NothingLoaded,
     ensure_source_index,
     iter_raw_messages,
     load_mail,
@@ -243,19 +245,142 @@ def test_dates_keep_their_offset_and_unparseable_ones_stay_raw(es):
 # ---- skips, mapping, failures
 
 
-def test_a_message_without_account_is_skipped_and_counted(es, tmp_path):
+def test_a_message_without_account_is_skipped_and_counted_when_only_the_header_may_name_it(es, tmp_path):
     write(tmp_path / "inbox" / "with.eml", "X-Origin: Kunai-Jim\nFrom: a@b.com\nTo: c@d.com\n\nhi\n")
     write(tmp_path / "inbox" / "without.eml", "From: a@b.com\nTo: c@d.com\n\nhi\n")
     write(tmp_path / "inbox" / "empty.eml", "")
     write(tmp_path / "inbox" / "notes.md", "not mail")
     write(tmp_path / ".git" / "objects" / "ab" / "cdef0123", "X-Origin: kunai-jim\n\nnot mail either\n")
 
-    report = load_mail(es, tmp_path)
+    report = load_mail(es, tmp_path, account_from="header")
 
     assert report == LoadReport(
         files_read=3, messages_indexed=1, skipped_no_account=1, skipped_unreadable=1, accounts=["kunai-jim"]
     )
+    assert [problem.reason for problem in report.unreadable] == ["empty file"]
     assert count_by_account(es) == {"kunai-jim": 1}
+
+
+def test_by_default_a_message_without_the_header_takes_its_folders_owner(es, tmp_path):
+    write(tmp_path / "inbox" / "with.eml", "X-Origin: Kunai-Jim\nFrom: a@b.com\nTo: c@d.com\n\nhi\n")
+    write(tmp_path / "inbox" / "without.eml", "From: x@y.com\nTo: C@D.com\n\nhi\n")
+
+    report = load_mail(es, tmp_path / "inbox")
+
+    # "inbox" says what the folder holds, not whose it is: c@d.com is on both messages
+    assert (report.messages_indexed, report.skipped_no_account) == (2, 0)
+    assert count_by_account(es) == {"kunai-jim": 1, "c@d.com": 1}
+    [entry] = report.inputs
+    assert entry.describe() == (f"{tmp_path / 'inbox'}: 2 messages, accounts kunai-jim (from the X-Origin header, "
+                                "1 messages), c@d.com (from the mailbox owner's address, 1 messages)")
+
+
+# ---- a user's own export: no X-Origin header
+
+
+OWNER = "jane.roe@acme-consulting.com"
+CORRESPONDENTS = ["tom@bluefin.io", "ana@cedar.org", "raj@acme-consulting.com", "lee@delta.net"]
+
+
+def own_mbox(path: Path, messages: int = 12) -> Path:
+    """An mbox as Gmail Takeout or Thunderbird writes it: no X-Origin; the owner on every message."""
+    parts = []
+    for number in range(messages):
+        other = CORRESPONDENTS[number % len(CORRESPONDENTS)]
+        sender, recipient = (OWNER, other) if number % 3 == 0 else (other, OWNER)
+        parts.append(
+            f"From {sender} Mon Jan  1 00:00:00 2024\n"
+            f"Message-ID: <m{number}@mail.example>\nDate: Mon, {number + 1} Jan 2024 10:00:00 +0000\n"
+            f"From: Someone <{sender}>\nTo: {recipient}\nSubject: note {number}\n\nbody {number}\n\n"
+        )
+    return write(path, "".join(parts))
+
+
+def test_an_own_mbox_without_the_header_takes_the_mbox_files_name(es, tmp_path):
+    report = load_mail(es, own_mbox(tmp_path / "Jane Roe.mbox"))
+
+    assert (report.messages_indexed, report.skipped_no_account, report.accounts) == (12, 0, ["jane-roe"])
+    assert count_by_account(es) == {"jane-roe": 12}
+    assert report.inputs[0].describe() == f"{tmp_path / 'Jane Roe.mbox'}: 12 messages, account jane-roe (from the mbox file name)"
+    assert report.owners == [OWNER]
+
+
+def test_a_gmail_takeout_mbox_takes_the_owners_address(es, tmp_path):
+    takeout = own_mbox(tmp_path / "Takeout" / "Mail" / "All mail Including Spam and Trash.mbox")
+
+    report = load_mail(es, tmp_path / "Takeout")
+
+    assert count_by_account(es) == {OWNER: 12}
+    assert report.inputs[0].describe().endswith("12 messages, account jane.roe@acme-consulting.com (from the mailbox owner's address)")
+    assert report.inputs[0].path == str(takeout)
+
+
+def test_the_sample_without_its_header_takes_maildir_mbox_and_folder_names(es):
+    report = load_mail(es, SAMPLE, account_header="No-Such-Header")
+
+    assert count_by_account(es) == SAMPLE_COUNTS
+    sources = {entry.path.rsplit("/", 1)[1]: set(how for _account, how in entry.sources) for entry in report.inputs}
+    assert sources == {"kunai-jim": {"the Maildir folder name"}, "kunai-sara.mbox": {"the mbox file name"},
+                       "kunai-ken": {"the folder name"}, "kunai-ann": {"the folder name"}, "kunai-raj": {"the folder name"}}
+
+
+def test_an_account_given_by_flag_names_every_message(es, tmp_path):
+    report = load_mail(es, own_mbox(tmp_path / "All mail Including Spam and Trash.mbox"), account="jane")
+
+    assert count_by_account(es) == {"jane": 12}
+    assert report.inputs[0].describe().endswith("account jane (from --account)")
+
+
+def test_header_only_accounts_on_an_own_export_load_nothing_and_say_how_to_fix_it(es, tmp_path):
+    with pytest.raises(NothingLoaded, match=r"none of its 12 messages named an account \(no X-Origin header\)"
+                       r".*--account NAME") as failed:
+        load_mail(es, own_mbox(tmp_path / "jane.mbox"), account_from="header")
+    assert failed.value.exit_code == 2 and failed.value.report.skipped_no_account == 12
+
+
+# ---- unreadable input
+
+
+def test_a_truncated_mbox_loads_what_it_holds_and_names_the_cut_message(es, tmp_path):
+    whole = (SAMPLE / "kunai-sara.mbox").read_bytes()
+    starts = [0] + [position + 2 for position in range(len(whole)) if whole.startswith(b"\n\nFrom ", position)]
+    assert len(starts) == 97
+    cut = whole.index(b"\n", whole.index(b"\n", starts[49]) + 1) + 10  # inside message 50's second header
+    path = tmp_path / "kunai-sara.mbox"
+    path.write_bytes(whole[:cut])
+
+    report = load_mail(es, path)
+
+    assert (report.messages_indexed, report.skipped_unreadable, report.skipped_no_account) == (49, 1, 0)
+    assert [problem.describe() for problem in report.unreadable] == [
+        f"{path} (message 50): truncated: the file ends inside this message's headers"]
+
+
+def test_binary_files_given_as_mail_are_unreadable_not_messages_without_account(es, tmp_path):
+    png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256))
+    (tmp_path / "photo.jpg").write_bytes(png)
+    (tmp_path / "archive.mbox").write_bytes(png)
+    write(tmp_path / "mail" / "cur" / "1", "Dear Jane, this is a letter, not a message file.\n")
+    (tmp_path / "mail" / "new").mkdir()
+    paths = [tmp_path / "photo.jpg", tmp_path / "archive.mbox", tmp_path / "mail"]
+
+    with pytest.raises(NothingLoaded, match=r"nothing could be read from .*photo.jpg.*: 3 unreadable") as failed:
+        load_mail(es, paths)
+
+    report = failed.value.report
+    assert (report.skipped_unreadable, report.skipped_no_account, report.messages_indexed) == (3, 0, 0)
+    assert [problem.describe() for problem in report.unreadable] == [
+        f"{tmp_path / 'photo.jpg'}: not mail: binary content",
+        f"{tmp_path / 'archive.mbox'}: not an mbox: binary content",
+        f"{tmp_path / 'mail' / 'cur' / '1'}: not mail: it does not begin with header lines such as 'From:' or 'Date:'",
+    ]
+
+
+def test_a_folder_without_mail_says_what_was_expected(es, tmp_path):
+    write(tmp_path / "notes.md", "no mail here")
+
+    with pytest.raises(NothingLoaded, match=r"found no mail in .*: expected Maildir folders \(cur/, new/\), mbox files"):
+        load_mail(es, tmp_path)
 
 
 def test_the_source_index_is_created_with_an_explicit_mapping(es):
@@ -301,8 +426,43 @@ def test_command_line_loads_and_prints_a_summary(es, es_url, capsys):
     assert capsys.readouterr().out == (
         "cli-test: files_read=93 messages_indexed=93 skipped_no_account=0 skipped_unreadable=0 "
         "accounts=1 (kunai-raj)\n"
+        f"  {SAMPLE / 'kunai-raj'}: 93 messages, account kunai-raj (from the X-Origin header)\n"
     )
     assert count(es, index="cli-test") == 93
+
+
+def test_command_line_refuses_unreadable_input_missing_paths_and_bad_options_in_two_lines(es_url, tmp_path, capsys):
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0\0\x10JFIF\0")
+    url = ["--url", es_url, "--engine", "osmem"]
+
+    assert main([str(tmp_path / "photo.jpg"), *url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"loader: nothing could be read from {tmp_path / 'photo.jpg'}: 1 unreadable "
+                       f"({tmp_path / 'photo.jpg'}: not mail: binary content). Give a Maildir, an mbox file or a "
+                       "folder of .eml files, as exported by the mail program.")
+    assert "Traceback" not in "\n".join(err)
+
+    assert main([str(tmp_path / "no-such.mbox"), *url]) == 2
+    assert capsys.readouterr().err == f"loader: mail not found: {tmp_path / 'no-such.mbox'}. Check the path.\n"
+
+    with pytest.raises(SystemExit) as exited:
+        main([str(SAMPLE), "--account", "jim", "--account-from", "bogus"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "python -m mailforce.tools.loader: argument --account-from: invalid choice: 'bogus' "
+        "(choose from 'auto', 'header', 'folder', 'owner')",
+        "Run `python -m mailforce.tools.loader --help` for the options.",
+    ]
+
+
+def test_command_line_with_a_wrong_url_fails_fast_with_the_cause(closed_port, capsys):
+    began = time.monotonic()
+    assert main([str(SAMPLE / "kunai-raj"), "--url", f"http://127.0.0.1:{closed_port}"]) == 2
+    assert time.monotonic() - began < 5
+    assert capsys.readouterr().err.splitlines() == [
+        f"loader: cannot reach Elasticsearch at http://127.0.0.1:{closed_port}: Connection refused.",
+        "Check the URL (--url http://host:9200) or the Airflow connection, and that the server runs.",
+    ]
 
 
 # ---- pure parsing and reading
@@ -355,6 +515,9 @@ def test_sample_mbox_body_line_starting_with_from_is_not_a_separator():
 
 
 def test_origin_labels_name_the_maildir_mbox_or_top_folder():
-    labels = {label for label, _raw in iter_raw_messages([SAMPLE / "kunai-jim", SAMPLE])}
+    origins = {origin for origin, _raw in iter_raw_messages([SAMPLE / "kunai-jim", SAMPLE])}
 
-    assert labels == set(SAMPLE_COUNTS)
+    assert {origin.label for origin in origins} == set(SAMPLE_COUNTS)
+    assert {(origin.label, origin.kind) for origin in origins} == {
+        ("kunai-jim", "maildir"), ("kunai-sara", "mbox"), ("kunai-ken", "folder"), ("kunai-ann", "folder"),
+        ("kunai-raj", "folder")}

@@ -126,8 +126,12 @@ def test_conditional_writes_make_a_concurrent_attempt_fail(es):
     # the first attempt writes conditionally: fine
     assert bulk_write(es, index_actions("cond", [("a", {"n": 2}), ("b", {"n": 1})], versions), 10, "first") == 2
     # a second attempt that read the same versions fails, on both the update and the create
-    with pytest.raises(ConcurrentUpdateError, match="2 documents failed.*2 version conflicts"):
+    with pytest.raises(ConcurrentUpdateError, match="2 documents failed.*2 version conflicts") as raised:
         bulk_write(es, index_actions("cond", [("a", {"n": 3}), ("b", {"n": 2})], versions), 10, "second")
+    error = raised.value  # the payload a caller can act on, as elasticsearch-py's BulkIndexError.errors
+    assert (error.what, error.failed, error.conflicts, error.written) == ("second", 2, 2, 0)
+    assert sorted(next(iter(item.values()))["_id"] for item in error.errors) == ["a", "b"]
+    assert all(next(iter(item.values()))["status"] == 409 for item in error.errors)
     refresh(es, "cond")
     assert fetch_documents(es, "cond", ["a", "b"]) == {"a": {"n": 2}, "b": {"n": 1}}
 
@@ -152,3 +156,31 @@ def test_bulk_requests_are_bounded_by_documents_and_bytes(es, es_url):
     assert one == [60]
     refresh(es, "chunks")
     assert es.count(index="chunks")["count"] == 60
+
+
+def test_incomplete_reads_raise_with_the_shards_and_the_item_errors_as_payload(es, es_url):
+    from esproxy import MGET_ITEM_ERROR, PARTIAL_SHARDS, Rule, FaultPlan
+    from mailforce.es import reads
+    from mailforce.es.reads import IncompleteReadError, count
+
+    es.indices.create(index="kept")
+    bulk_write(es, index_actions("kept", [(f"d{n}", {"n": n}) for n in range(6)]), 10, "seed")
+    refresh(es, "kept")
+    # the first item of every mget (the retries ask again for what errored) and every count fail
+    faults = FaultPlan([Rule(MGET_ITEM_ERROR, items=[0]), Rule(PARTIAL_SHARDS, op="count")])
+    with EsProxy(es_url, flavour="es9", faults=faults) as proxy:
+        client = product_client(proxy)
+        original = reads.MGET_RETRY_BACKOFF_SECONDS
+        reads.MGET_RETRY_BACKOFF_SECONDS = 0.01
+        try:
+            with pytest.raises(IncompleteReadError, match="not read as 'not stored'") as mget:
+                fetch_documents(client, "kept", [f"d{n}" for n in range(6)])
+            with pytest.raises(IncompleteReadError, match="incomplete answer") as partial:
+                count(client, "kept", {"match_all": {}}, "documents kept")
+        finally:
+            reads.MGET_RETRY_BACKOFF_SECONDS = original
+            client.close()
+    assert mget.value.what == "mget of kept" and list(mget.value.item_errors) == ["d0"]
+    assert mget.value.item_errors and all(isinstance(error, dict) for error in mget.value.item_errors.values())
+    assert partial.value.failed_shards >= 1 and partial.value.total_shards and partial.value.reasons
+    assert partial.value.what == "documents kept of kept"

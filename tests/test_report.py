@@ -290,3 +290,34 @@ def test_the_plugin_page_serves_the_report_to_signed_in_users(es, settings, monk
     figures = parse(response.text).figures
     assert figures["figure-domains"]["data"][0]["y"] == ["acme.com", "beta.org"]
     plugin._cache.clear()
+
+
+def test_the_report_command_answers_a_wrong_url_a_missing_connection_and_a_bad_top_in_words(closed_port, tmp_path,
+                                                                                            capsys):
+    output = tmp_path / "report.html"
+    assert report.main(["--url", f"http://127.0.0.1:{closed_port}", "-o", str(output)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"report: cannot reach Elasticsearch at http://127.0.0.1:{closed_port}: Connection refused.",
+        "Check the URL (--url http://host:9200) or the Airflow connection, and that the server runs.",
+    ]
+    assert report.main(["--conn-id", "no_such_conn", "-o", str(output)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "report: The conn_id `no_such_conn` isn't defined." and err[1].startswith("Pass --url")
+    with pytest.raises(SystemExit) as exited:
+        report.main(["--top", "many"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "python -m mailforce.tools.report: argument --top: --top must be a whole number, got 'many'")
+    assert not output.exists()
+
+
+def test_the_run_date_axis_is_in_minutes_hours_or_days_never_milliseconds():
+    seconds_apart = report.run_date_axis(["2026-12-07T12:21:38Z", "2026-12-07T12:21:40Z"])
+    assert (seconds_apart["tickformat"], seconds_apart["dtick"]) == ("%H:%M", 5 * 60_000)
+    assert seconds_apart["range"] == ["2026-12-07T12:16:38+00:00", "2026-12-07T12:26:40+00:00"]
+    assert report.run_date_axis(["2026-12-07T12:00:00Z", "2026-12-07T12:40:00Z"])["dtick"] == 15 * 60_000
+    assert report.run_date_axis(["2026-12-07T00:00:00Z", "2026-12-07T18:00:00Z"])["tickformat"] == "%H:%M"
+    assert report.run_date_axis(["2026-11-01T00:00:00Z", "2026-12-07T00:00:00Z"])["tickformat"] == "%b %d"
+    assert report.run_date_axis([None]) == {"type": "date", "title": {"text": "run date (UTC)"}}
+    assert report.figure_runs([{"run_date": "2026-12-07T12:21:38Z", "emails_processed": 3}])["layout"]["xaxis"][
+        "tickformat"] == "%H:%M"

@@ -54,6 +54,19 @@ def test_wrong_values_are_reported_by_name(environ, message):
         load_settings(environ=environ, use_variable=False)
 
 
+def test_domain_settings_are_normalised_like_addresses_and_non_domains_are_refused():
+    """The rule of an address's domain (SPEC section 3): case and surrounding spaces normalised, anything
+    else refused by name, `@acme.com` and `jim@acme.com` included (with the domain to write instead)."""
+    settings = load_settings(environ={"MAILFORCE_INTERNAL_DOMAINS": " KunaiCo.COM ,kunaico.com"}, use_variable=False)
+    assert settings.internal_domains == ("kunaico.com",)
+    assert Settings(allowed_domains=("Acme.COM ",)).allowed_domains == ("acme.com",)
+    for value in ("@acme.com", "jim@acme.com", "localhost", "acme..com", "acme.com.", ".com", "ac me.com"):
+        with pytest.raises(SettingsError, match=f"setting 'allowed_domains': {re.escape(repr(value))} is not a domain"):
+            Settings(allowed_domains=(value,))
+    with pytest.raises(SettingsError, match=r"write it without '@': 'acme.com'\); fix MAILFORCE_INTERNAL_DOMAINS"):
+        load_settings(environ={"MAILFORCE_INTERNAL_DOMAINS": "@acme.com"}, use_variable=False)
+
+
 def test_a_variable_that_is_not_json_is_reported(monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_MAILFORCE_SETTINGS", "{max_partitions: 3")
     with pytest.raises(SettingsError, match="Variable 'mailforce_settings' is not valid JSON"):

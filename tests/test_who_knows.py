@@ -86,9 +86,38 @@ def test_an_erased_domain_is_reported_as_erased(small_run, es, settings, es_url,
     assert code == 1 and "erased" in err
 
 
-def test_the_module_runs_as_a_command_and_an_unreachable_cluster_exits_2():
+def run_command(*arguments: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
-    done = subprocess.run([sys.executable, "-m", "mailforce.tools.who_knows", "acme.com", "--url",
-                           "http://127.0.0.1:9", "--engine", "osmem"], capture_output=True, text=True,
-                          env=environment, timeout=120)
-    assert done.returncode == 2 and "cannot read the outputs" in done.stderr
+    environment.pop("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT", None)
+    return subprocess.run([sys.executable, "-m", "mailforce.tools.who_knows", *arguments], capture_output=True,
+                          text=True, env=environment, timeout=120)
+
+
+def test_the_module_runs_as_a_command_and_an_unreachable_cluster_exits_2_at_once(closed_port):
+    done = run_command("acme.com", "--url", f"http://127.0.0.1:{closed_port}", "--engine", "osmem")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"who_knows: cannot reach Elasticsearch at http://127.0.0.1:{closed_port}: Connection refused.",
+        "Check the URL (--url http://host:9200) or the Airflow connection, and that the server runs.",
+    ]
+
+
+def test_a_missing_airflow_connection_says_how_to_give_one(tmp_path):
+    done = run_command("acme.com", "--conn-id", "no_such_conn")
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and "no_such_conn" in lines[0] and lines[1].startswith("Pass --url http://host:9200"), lines
+
+
+def test_a_bad_argument_is_two_lines_and_debug_shows_the_traceback(closed_port):
+    done = run_command("acme.com", "--engine", "mongo")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 2 and "invalid choice: 'mongo'" in done.stderr
+    done = run_command("acme.com", "--url", f"http://127.0.0.1:{closed_port}", "--debug")
+    assert done.returncode == 2 and "Traceback" in done.stderr and "Connection refused" in done.stderr
+
+
+def test_json_output_is_pure_json_with_the_logs_on_stderr(small_run, es_url):
+    domain = sorted(small_run["domains"])[0]
+    done = run_command(domain, "--url", es_url, "--engine", "osmem", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["subject"] == domain

@@ -75,7 +75,8 @@ def test_compile_logs_say_added_recomputed_and_unchanged_and_record_no_event_whe
     from mailforce.core.run_params import RunRequest
     from mailforce.dag_tasks import announce_outputs
     from mailforce.core.summaries import RescoreResult
-    from mailforce.stages.compile_domain_partition import compile_domain_partition, scoring_for
+    from mailforce.es.scoring import scoring_for
+    from mailforce.stages.compile_domain_partition import compile_domain_partition
     from mailforce.stages.extract_message_roles import extract_message_roles
     from mailforce.stages.fetch_watermark import fetch_watermark
     from mailforce.stages.list_domains import list_domains

@@ -8,6 +8,7 @@ dicts and are read back with `from_xcom()`.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import date, datetime, timezone
 from typing import Any, Mapping, Sequence
 
@@ -18,13 +19,15 @@ from mailforce.core.dates import utc_now
 from mailforce.core.partitions import Partition
 from mailforce.core.run_params import RunKind, RunParamsError, parse_run_params
 from mailforce.core.run_stats import outputs_written, runtime_stats
+from mailforce.core.setting_checks import UnusableSetting
 from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
 from mailforce.core.wording import run_summary
 from mailforce.es.client import MailforceElasticsearchHook
 from mailforce.es.lease import Holder, acquire_lease, release_lease, renew_or_fail
-from mailforce.settings import Settings, load_settings
+from mailforce.es.preflight import check_settings
+from mailforce.settings import Settings, SettingsError, load_settings
 from mailforce.stages.compile_domain_partition import compile_domain_partition as compile_partition_stage
-from mailforce.stages.compile_domain_partition import scoring_for
+from mailforce.es.scoring import scoring_for
 from mailforce.stages.extract_message_roles import extract_message_roles as extract_stage
 from mailforce.stages.fetch_watermark import fetch_watermark as fetch_watermark_stage
 from mailforce.stages.fetch_watermark import unknown_accounts
@@ -45,6 +48,31 @@ def param_error(error: Exception) -> AirflowFailException:
     message = f"Wrong run parameter, nothing was read or written: {error}. Fix it and trigger the run again."
     log.error(message)
     return AirflowFailException(message)
+
+
+def setting_error(error: Exception) -> AirflowFailException:
+    """A setting that cannot work (`SettingsError`, `UnusableSetting`): one sentence naming the setting
+    and the fix, logged as an ERROR like `param_error`; no retry, since retrying cannot change a setting."""
+    message = f"Setting that cannot work, nothing was written: {error}"
+    log.error(message)
+    return AirflowFailException(message)
+
+
+def settings_or_fail() -> Settings:
+    """A first task's settings: a wrong value fails the task at once, naming the setting."""
+    try:
+        return load_settings()
+    except SettingsError as error:
+        raise setting_error(error) from None
+
+
+def check_settings_or_fail(es, settings: Settings, *, arrival: bool = True) -> None:
+    """A first task, before its lease and any write: the settings checked against the cluster
+    (`mailforce.es.preflight`): the arrival field's mapping, existing output indices' mappings."""
+    try:
+        check_settings(es, settings, arrival=arrival)
+    except UnusableSetting as error:
+        raise setting_error(error) from None
 
 
 def record_asset_event(context: Mapping[str, Any], kind: str, written: int, **extra: Any) -> None:
@@ -121,7 +149,7 @@ def run_kind_from_context(context: Mapping[str, Any]) -> RunKind:
 
 
 def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
-    settings = load_settings()
+    settings = settings_or_fail()
     conf = getattr(context["dag_run"], "conf", None) or {}
     try:
         request = parse_run_params(context["params"], conf)  # refuses bad params before any read
@@ -129,13 +157,17 @@ def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
         raise param_error(error) from None  # retrying cannot fix a wrong param
     run_end = run_end_from_context(context)
     with elasticsearch(settings) as es:
+        check_settings_or_fail(es, settings)  # before the lease: a refused run writes nothing at all
         take_lease(es, settings, context)
         try:
-            fetched = fetch_watermark_stage(es, settings, request, run_end, kind=run_kind_from_context(context))
+            fetched = fetch_watermark_stage(es, settings, request, run_end, kind=run_kind_from_context(context),
+                                            settings_checked=True)
         except RunParamsError as error:
             raise param_error(error) from None
+        except UnusableSetting as error:  # an output index made meanwhile by someone else
+            raise setting_error(error) from None
         unknown = unknown_accounts(es, settings, fetched.window)
-    return {**fetched.to_xcom(), "unknown_accounts": unknown}
+    return replace(fetched, unknown_accounts={param: tuple(names) for param, names in unknown.items()}).to_xcom()
 
 
 def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any]) -> dict[str, Any]:
@@ -245,7 +277,7 @@ def publish_stats(
         publish_stats_stage(es, settings, stats)
         give_back_lease(es, settings, context)
     document = stats.to_xcom()
-    summary = run_summary(document, document["duration_seconds"], window.get("unknown_accounts") or {})
+    summary = run_summary(document, document["duration_seconds"], fetched.unknown_accounts)
     log.info("Run summary: %s", summary)
     ti = context.get("ti")
     if ti is not None and hasattr(ti, "xcom_push"):
@@ -260,7 +292,11 @@ def reconcile_window(context: Mapping[str, Any]) -> dict[str, Any]:
     """The reconciliation DAG's first task: the (account, day) slices holding mail no run counted."""
     from mailforce.stages.reconcile import reconcile_window as reconcile_stage
 
-    settings = load_settings()
+    settings = settings_or_fail()
     with elasticsearch(settings) as es:
+        check_settings_or_fail(es, settings, arrival=False)  # reconciliation windows on date, not on arrival
         take_lease(es, settings, context)
-        return reconcile_stage(es, settings).to_xcom()
+        try:
+            return reconcile_stage(es, settings).to_xcom()
+        except UnusableSetting as error:
+            raise setting_error(error) from None

@@ -94,10 +94,20 @@ class Settings:
                 raise SettingsError(f"index names must be non-empty lower-case strings, got {index_name!r}")
         if len(set(names)) != len(names):
             raise SettingsError("index settings must name different indices")
+        from mailforce.core.addresses import is_valid_domain  # pure: the rule for an address's domain
+
         for name in ("internal_domains", "allowed_domains"):
-            for domain in getattr(self, name):
-                if "." not in domain or domain != domain.strip().lower() or "@" in domain:
-                    raise SettingsError(f"setting {name!r}: {domain!r} is not a lower-case domain name")
+            # Case and surrounding spaces are normalised as addresses are (`Acme.COM ` -> `acme.com`);
+            # anything else that is not a domain is refused, `@acme.com` and `jim@acme.com` included.
+            domains = tuple(sorted({str(domain).strip().lower() for domain in getattr(self, name)}))
+            object.__setattr__(self, name, domains)
+            for domain in domains:
+                if not is_valid_domain(domain):
+                    hint = f"write it without '@': {domain.rpartition('@')[2]!r}" if "@" in domain else "e.g. 'acme.com'"
+                    raise SettingsError(
+                        f"setting {name!r}: {domain!r} is not a domain (two or more non-empty labels separated by "
+                        f"dots, no spaces, no '@'; {hint}); fix MAILFORCE_{name.upper()} or the key {name!r} of "
+                        f"the Variable {VARIABLE_NAME!r}")
 
     @property
     def output_indices(self) -> tuple[str, ...]:
@@ -111,6 +121,10 @@ class Settings:
             self.timeline_index,
             self.runtime_stats_index,
         )
+
+    def index_setting(self, index: str) -> str:
+        """The name of the setting that names `index` (e.g. `domains_index`), for messages."""
+        return next(f.name for f in fields(self) if f.name.endswith("_index") and getattr(self, f.name) == index)
 
     @property
     def bulk_chunk(self) -> tuple[int, int]:

@@ -29,7 +29,12 @@ def is_valid_address(address: str) -> bool:
     if not address or any(character.isspace() for character in address):
         return False
     local, at, domain = address.partition("@")
-    if not at or not local or "@" in domain:
+    return bool(at and local) and is_valid_domain(domain)
+
+
+def is_valid_domain(domain: str) -> bool:
+    """An address's domain: two or more non-empty dot-separated labels, no whitespace, no `@`."""
+    if not domain or "@" in domain or any(character.isspace() for character in domain):
         return False
     labels = domain.split(".")
     return len(labels) >= 2 and all(labels)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from mailforce.core.addresses import domain_of, normalise_address
+from mailforce.core.addresses import domain_of, is_valid_domain, normalise_address
 from mailforce.core.ids import document_id
 from mailforce.core.roles import Message, message_from_roles_document, roles_document
 
@@ -79,9 +79,7 @@ def normalised_domain(value: Any) -> str:
     if not isinstance(value, str):
         raise ErasureParamsError(f"param 'domains': {value!r} is not a string")
     domain = value.strip().lower()
-    labels = domain.split(".")
-    # the pipeline's own rule for an address's domain (core/addresses.py): two or more non-empty labels
-    if not domain or "@" in domain or any(c.isspace() for c in domain) or len(labels) < 2 or not all(labels):
+    if not is_valid_domain(domain):  # the pipeline's own rule for an address's domain (core/addresses.py)
         raise ErasureParamsError(f"param 'domains': {value!r} is not a domain name (e.g. acme.com)")
     return domain
 

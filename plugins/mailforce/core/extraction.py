@@ -212,6 +212,18 @@ def counted_elsewhere(
     return message.roles <= union
 
 
+@dataclass(frozen=True)
+class ClassifyRun:
+    """What every message of one classification shares: the run, what is stored, the tally kept."""
+
+    stored: StoredCopies
+    tally: ExtractionTally
+    updated_at: str
+    run_id: str
+    ledger: list[tuple[str, dict[str, Any]]] | None  # the counted messages' ledger records, appended
+    late_at_or_before: datetime | None  # a message dated at or before this is late
+
+
 def classify_messages(
     messages: Sequence[Message],
     stored: StoredCopies,
@@ -232,6 +244,7 @@ def classify_messages(
     accounts' stored documents with it (keeping their run_id) and marks their domains. The ledger
     records of the counted messages are appended to `ledger` when given.
     """
+    run = ClassifyRun(stored, tally, updated_at, run_id, ledger, late_at_or_before)
     for group in message_groups(messages):
         accounts = {message.account for message in group}
         previous_of: dict[str, Mapping[str, Any] | None] = {}
@@ -258,21 +271,13 @@ def classify_messages(
         for message in group:
             previous = previous_of[roles_document_id(message)]
             elsewhere = counted_elsewhere(message, previous, other_documents, key_date, stored)
-            yield from _classify_one(message, previous, stored, tally, updated_at, run_id, ledger,
-                                     late_at_or_before, elsewhere)
+            yield from _classify_one(message, previous, run, elsewhere=elsewhere)
 
 
 def _classify_one(
-    message: Message,
-    previous: Mapping[str, Any] | None,
-    stored: StoredCopies,
-    tally: ExtractionTally,
-    updated_at: str,
-    run_id: str,
-    ledger: list[tuple[str, dict[str, Any]]] | None,
-    late_at_or_before: datetime | None,
-    elsewhere: bool = False,
+    message: Message, previous: Mapping[str, Any] | None, run: ClassifyRun, *, elsewhere: bool = False
 ) -> Iterator[tuple[str, dict[str, Any]]]:
+    stored, tally, updated_at, run_id = run.stored, run.tally, run.updated_at, run.run_id
     identifier = roles_document_id(message)
     recorded = stored.ledger.get(ledger_document_id(message))
     recorded_same = recorded is not None and recorded.get("date") == format_utc(message.date)
@@ -280,17 +285,17 @@ def _classify_one(
         if recorded_same and stored.written_by_successful_run(recorded):
             tally.unchanged_messages += 1
             return
-        _count(message, tally, ledger, run_id, updated_at, late_at_or_before)
+        _count(message, run)
         return
     document = roles_document(message, updated_at, run_id)
     if elsewhere:
         document[COUNTED_ELSEWHERE] = True
     unchanged = previous is not None and without(dict(previous), *WRITE_STAMP_FIELDS) == without(
         document, *WRITE_STAMP_FIELDS)
-    if unchanged and stored.written_by_successful_run(previous) and (recorded is not None or ledger is None):
+    if unchanged and stored.written_by_successful_run(previous) and (recorded is not None or run.ledger is None):
         tally.unchanged_messages += 1  # an earlier successful run counted exactly this
         return
-    _count(message, tally, ledger, run_id, updated_at, late_at_or_before)
+    _count(message, run)
     # Every counted message marks its domains, changed or not: a run that died after this stage
     # left them uncompiled, and its re-run must compile them.
     for address, role in message.roles:
@@ -308,17 +313,11 @@ def _classify_one(
     yield identifier, document
 
 
-def _count(
-    message: Message,
-    tally: ExtractionTally,
-    ledger: list[tuple[str, dict[str, Any]]] | None,
-    run_id: str,
-    updated_at: str,
-    late_at_or_before: datetime | None,
-) -> None:
+def _count(message: Message, run: ClassifyRun) -> None:
+    tally = run.tally
     tally.messages += 1
     tally.accounts.add(message.account)
-    tally.count_late(message, late_at_or_before)
-    if ledger is not None:
-        ledger.append((ledger_document_id(message), ledger_document(message, run_id, updated_at)))
+    tally.count_late(message, run.late_at_or_before)
+    if run.ledger is not None:
+        run.ledger.append((ledger_document_id(message), ledger_document(message, run.run_id, run.updated_at)))
         tally.ledger_written += 1

@@ -19,19 +19,23 @@ from mailforce.core.window import Window
 
 @dataclass(frozen=True)
 class FetchedWindow:
-    """What `fetch_watermark` fixes for the whole run: the window and when the run started."""
+    """What `fetch_watermark` fixes for the whole run: the window, when the run started, and per
+    account param the account ids the source does not hold (a warning the run summary repeats)."""
 
     window: Window
     run_started: datetime
+    unknown_accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_xcom(self) -> dict[str, Any]:
-        return {**self.window.to_xcom(), "run_started": format_utc(self.run_started)}
+        return {**self.window.to_xcom(), "run_started": format_utc(self.run_started),
+                "unknown_accounts": {param: list(names) for param, names in self.unknown_accounts.items()}}
 
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any]) -> "FetchedWindow":
         run_started = parse_source_date(data.get("run_started"))
         assert run_started is not None, "fetch_watermark always records when the run started"
-        return cls(window=Window.from_xcom(data), run_started=run_started)
+        unknown = {param: tuple(names) for param, names in (data.get("unknown_accounts") or {}).items()}
+        return cls(window=Window.from_xcom(data), run_started=run_started, unknown_accounts=unknown)
 
 
 @dataclass(frozen=True)

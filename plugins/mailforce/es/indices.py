@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from mailforce.core.run_stats import MODEL_VERSION
+from mailforce.core.setting_checks import compare_mapping, foreign_mapping_error
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -230,12 +231,13 @@ def ensure_output_indices(es, settings: Settings, *, allow_rebuild: bool = True)
     with this version's mapping, and since the watermark only reads runtime-stats records of
     `MODEL_VERSION`, this run starts from the beginning and recomputes everything from the source.
     `allow_rebuild=False` (backfills, reprocessing from a date, reconciliations: runs that do not
-    cover the whole source) raises `MigrationRequired` instead, before anything is touched. Any other
-    mapping conflict is refused: the index is not ours to rebuild.
+    cover the whole source) raises `MigrationRequired` instead, before anything is touched. A foreign
+    mapping (a field of another type, or another tool's strict schema) raises `ForeignMapping`, before
+    anything is touched: the index is not ours to rebuild.
     """
     mappings = index_mappings(settings)
     existing = {name: properties for name, properties in mappings.items() if es.indices.exists(index=name)}
-    checked = {name: _check_mapping(es, name, properties) for name, properties in existing.items()}
+    checked = {name: _check_mapping(es, settings, name, properties) for name, properties in existing.items()}
     outdated = [name for name, (old_fields, _) in checked.items() if old_fields]
     rebuilt: list[str] = []
     if outdated:
@@ -311,46 +313,32 @@ def _report_unused(es) -> None:
             pass
 
 
-def _is_migratable(existing: dict[str, Any], spec: dict[str, Any]) -> bool:
-    """The previous data model's shape: `nested` where this version has an object or a stored list."""
-    return existing.get("type") == "nested" and spec.get("type", "object") == "object"
-
-
-def _missing_subfields(existing: dict[str, Any], spec: dict[str, Any]) -> bool:
-    """An object field whose declared sub-fields are not all mapped yet (e.g. a new documents_written kind)."""
-    if existing.get("type", "object") != "object" or spec.get("type", "object") != "object":
-        return False
-    have, want = existing.get("properties", {}), spec.get("properties", {})
-    return any(sub not in have or _missing_subfields(have[sub], want[sub]) for sub in want)
-
-
-def _check_mapping(es, name: str, properties: dict[str, Any]) -> tuple[list[str], list[str]]:
+def _check_mapping(es, settings: Settings, name: str, properties: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(fields in the previous data model's shape, to be migrated; fields to add). Changes nothing.
 
-    Any other type conflict raises."""
+    Raises ForeignMapping (`mailforce.core.setting_checks`) when the index is not the product's to write."""
     response = es.indices.get_mapping(index=name)
     outdated: list[str] = []
     to_add: list[str] = []
-    for index_body in response.body.values():
-        existing = index_body.get("mappings", {}).get("properties", {})
-        missing = sorted(
-            field for field, spec in properties.items()
-            if field not in existing or _missing_subfields(existing[field], spec)
-        )
-        differing = sorted(
-            field
-            for field, spec in properties.items()
-            if field in existing and existing[field].get("type", "object") != spec.get("type", "object")
-        )
-        outdated += [field for field in differing if _is_migratable(existing[field], properties[field])]
-        conflicting = [field for field in differing if field not in outdated]
-        if conflicting:
-            raise RuntimeError(
-                f"index {name} has a mapping that conflicts with this version for {conflicting}; "
-                "reindex it or point the settings at a new index name"
-            )
-        to_add += [field for field in missing if field not in to_add]
+    for concrete, index_body in response.body.items():
+        comparison = compare_mapping(index_body.get("mappings", {}), properties)
+        error = foreign_mapping_error(concrete, settings.index_setting(name), comparison, properties)
+        if error is not None:
+            raise error
+        outdated += [field for field in comparison.outdated if field not in outdated]
+        to_add += [field for field in comparison.missing if field not in to_add]
     return outdated, to_add
+
+
+def check_output_mappings(es, settings: Settings) -> list[str]:
+    """Every existing output index checked against the product's mapping, changing nothing; returns
+    the ones that exist. Raises ForeignMapping, naming the index, the field and the setting."""
+    existing = []
+    for name, properties in index_mappings(settings).items():
+        if es.indices.exists(index=name):
+            _check_mapping(es, settings, name, properties)
+            existing.append(name)
+    return existing
 
 
 class SourceIndexMissing(RuntimeError):

@@ -42,7 +42,21 @@ MGET_RETRY_BACKOFF_SECONDS = 0.2  # doubled at each try
 
 
 class IncompleteReadError(RuntimeError):
-    """A read did not cover everything (failed shards, a timeout, a lost scroll page): never used."""
+    """A read did not cover everything (failed shards, a timeout, a lost scroll page, documents a
+    multi-get answered with an error): never used. `what` was read; `failed_shards`/`total_shards`,
+    `timed_out` and `reasons` describe a partial answer; `item_errors` maps a document id to the error
+    a multi-get answered for it."""
+
+    def __init__(self, message: str, *, what: str = "", failed_shards: int = 0, total_shards: int | None = None,
+                 timed_out: bool = False, reasons: list[str] | None = None,
+                 item_errors: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.what = what
+        self.failed_shards = failed_shards
+        self.total_shards = total_shards
+        self.timed_out = timed_out
+        self.reasons = list(reasons or [])
+        self.item_errors = dict(item_errors or {})
 
 
 def check_complete(response: Any, what: str) -> Any:
@@ -56,7 +70,9 @@ def check_complete(response: Any, what: str) -> Any:
         ]
         raise IncompleteReadError(
             f"{what}: incomplete answer ({failed} of {shards.get('total', '?')} shards failed"
-            f"{', timed out' if response.get('timed_out') else ''}){': ' + '; '.join(reasons[:3]) if reasons else ''}"
+            f"{', timed out' if response.get('timed_out') else ''}){': ' + '; '.join(reasons[:3]) if reasons else ''}",
+            what=what, failed_shards=int(failed), total_shards=shards.get("total"),
+            timed_out=bool(response.get("timed_out")), reasons=reasons,
         )
     return response
 
@@ -113,13 +129,14 @@ def scan(
                 return
             yield from hits
             if not scroll_id:
-                raise IncompleteReadError(f"{what}: the server returned no scroll id")
+                raise IncompleteReadError(f"{what}: the server returned no scroll id", what=what)
             try:
                 response = pages.scroll(scroll_id=scroll_id, scroll=keep_alive)
             except (ApiError, TransportError) as error:
                 raise IncompleteReadError(
                     f"{what}: a scroll page of {index} failed ({type(error).__name__}: {error}); a page may "
-                    "be lost, so the scan is not continued (the task's retry reads from the start)"
+                    "be lost, so the scan is not continued (the task's retry reads from the start)", what=what,
+                    reasons=[f"{type(error).__name__}: {error}"],
                 ) from error
             check_complete(response, what)
             scroll_id = response.get("_scroll_id") or scroll_id
@@ -234,9 +251,10 @@ def fetch_documents(
     first_id, error = next(iter(errors.items()))
     kind = error.get("type") if isinstance(error, dict) else error
     reason = error.get("reason") if isinstance(error, dict) else ""
-    raise RuntimeError(
+    raise IncompleteReadError(
         f"mget of {index}: {len(errors)} documents answered with an error after {MGET_ITEM_RETRIES + 1} tries "
-        f"(first: id={first_id} {kind}: {reason}); not read as 'not stored'"
+        f"(first: id={first_id} {kind}: {reason}); not read as 'not stored'", what=f"mget of {index}",
+        item_errors=errors,
     )
 
 

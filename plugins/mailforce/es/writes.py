@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from elasticsearch import helpers
 
@@ -24,7 +24,19 @@ FAILURES_SHOWN = 5  # failed items quoted in the error, of however many failed
 DEFAULT_CHUNK_BYTES = 10 * 1024 * 1024
 
 class BulkWriteError(RuntimeError):
-    """Some documents were not written; the message lists the first failures."""
+    """Some documents were not written. The message lists the first failures; the attributes keep
+    them for a caller to act on: `what` was written, `failed` items in all, `conflicts` among them
+    (409), `written` the items that succeeded, and `errors`, the first `FAILURES_SHOWN` failed bulk
+    items as Elasticsearch answered them (``{"index": {"_id", "status", "error", ...}}``)."""
+
+    def __init__(self, message: str, *, what: str = "", failed: int = 0, conflicts: int = 0, written: int = 0,
+                 errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.what = what
+        self.failed = failed
+        self.conflicts = conflicts
+        self.written = written
+        self.errors = list(errors or [])
 
 
 class ConcurrentUpdateError(BulkWriteError):
@@ -122,7 +134,8 @@ def bulk_write(
         error_type = ConcurrentUpdateError if conflicts else BulkWriteError
         raise error_type(f"{what}: {failure_count} documents failed to index ({conflicts} version conflicts: "
                          f"written concurrently by another attempt) (first: {detail})" if conflicts else
-                         f"{what}: {failure_count} documents failed to index (first: {detail})")
+                         f"{what}: {failure_count} documents failed to index (first: {detail})",
+                         what=what, failed=failure_count, conflicts=conflicts, written=written, errors=failures)
     return written
 
 

@@ -11,30 +11,23 @@ from __future__ import annotations
 
 import logging
 import time
-from itertools import groupby
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
-from mailforce.core.automated import AddressClassifier
-from mailforce.core.batches import batched, batched_by_work, without
+from mailforce.core.batches import batched_by_work
 from mailforce.core.dates import format_utc, utc_now
-from mailforce.core.ids import document_id
 from mailforce.core.partitions import Partition
 from mailforce.core.rollups import (
-    KINDS,
-    DomainDocuments,
-    DomainRollup,
     Scoring,
     add_to_stored,
     finished_documents,
     flipped_to_automated,
     missing_from_stored,
-    natural_key,
     window_documents,
 )
 from mailforce.core.summaries import CompileResult, WrittenCounts
 from mailforce.core.wording import plural
-from mailforce.es.reads import fetch_documents, scan_roles
-from mailforce.es.writes import bulk_write, index_actions, refresh, version_of
+from mailforce.es.outputs import kind_indices, rollup_of, stored_documents, write_documents
+from mailforce.es.writes import refresh
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,84 +37,6 @@ DOMAINS_PER_QUERY = 5_000
 # Role entries per chunk of domains read and rolled up together: a task's memory is bounded by this
 # (or by its heaviest single domain), not by how many domains its partition holds.
 WORK_PER_CHUNK = 40_000
-
-
-def kind_indices(settings: Settings) -> dict[str, str]:
-    """Output kind -> the index holding its documents."""
-    return {
-        "engagements": settings.engagements_index,
-        "relationships": settings.relationships_index,
-        "contacts": settings.contacts_index,
-        "timeline": settings.timeline_index,
-        "domains": settings.domains_index,
-    }
-
-
-def scoring_for(settings: Settings, scoring_date) -> Scoring:
-    classifier = AddressClassifier(settings.automated_address_patterns)
-    return Scoring(scoring_date=scoring_date, half_life_days=settings.strength_half_life_days,
-                   is_automated_address=classifier.is_automated, top_addresses=settings.domain_top_addresses)
-
-
-def output_id(kind: str, document: Mapping[str, Any]) -> str:
-    return document_id(*natural_key(kind, document))
-
-
-Versions = dict[str, dict[str, "tuple[int, int] | None"]]
-
-
-def stored_documents(
-    es, settings: Settings, documents: Mapping[str, list[dict[str, Any]]]
-) -> tuple[dict[str, dict], Versions]:
-    """Per kind, the stored documents of the same natural keys (by id: real time, never a search),
-    and the version each was read at (None: absent), for conditional writes."""
-    indices = kind_indices(settings)
-    stored: dict[str, dict] = {}
-    versions: Versions = {}
-    for kind in KINDS:
-        found: dict[tuple, dict] = {}
-        kind_versions: dict[str, tuple[int, int] | None] = {}
-        for batch in batched(documents.get(kind, ()), settings.lookup_batch_size):
-            by_id = {output_id(kind, document): natural_key(kind, document) for document in batch}
-            fetched = fetch_documents(es, indices[kind], list(by_id), with_versions=True)
-            for identifier, key in by_id.items():
-                entry = fetched.get(identifier)
-                kind_versions[identifier] = version_of(entry)
-                if entry is not None:
-                    found[key] = without(dict(entry["_source"]), "updated_at")
-        stored[kind] = found
-        versions[kind] = kind_versions
-    return stored, versions
-
-
-def _changed(kind: str, documents: Iterable[dict[str, Any]], stored: Mapping[tuple, Mapping[str, Any]] | None
-             ) -> Iterator[dict[str, Any]]:
-    for document in documents:
-        if stored is None or stored.get(natural_key(kind, document)) != document:
-            yield document
-
-
-def write_documents(es, settings: Settings, documents: DomainDocuments, updated_at: str, *,
-                    stored: Mapping[str, Mapping[tuple, Mapping[str, Any]]] | None = None,
-                    versions: Versions | None = None) -> dict[str, int]:
-    """Write each kind's documents: only those that differ from `stored` when it is given; each
-    conditional on the version it was read at when `versions` is given (a concurrent attempt that
-    wrote them first makes this one fail instead of adding the same mail twice)."""
-    written = {}
-    for kind, index in kind_indices(settings).items():
-        changed = ((output_id(kind, document), {**document, "updated_at": updated_at})
-                   for document in _changed(kind, getattr(documents, kind), None if stored is None else stored[kind]))
-        actions = index_actions(index, changed, None if versions is None else versions[kind])
-        written[kind] = bulk_write(es, actions, settings.bulk_chunk, kind)
-    return written
-
-
-def rollup_of(es, settings: Settings, domains: Sequence[str], written_by_run: str | None) -> DomainRollup:
-    rollup = DomainRollup(domains, window_only=written_by_run is not None)
-    hits = scan_roles(es, settings, domains, written_by_run=written_by_run)  # sorted by message id
-    for _, group in groupby(hits, key=lambda hit: hit["_source"]["message_id"]):
-        rollup.add_message([hit["_source"] for hit in group])
-    return rollup
 
 
 def recompute_domains(es, settings: Settings, domains: Sequence[str], scoring: Scoring, updated_at: str

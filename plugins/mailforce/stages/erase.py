@@ -26,27 +26,20 @@ from mailforce.core.dates import format_utc, parse_source_date, utc_now
 from mailforce.core.erasure import (
     ErasureParamsError,
     ErasureRequest,
-    Suppressions,
     audit_document,
     erased_roles_document,
     parse_erasure_params,
 )
 from mailforce.core.rollups import KINDS, finished_documents
 from mailforce.core.strength import calendar_date
+from mailforce.es.preflight import check_settings
 from mailforce.es.reads import fetch_documents, scan
-from mailforce.es.scoring import last_scoring_date
+from mailforce.es.accounts import write_account_statistics
+from mailforce.es.outputs import kind_indices, output_id, rollup_of, stored_documents, write_documents
+from mailforce.es.scoring import last_scoring_date, scoring_for
 from mailforce.es.suppressions import OUTPUT_KINDS, record_suppressions as record_suppressions_io, write_audit
 from mailforce.es.writes import bulk_write, index_actions, refresh
 from mailforce.settings import Settings
-from mailforce.stages.compile_domain_partition import (
-    kind_indices,
-    output_id,
-    rollup_of,
-    scoring_for,
-    stored_documents,
-    write_documents,
-)
-from mailforce.stages.index_account_statistics import index_account_statistics
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +209,7 @@ def recompute_account_statistics(es, settings: Settings, accounts: Sequence[str]
 
     ids = [document_id(account) for account in accounts]
     before = fetch_documents(es, settings.account_stats_index, ids)
-    index_account_statistics(es, settings, accounts)
+    write_account_statistics(es, settings, accounts, format_utc(utc_now()))
     after = fetch_documents(es, settings.account_stats_index, ids)
     changed = sum(1 for identifier in ids if
                   {k: v for k, v in (before.get(identifier) or {}).items() if k != "updated_at"}
@@ -250,15 +243,9 @@ def erase(es, settings: Settings, params: Mapping[str, Any], *, requested_at: st
     """Every stage in the DAG's order, in this process; returns the audit record."""
     started = time.monotonic()
     request = validate_request(params, requested_at)
+    check_settings(es, settings, arrival=False)  # a foreign output mapping: refused before any write
     record_suppressions(es, settings, request)
     roles = erase_message_roles(es, settings, request)
     outputs = recompute_outputs(es, settings, roles["domains"])
     changed = recompute_account_statistics(es, settings, roles["accounts"])
     return audit(es, settings, request, roles, outputs, changed, started)
-
-
-def suppressions_in_force(es, settings: Settings) -> Suppressions:
-    """What the extraction honours (one scan of the small suppression index)."""
-    from mailforce.es.suppressions import read_suppressions
-
-    return read_suppressions(es, settings)

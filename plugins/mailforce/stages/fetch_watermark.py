@@ -1,4 +1,4 @@
-"""Stage 1: create missing output indices and fix the run's window once."""
+"""Stage 1: refuse settings that cannot work, create missing output indices, fix the run's window once."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mailforce.core.wording import UNKNOWN_ACCOUNTS_HINT, describe_window, unkno
 from mailforce.es.accounts import accounts_in_source
 from mailforce.es.indices import prepare_indices
 from mailforce.es.ledger import ensure_ledger_index
+from mailforce.es.preflight import check_settings
 from mailforce.es.watermark import read_watermark
 from mailforce.settings import Settings
 
@@ -27,10 +28,18 @@ def fetch_watermark(
     *,
     run_started: datetime | None = None,
     kind: RunKind = RunKind(),
+    settings_checked: bool = False,
 ) -> FetchedWindow:
     """(watermark, run end], or [from_date, run end], with the account filters; raises
     RunParamsError when the params cannot give a window. Late mail: on the arrival field when set,
-    else reaching back by the allowed lateness; an Airflow backfill covers its data interval."""
+    else reaching back by the allowed lateness; an Airflow backfill covers its data interval.
+
+    First, before anything is written, `check_settings` (`mailforce.es.preflight`) raises
+    UnusableSetting for an arrival field the source does not map as a date or an output index with a
+    foreign mapping; `settings_checked=True` when the caller did so already (the DAG's task checks
+    before it takes the lease)."""
+    if not settings_checked:
+        check_settings(es, settings)
     # Only a run that covers the whole source may rebuild outputs of an earlier data model: not a
     # backfill (accounts, or an Airflow backfill's data interval) nor a reprocessing from a date.
     covers_everything = request.from_date is None and not request.backfill and kind.run_type != "backfill"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mailforce.es.client import ClientOptions, build_client
 from mailforce.settings import Settings
+from mailforce.tools.console import EXIT_FAILED, CliError
 from mailforce.tools.embedded import airflow_connection_json
 from mailforce.tools.loader import LoadReport, load_mail
 
@@ -25,22 +26,42 @@ HOME_MARKER = ".mailforce-home"  # only a directory carrying it is ever wiped
 # a small partition minimum lets the sample's few thousand role entries map several partitions,
 # so a new user sees mapping at work; the sample has no late mail, so the reconciliation DAG runs
 # only when triggered. A `MAILFORCE_*` variable of the caller wins.
-SAMPLE_SETTINGS = {
-    "MAILFORCE_INTERNAL_DOMAINS": "kunaico.com",
+DEMO_SETTINGS = {
     "MAILFORCE_MIN_PARTITION_WORK": "200",
     "MAILFORCE_MAX_PARTITIONS": "4",
     "MAILFORCE_RECONCILE_SCHEDULE": "none",
 }
+SAMPLE_SETTINGS = {"MAILFORCE_INTERNAL_DOMAINS": "kunaico.com", **DEMO_SETTINGS}
+INTERNAL_DOMAINS_SETTING = "MAILFORCE_INTERNAL_DOMAINS"
+# Mail providers shared by strangers: an owner at gmail.com does not make every gmail.com address a
+# colleague, so these are never taken as the owner's company domain.
+SHARED_MAIL_DOMAINS = frozenset({
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com",
+    "icloud.com", "me.com", "mac.com", "aol.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de",
+    "gmx.net", "web.de", "mail.com", "yandex.ru", "zoho.com", "fastmail.com", "hey.com",
+})
 
 
-def sample_settings(environ: "dict[str, str] | None" = None) -> dict[str, str]:
-    """`SAMPLE_SETTINGS` minus those the environment already sets."""
+def sample_settings(environ: "dict[str, str] | None" = None, *, sample: bool = True) -> dict[str, str]:
+    """The demo settings (with the sample company's internal domain when the mail is the sample),
+    minus those the environment already sets."""
     environ = dict(os.environ) if environ is None else environ
-    return {name: value for name, value in SAMPLE_SETTINGS.items() if name not in environ}
+    chosen = SAMPLE_SETTINGS if sample else DEMO_SETTINGS
+    return {name: value for name, value in chosen.items() if name not in environ}
 
 
-class DemoError(RuntimeError):
-    """The demo cannot go on; the message says why and where to look."""
+def owners_internal_domains(owners: Sequence[str]) -> list[str]:
+    """The owners' company domains (sorted): their colleagues are internal. Shared providers
+    (gmail.com, outlook.com, ...) are left out: they are not one company."""
+    domains = {owner.rpartition("@")[2] for owner in owners if "@" in owner}
+    return sorted(domain for domain in domains if domain and domain not in SHARED_MAIL_DOMAINS)
+
+
+class DemoError(CliError):
+    """The demo cannot go on; the message says why and where to look (exit 1: the run failed)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message, exit_code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,9 +123,10 @@ def engine_client(engine_url: str):
     return build_client(ClientOptions(url=engine_url, engine="osmem", max_retries=2, request_timeout=60))
 
 
-def load_source_mail(engine_url: str, paths: Sequence[Path], settings: Settings) -> LoadReport:
+def load_source_mail(engine_url: str, paths: Sequence[Path], settings: Settings, account: str | None = None) -> LoadReport:
+    """Load the mail into the engine's source index (the loader's rules find each account)."""
     es = engine_client(engine_url)
     try:
-        return load_mail(es, paths, index=settings.source_index)
+        return load_mail(es, paths, index=settings.source_index, account=account)
     finally:
         es.close()

@@ -1,19 +1,25 @@
 """The first command to run: the whole product on this machine in well under a minute, no Docker.
 
-    bash scripts/demo.sh [--mail PATH]... [--conf JSON] [--home PATH]
+    bash scripts/demo.sh [--mail PATH]... [--account NAME] [--internal-domains LIST] [--keep]
+                         [--conf JSON] [--home PATH]
 
 1. starts the embedded engine (osmem-server, in memory) on a free port;
-2. prepares a throw-away Airflow home (``<repo>/.airflow-demo/``, wiped each time) with
+2. prepares a throw-away Airflow home (``<repo>/.airflow-demo/``, git-ignored, wiped each time) with
    ``airflow db migrate``, while
-3. the mail (the shipped ``sample/mail`` unless ``--mail`` is given) is loaded into the source index;
+3. the mail (the shipped ``sample/mail`` unless ``--mail`` is given) is loaded into the source index,
+   saying per input where its account came from (docs/OWN_MAIL.md); your own mail's owner domain is
+   internal unless told otherwise;
 4. runs one DAG run through Airflow, ``airflow dags test mailforce_engagements``, showing one line per
    task (the full log goes to ``<home>/dags-test.log``);
-5. prints what the run wrote, read back from the output indices, and stops the engine.
+5. prints what the run wrote, read back from the output indices, and how the loaded messages add up
+   to the counted ones; writes the HTML report to ``<home>/mailforce-report.html``;
+6. stops the engine, or with ``--keep`` leaves it running and prints how to ask it questions.
 
 The run stops at the first failed task instead of sitting through the DAG's retry back-off, and the
-command then exits non-zero with the task's error. Airflow settings of the calling shell
-(``AIRFLOW_HOME``, ``AIRFLOW__*``, ``AIRFLOW_CONN_*``, ...) are not passed on: the demo must never
-touch another Airflow installation's database. ``MAILFORCE_*`` settings are passed on.
+command then exits non-zero with the task's error (exit 2 for input the demo cannot use: no such
+path, no mail in it). Airflow settings of the calling shell (``AIRFLOW_HOME``, ``AIRFLOW__*``,
+``AIRFLOW_CONN_*``, ...) are not passed on: the demo must never touch another Airflow
+installation's database. ``MAILFORCE_*`` settings are passed on.
 """
 
 from __future__ import annotations
@@ -27,22 +33,29 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
+from importlib import metadata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from mailforce import DAG_ID
-from mailforce.core.wording import run_summary, window_notation
+from mailforce.core.wording import plural, run_summary, window_notation
 from mailforce.settings import Settings, load_settings
-from mailforce.tools.common import REPO_ROOT, SAMPLE_MAIL, DemoError, airflow_command, airflow_environment, engine_client, load_source_mail, prepare_home, sample_settings, tail
-from mailforce.tools.embedded import EmbeddedEngine
-from mailforce.tools.loader import BulkLoadError
-from mailforce.tools.console import configure_console_logging
+from mailforce.tools.common import (
+    INTERNAL_DOMAINS_SETTING, REPO_ROOT, SAMPLE_MAIL, SAMPLE_SETTINGS, DemoError, airflow_command, airflow_environment,
+    engine_client, load_source_mail, owners_internal_domains, prepare_home, sample_settings, tail,
+)
+from mailforce.tools.console import CliError, CommandParser, configure_console_logging, run_command
+from mailforce.tools.embedded import EmbeddedEngine, start_daemon, stop_daemon
+from mailforce.tools.loader import BulkLoadError, LoadReport
+from mailforce.tools.report import build_report, write_report
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOME = REPO_ROOT / ".airflow-demo"
+DEFAULT_HOME = REPO_ROOT / ".airflow-demo"  # git-ignored (.airflow*/)
+REPORT_FILE = "mailforce-report.html"
+ENGINE_PIDFILE = "engine.pid"
 DAG_TEST_TIMEOUT_SECONDS = 300.0
 TOP_DOMAINS = 10
 
@@ -253,17 +266,24 @@ def _conf(text: str | None) -> dict[str, Any] | None:
 
 
 def _argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="bash scripts/demo.sh",
         description="Run the mailforce_engagements DAG once through Airflow against the embedded engine "
         "and print what it wrote.",
     )
     parser.add_argument("--mail", action="append", type=Path, metavar="PATH",
                         help="mail to load (maildir, mbox, .eml tree); repeatable (default: sample/mail)")
+    parser.add_argument("--account", help="the account of every message of --mail (default: the X-Origin header, "
+                        "else the mbox/Maildir/folder name, else the mailbox owner's address)")
+    parser.add_argument("--internal-domains", metavar="LIST",
+                        help="your company's domains, comma-separated ('' for none); default for your own mail: "
+                        "the mailbox owner's domain (MAILFORCE_INTERNAL_DOMAINS overrides it too)")
     parser.add_argument("--conf", type=_conf, metavar="JSON",
                         help="DAG run conf (params), e.g. '{\"exclude_accounts\": [\"kunai-raj\"]}'")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
-                        help="Airflow home, wiped and recreated (default: %(default)s)")
+                        help="Airflow home, wiped and recreated; the HTML report is written here (default: %(default)s)")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the engine running afterwards, to ask it questions (who_knows, the report)")
     parser.add_argument("--timeout", type=float, default=DAG_TEST_TIMEOUT_SECONDS,
                         help="seconds the DAG run may take (default: %(default)s)")
     return parser
@@ -276,75 +296,210 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def run_demo(mail: Iterable[Path], conf: dict[str, Any] | None, home: Path, timeout: float) -> None:
+def osmem_version() -> str:
+    """The installed (pinned) osmem-server package version; the engine itself answers with the
+    OpenSearch version it imitates."""
+    try:
+        return metadata.version("osmem-server")
+    except metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
+def reconciliation_lines(loaded: int, stats: dict[str, Any], roles_documents: int, internal: Sequence[str]) -> list[str]:
+    """How the loaded messages become the counted messages and the roles documents, each step's
+    difference with its reason; a difference no reason explains is shown as such, never hidden."""
+    read = int(stats.get("source_documents") or 0)
+    undated = int(stats.get("undated_source_documents") or 0)
+    future = int(stats.get("future_dated_messages") or 0)
+    skipped = int(stats.get("skipped_no_date") or 0) + int(stats.get("skipped_no_account") or 0)
+    unchanged = int(stats.get("unchanged_messages") or 0)
+    counted = int(stats.get("emails_processed") or 0)
+    copies = read - skipped - unchanged - counted
+    width = len(str(loaded))
+    lines = [f"Counted   {loaded:>{width}} messages loaded into the source index"]
+
+    def step(sign: str, number: int, text: str) -> None:
+        if number:
+            lines.append(f"          {sign} {number:>{width}} {text}")
+
+    step("-", undated, "without a usable date (no window selects them; see the loader's raw dates)")
+    step("-", future, "dated after the run's window end")
+    step("-", loaded - read - undated - future, "not selected by the run's window for another reason")
+    lines.append(f"          = {read:>{width}} read by the run (runtime stats: source_documents)")
+    step("-", skipped, "skipped by the run (no parseable date, or no account)")
+    step("-", unchanged, "counted by an earlier run, unchanged")
+    step("-", copies, "further copies of a message already in the same mailbox (united into one)")
+    lines.append(f"          = {counted:>{width}} messages counted (emails_processed)")
+    who = f"only addresses at internal {', '.join(internal)}, or invalid ones" if internal else "only invalid addresses"
+    step("-", counted - roles_documents, f"with no outside address left ({who}): no roles document")
+    lines.append(f"          = {roles_documents:>{width}} message-roles documents")
+    return lines
+
+
+def _internal_domains(arguments_value: str | None, sample: bool, owners: Sequence[str]) -> tuple[list[str], str]:
+    """(internal domains, where they came from) for the DAG run."""
+    if arguments_value is not None:
+        return [domain.strip().lower() for domain in arguments_value.split(",") if domain.strip()], "--internal-domains"
+    if INTERNAL_DOMAINS_SETTING in os.environ:
+        value = os.environ[INTERNAL_DOMAINS_SETTING]
+        return [domain.strip().lower() for domain in value.split(",") if domain.strip()], INTERNAL_DOMAINS_SETTING
+    if sample:
+        return SAMPLE_SETTINGS[INTERNAL_DOMAINS_SETTING].split(","), "the sample company's"
+    return owners_internal_domains(owners), "the mailbox owner's domain"
+
+
+@dataclass
+class DemoOptions:
+    """What the command line asks of one demo run."""
+
+    mail: list[Path]
+    conf: dict[str, Any] | None = None
+    home: Path = DEFAULT_HOME
+    timeout: float = DAG_TEST_TIMEOUT_SECONDS
+    account: str | None = None
+    internal_domains: str | None = None
+    keep: bool = False
+
+    @property
+    def is_sample(self) -> bool:
+        return [path.resolve() for path in self.mail] == [SAMPLE_MAIL.resolve()]
+
+
+def start_engine(home: Path, keep: bool) -> EmbeddedEngine:
+    """The engine: a child of this process, or with ``keep`` a daemon tracked by ``<home>/engine.pid``."""
+    if keep:
+        return start_daemon(home / ENGINE_PIDFILE)
+    return EmbeddedEngine().start()
+
+
+def stop_kept_engine(home: Path) -> None:
+    """Stop the engine an earlier ``--keep`` left running from this home (before the home is wiped)."""
+    pidfile = home.resolve() / ENGINE_PIDFILE
+    if pidfile.exists() and stop_daemon(pidfile):
+        print(f"Stopped   the engine an earlier --keep left running ({_display(pidfile)})", flush=True)
+
+
+def run_demo(options: DemoOptions) -> None:
     began = time.monotonic()
-    defaults = sample_settings()
+    defaults = sample_settings(sample=options.is_sample)
     settings = load_settings({**os.environ, **defaults}, use_variable=False)
-    mail = [Path(path) for path in mail]
-    missing = [str(path) for path in mail if not path.exists()]
+    missing = [str(path) for path in options.mail if not path.exists()]
     if missing:
-        raise DemoError(f"mail not found: {', '.join(missing)}")
-    home = prepare_home(home)
-    with EmbeddedEngine() as engine:
-        print(f"Engine    osmem-server {engine.version} at {engine.url} (in memory; stopped at the end)", flush=True)
-        environment = airflow_environment(home, engine.url, defaults)
-        if defaults:
-            print("Settings  " + ", ".join(f"{name}={value}" for name, value in defaults.items())
-                  + " (the sample's; set them to override)", flush=True)
-        migrate_log = home / "db-migrate.log"
-        with open(migrate_log, "w") as migrate_output:  # runs while the mail loads
-            migrate = subprocess.Popen(airflow_command("db", "migrate"), env=environment, cwd=home,
-                                       stdin=subprocess.DEVNULL, stdout=migrate_output, stderr=subprocess.STDOUT)
-        try:
-            report = load_source_mail(engine.url, mail, settings)
-        except BaseException as error:
-            migrate.kill()
-            migrate.wait()
-            if isinstance(error, BulkLoadError):
-                raise DemoError(str(error)) from None
-            raise
-        print(f"Source    {report.messages_indexed} messages of {len(report.accounts)} accounts from "
-              f"{', '.join(_display(path) for path in mail)} into {settings.source_index} "
-              f"({report.skipped_no_account + report.skipped_unreadable} skipped)", flush=True)
-        if migrate.wait() != 0:
-            raise DemoError(f"`airflow db migrate` failed:\n{tail(migrate_log)}")
-        print(f"Airflow   home {_display(home)}, metadata database migrated", flush=True)
+        raise CliError(f"mail not found: {', '.join(missing)}. Check the path given to --mail.")
+    stop_kept_engine(options.home)
+    home = prepare_home(options.home)
+    engine = start_engine(home, options.keep)
+    try:
+        _demo_on_engine(options, engine, home, defaults, settings)
+    except BaseException:
+        if options.keep:
+            stop_daemon(home / ENGINE_PIDFILE)
+        raise
+    finally:
+        if not options.keep:
+            engine.stop()
+    if options.keep:
+        print(f"\nDone in {time.monotonic() - began:.1f} s; the engine keeps running (see above).")
+    else:
+        print(f"\nDone in {time.monotonic() - began:.1f} s; the engine is stopped, its indices are gone "
+              "(--keep leaves it running).")
 
-        dag_log = home / "dags-test.log"
-        print(f"\nRunning {DAG_ID} with `airflow dags test`{' -c ' + json.dumps(conf) if conf else ''} "
-              f"(full log: {_display(dag_log)})", flush=True)
-        result = run_dag_test(environment, dag_log, conf, timeout)
-        failed = result.progress.failed
-        if failed is not None:
-            raise DemoError(f"the DAG run failed: task {failed.task_id} ended {failed.state}: "
-                            f"{failed.error or 'see the log'}\nFull log: {dag_log}")
-        if result.timed_out:
-            raise DemoError(f"the DAG run did not finish within {timeout:.0f} s; full log: {dag_log}")
-        if result.returncode != 0:
-            raise DemoError(f"`airflow dags test` exited with code {result.returncode}:\n{tail(dag_log)}\n"
-                            f"Full log: {dag_log}")
-        print(f"DAG run succeeded: {len(result.progress.tasks)} task instances in {result.seconds:.1f} s\n", flush=True)
 
-        es = engine_client(engine.url)
-        try:
-            print(output_report(es, settings))
-        finally:
-            es.close()
-    print(f"\nDone in {time.monotonic() - began:.1f} s; the engine is stopped, its indices are gone.")
+def _demo_on_engine(options: DemoOptions, engine: EmbeddedEngine, home: Path, defaults: dict[str, str],
+                    settings: Settings) -> None:
+    """Load, run the DAG, print what it wrote and how the numbers add up, write the HTML report."""
+    print(f"Engine    osmem-server {osmem_version()} (answers as OpenSearch {engine.version}) at {engine.url} "
+          "(in memory)", flush=True)
+    environment = airflow_environment(home, engine.url, defaults)
+    if defaults:
+        print("Settings  " + ", ".join(f"{name}={value}" for name, value in defaults.items())
+              + " (the demo's; set them to override)", flush=True)
+    migrate_log = home / "db-migrate.log"
+    with open(migrate_log, "w") as migrate_output:  # runs while the mail loads
+        migrate = subprocess.Popen(airflow_command("db", "migrate"), env=environment, cwd=home,
+                                   stdin=subprocess.DEVNULL, stdout=migrate_output, stderr=subprocess.STDOUT)
+    try:
+        report = load_source_mail(engine.url, options.mail, settings, account=options.account)
+    except BaseException as error:
+        migrate.kill()
+        migrate.wait()
+        if isinstance(error, BulkLoadError):
+            raise DemoError(str(error)) from None
+        raise
+    print(_source_line(report, options.mail, settings), flush=True)
+    for entry in report.inputs:
+        print(f"            {entry.describe(_display(Path(entry.path)))}", flush=True)
+    for problem in report.unreadable:
+        print(f"            unreadable: {problem.describe()}", flush=True)
+    internal, internal_from = _internal_domains(options.internal_domains, options.is_sample, report.owners)
+    environment[INTERNAL_DOMAINS_SETTING] = ",".join(internal)
+    print(f"Internal  {', '.join(internal) or '(none)'} ({internal_from}; colleagues there are not counted as "
+          "outside relationships; change with --internal-domains or MAILFORCE_INTERNAL_DOMAINS)", flush=True)
+    if migrate.wait() != 0:
+        raise DemoError(f"`airflow db migrate` failed:\n{tail(migrate_log)}")
+    print(f"Airflow   home {_display(home)}, metadata database migrated", flush=True)
+
+    dag_log = home / "dags-test.log"
+    print(f"\nRunning {DAG_ID} with `airflow dags test`{' -c ' + json.dumps(options.conf) if options.conf else ''} "
+          f"(full log: {_display(dag_log)})", flush=True)
+    result = run_dag_test(environment, dag_log, options.conf, options.timeout)
+    failed = result.progress.failed
+    if failed is not None:
+        raise DemoError(f"the DAG run failed: task {failed.task_id} ended {failed.state}: "
+                        f"{failed.error or 'see the log'}\nFull log: {dag_log}")
+    if result.timed_out:
+        raise DemoError(f"the DAG run did not finish within {options.timeout:.0f} s; full log: {dag_log}")
+    if result.returncode != 0:
+        raise DemoError(f"`airflow dags test` exited with code {result.returncode}:\n{tail(dag_log)}\n"
+                        f"Full log: {dag_log}")
+    print(f"DAG run succeeded: {len(result.progress.tasks)} task instances in {result.seconds:.1f} s\n", flush=True)
+
+    es = engine_client(engine.url)
+    try:
+        print(output_report(es, settings))
+        stats = _search(es, settings.runtime_stats_index, [{"run_date": "desc"}], 1)
+        roles_documents = es.count(index=settings.roles_index)["count"]
+        if stats:
+            print("\n" + "\n".join(reconciliation_lines(report.messages_indexed, stats[0], roles_documents, internal)))
+        report_path = write_report(home / REPORT_FILE, build_report(es, settings))
+        print(f"\nReport    {report_path} (open it in a browser)")
+        top = _search(es, settings.domains_index, [{"total_emails": "desc"}, {"domain": "asc"}], 1)
+    finally:
+        es.close()
+    if options.keep:
+        print(_keep_hint(engine.url, home, top[0]["domain"] if top else "acme.com"))
+
+
+def _source_line(report: LoadReport, mail: Sequence[Path], settings: Settings) -> str:
+    """What the loader indexed, with what it could not take."""
+    left_out = []
+    if report.skipped_unreadable:
+        left_out.append(f"{report.skipped_unreadable} unreadable")
+    if report.skipped_no_account:
+        left_out.append(f"{report.skipped_no_account} without an account")
+    return (f"Source    {report.messages_indexed} messages of {plural(len(report.accounts), 'account')} from "
+            f"{', '.join(_display(path) for path in mail)} into {settings.source_index}"
+            + (f" ({', '.join(left_out)})" if left_out else "") + ":")
+
+
+def _keep_hint(url: str, home: Path, domain: str) -> str:
+    """How to ask the kept engine questions, and how to stop it."""
+    pidfile = home / ENGINE_PIDFILE
+    return "\n".join([
+        f"Kept      the engine runs at {url}; in another shell (after `source scripts/bootstrap.sh`):",
+        f"            python -m mailforce.tools.who_knows {domain} --url {url} --engine osmem",
+        f"            python -m mailforce.tools.report --url {url} --engine osmem -o /tmp/mailforce-report.html",
+        f"          stop it: python -m mailforce.tools.embedded stop --pidfile {pidfile}",
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _argument_parser().parse_args(argv)
     configure_console_logging()
-    try:
-        run_demo(arguments.mail or [SAMPLE_MAIL], arguments.conf, arguments.home, arguments.timeout)
-    except DemoError as error:
-        print(f"\ndemo failed: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ndemo interrupted", file=sys.stderr)
-        return 130
-    return 0
+    options = DemoOptions(mail=arguments.mail or [SAMPLE_MAIL], conf=arguments.conf, home=arguments.home,
+                          timeout=arguments.timeout, account=arguments.account,
+                          internal_domains=arguments.internal_domains, keep=arguments.keep)
+    return run_command("demo failed", lambda: run_demo(options) or 0, debug=arguments.debug)
 
 
 if __name__ == "__main__":

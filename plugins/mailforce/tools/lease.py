@@ -20,20 +20,19 @@ from typing import Sequence
 
 from mailforce.es.lease import current_lease, release_lease
 from mailforce.settings import load_settings
+from mailforce.tools.console import CommandParser, add_connection_arguments, configure_console_logging, connect, run_command
 
 EXIT_DONE, EXIT_NOT_THAT_RUN, EXIT_ERROR = 0, 1, 2
+PROG = "lease"
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mailforce.tools.lease",
-                                     description="Show the outputs' lease, or give back a dead run's lease.")
+    parser = CommandParser(prog="python -m mailforce.tools.lease",
+                           description="Show the outputs' lease, or give back a dead run's lease.")
     parser.add_argument("action", choices=("show", "release"))
     parser.add_argument("--run-id", help="release: the run holding the lease (as `show` or the waiting message says)")
     parser.add_argument("--dag-id", help="release: its DAG, when two DAGs have runs of that id")
-    parser.add_argument("--url", help="Elasticsearch URL (http(s)://host:port); default: the Airflow connection")
-    parser.add_argument("--engine", choices=("auto", "elasticsearch", "es8", "es9", "opensearch", "osmem"),
-                        default="auto", help="with --url: the server kind (osmem: the embedded engine of the demo)")
-    parser.add_argument("--conn-id", help="Airflow connection id (default: the conn_id setting)")
+    add_connection_arguments(parser)
     return parser
 
 
@@ -62,17 +61,18 @@ def main(argv: Sequence[str] | None = None, es=None) -> int:
     arguments = parser.parse_args(argv)
     if arguments.action == "release" and not arguments.run_id:
         parser.error("release needs --run-id RUN_ID (the run that holds the lease: see `show`)")
+    configure_console_logging()
+    return run_command(PROG, lambda: _lease_command(arguments, es), debug=arguments.debug)
+
+
+def _lease_command(arguments: argparse.Namespace, es=None) -> int:
+    """Connect (unless given a client), then show or release."""
     settings = load_settings()
     owned = es is None
     try:
         if owned:
-            from mailforce.tools.report import client_for
-
-            es = client_for(arguments.url, arguments.engine, arguments.conn_id or settings.conn_id)
+            es = connect(arguments.url, arguments.engine, arguments.conn_id or settings.conn_id)
         return run(es, settings, arguments)
-    except Exception as error:  # unreachable cluster, missing connection, refused credentials
-        print(f"lease: cannot read the lease: {type(error).__name__}: {error}", file=sys.stderr)
-        return EXIT_ERROR
     finally:
         if owned and es is not None:
             es.close()

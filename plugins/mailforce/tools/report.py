@@ -34,16 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:  # the package layout after the restructuring, then the one before it
-    from mailforce.es.client import ClientOptions, MailforceElasticsearchHook, build_client  # type: ignore
-except ImportError:  # pragma: no cover - depends on the branch
-    from mailforce.connection import ClientOptions, MailforceElasticsearchHook, build_client  # type: ignore
 from mailforce.settings import Settings, load_settings
-from mailforce.tools.console import configure_console_logging
+from mailforce.tools.console import CommandParser, add_connection_arguments, configure_console_logging, connect, run_command
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "mailforce-report.html"
+PROG = "report"
 DEFAULT_TOP = 10
 MAX_TOP = 50
 TIMELINE_DOMAINS = 8  # lines in the timeline chart: the first of the top domains
@@ -592,6 +589,36 @@ def figure_automated(share: dict[str, Any]) -> dict[str, Any]:
     return _figure(traces, {"height": 320, "legend": {"orientation": "h", "y": -0.05}, "margin": {"l": 10, "r": 10, "t": 20, "b": 20}})
 
 
+MINUTE_MS = 60_000
+RUN_AXIS_PAD = dt.timedelta(minutes=5)  # room either side of runs that ran within minutes of each other
+
+
+def run_date_axis(run_dates: Sequence[Any]) -> dict[str, Any]:
+    """The run-date axis in minutes, hours or days as the runs' span needs, never milliseconds
+    (plotly's automatic ticks on runs seconds apart read "12:21:38.500")."""
+    moments = sorted(moment for moment in (_parse_moment(value) for value in run_dates) if moment is not None)
+    axis: dict[str, Any] = {"type": "date", "title": {"text": "run date (UTC)"}}
+    if not moments:
+        return axis
+    span = moments[-1] - moments[0]
+    if span < dt.timedelta(hours=1):
+        axis.update(tickformat="%H:%M", hoverformat="%Y-%m-%d %H:%M:%S",
+                    dtick=(5 if span < dt.timedelta(minutes=20) else 15) * MINUTE_MS,
+                    range=[(moments[0] - RUN_AXIS_PAD).isoformat(), (moments[-1] + RUN_AXIS_PAD).isoformat()])
+    elif span < dt.timedelta(days=2):
+        axis.update(tickformat="%H:%M", hoverformat="%Y-%m-%d %H:%M")
+    else:
+        axis.update(tickformat="%b %d", hoverformat="%Y-%m-%d %H:%M")
+    return axis
+
+
+def _parse_moment(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def figure_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per run (by run date): messages processed (scheduled and backfill apart) and late messages."""
     import plotly.graph_objects as go
@@ -614,7 +641,7 @@ def figure_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     late_step = max(1, -(-most_late // 4))  # whole numbers, about four ticks
     return _figure(traces, {
         "height": 340, "barmode": "group",
-        "xaxis": {"type": "date", "title": {"text": "run date"}},
+        "xaxis": run_date_axis([run.get("run_date") for run in runs]),
         "yaxis": {"title": {"text": "messages processed"}, "rangemode": "tozero"},
         "yaxis2": {"title": {"text": "late messages"}, "overlaying": "y", "side": "right", "showgrid": False,
                    "range": [0, late_step * 4.4], "dtick": late_step, "tickformat": "d"},
@@ -802,49 +829,42 @@ def write_report(path: Path, document: str) -> Path:
 # Command line
 
 
-def client_for(url: str | None, engine: str, conn_id: str):
-    """A client from ``url`` if given, else from the Airflow Connection ``conn_id``."""
-    if url:
-        return build_client(ClientOptions(url=url.rstrip("/"), engine=engine, max_retries=2, request_timeout=60))
-    logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
-    return MailforceElasticsearchHook(conn_id).get_conn()
+client_for = connect  # the name the tests replace with their own client
 
 
 def _top(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--top must be a whole number, got {value!r}") from None
     if not 1 <= number <= MAX_TOP:
         raise argparse.ArgumentTypeError(f"--top must be between 1 and {MAX_TOP}")
     return number
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mailforce.tools.report", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="python -m mailforce.tools.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", "-o", type=Path, default=Path(DEFAULT_OUTPUT), help=f"HTML file to write (default {DEFAULT_OUTPUT})")
     parser.add_argument("--top", type=_top, default=DEFAULT_TOP, help=f"domains and contacts to show (default {DEFAULT_TOP})")
-    parser.add_argument("--url", help="Elasticsearch URL (http(s)://host:port); default: the Airflow connection")
-    parser.add_argument("--engine", choices=("auto", "elasticsearch", "es8", "es9", "opensearch", "osmem"), default="auto",
-                        help="with --url: the server kind (osmem: the embedded engine of the demo)")
-    parser.add_argument("--conn-id", help="Airflow connection id (default: the conn_id setting, elasticsearch_default)")
+    add_connection_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = argument_parser().parse_args(argv)
     configure_console_logging(fmt="%(levelname)s %(message)s")
+    return run_command(PROG, lambda: _report_command(arguments), debug=arguments.debug)
+
+
+def _report_command(arguments: argparse.Namespace) -> int:
+    """Read the outputs, write the HTML file, print its path."""
     settings = load_settings()
     es = client_for(arguments.url, arguments.engine, arguments.conn_id or settings.conn_id)
     try:
-        from elasticsearch import ConnectionError as EsConnectionError
-
-        try:
-            document = build_report(es, settings, top=arguments.top)
-        except EsConnectionError as error:
-            print(f"report: cannot reach Elasticsearch: {error}", file=sys.stderr)
-            return 2
+        document = build_report(es, settings, top=arguments.top)
     finally:
         es.close()
-    path = write_report(arguments.output, document)
-    print(path)
+    print(write_report(arguments.output, document))
     return 0
 
 

@@ -24,8 +24,10 @@ from mailforce.core.ids import document_id
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.suppressions import read_suppressions
 from mailforce.settings import Settings, load_settings
+from mailforce.tools.console import CliError, CommandParser, add_connection_arguments, configure_console_logging, connect, run_command
 
 EXIT_FOUND, EXIT_UNKNOWN, EXIT_ERROR = 0, 1, 2
+PROG = "who_knows"
 
 
 class UnknownSubject(LookupError):
@@ -144,36 +146,33 @@ def render(result: dict[str, Any]) -> str:
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mailforce.tools.who_knows",
-                                     description="Who on the team knows a domain or an address, ranked.")
+    parser = CommandParser(prog="python -m mailforce.tools.who_knows", description="Who on the team knows a domain or an address, ranked.")
     parser.add_argument("subject", help="a domain (acme.com) or an address (jane@acme.com)")
-    parser.add_argument("--url", help="Elasticsearch URL (http(s)://host:port); default: the Airflow connection")
-    parser.add_argument("--engine", choices=("auto", "elasticsearch", "es8", "es9", "opensearch", "osmem"),
-                        default="auto", help="with --url: the server kind (osmem: the embedded engine of the demo)")
-    parser.add_argument("--conn-id", help="Airflow connection id (default: the conn_id setting)")
-    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    add_connection_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the answer as JSON (logs go to stderr)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, es=None) -> int:
     arguments = argument_parser().parse_args(argv)
+    configure_console_logging()
+    return run_command(PROG, lambda: _answer_command(arguments, es), debug=arguments.debug)
+
+
+def _answer_command(arguments: argparse.Namespace, es=None) -> int:
+    """Print the answer; UnknownSubject is exit 1, a bad subject exit 2 (through run_command)."""
     settings = load_settings()
     owned = es is None
     try:
         if owned:
-            from mailforce.tools.report import client_for
-
-            es = client_for(arguments.url, arguments.engine, arguments.conn_id or settings.conn_id)
-        result = answer(es, settings, arguments.subject)
-    except UnknownSubject as error:
-        print(f"who_knows: {error}", file=sys.stderr)
-        return EXIT_UNKNOWN
-    except ValueError as error:
-        print(f"who_knows: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as error:  # unreachable cluster, missing connection, refused credentials
-        print(f"who_knows: cannot read the outputs: {type(error).__name__}: {error}", file=sys.stderr)
-        return EXIT_ERROR
+            es = connect(arguments.url, arguments.engine, arguments.conn_id or settings.conn_id)
+        try:
+            result = answer(es, settings, arguments.subject)
+        except UnknownSubject as error:
+            print(f"{PROG}: {error}", file=sys.stderr)
+            return EXIT_UNKNOWN
+        except ValueError as error:
+            raise CliError(str(error)) from error
     finally:
         if owned and es is not None:
             es.close()
