@@ -321,7 +321,8 @@ def component_environment(layout: Layout, state: dict[str, Any], database: str =
             "AIRFLOW__API__PORT": str(state["ports"]["api"]),
             "AIRFLOW__API__BASE_URL": api_url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
-            **sample_settings(),
+            # the sample's (and the synthetic corpus's) company domain is internal; a user's own mail's is not
+            **sample_settings(sample=state.get("kunaico_mail", True)),
             **{name: value for name, value in DEPLOYED_SETTINGS.items() if name not in os.environ},
         },
     )
@@ -492,7 +493,8 @@ def start(layout: Layout, mail: Sequence[Path], synthetic: int = 0, timeout: flo
         print(f"Postgres  {bin_dir.parent.name} at 127.0.0.1:{ports['postgres']} (data in {layout.postgres_data})", flush=True)
         engine = start_daemon(layout.engine_pidfile, ports["engine"], next_free=True)
         state = {"url": f"http://127.0.0.1:{ports['api']}", "ports": ports, "engine_url": engine.url,
-                 "jwt_secret": secrets.token_urlsafe(64), "api_secret": secrets.token_urlsafe(32)}
+                 "jwt_secret": secrets.token_urlsafe(64), "api_secret": secrets.token_urlsafe(32),
+                 "kunaico_mail": not mail}
         layout.save_state(state)
         print(f"Engine    osmem-server at {engine.url} (pid {engine.pid}, in memory)", flush=True)
         if synthetic:
