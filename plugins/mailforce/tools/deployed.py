@@ -87,6 +87,7 @@ from mailforce.tools.standalone import (
 
 DEFAULT_HOME = REPO_ROOT / ".airflow-deployed"
 DEFAULT_PORTS = {"api": 8080, "engine": 9200, "postgres": 5433}
+PORT_VARIABLES = {"api": "DEPLOYED_API_PORT", "engine": "DEPLOYED_ENGINE_PORT", "postgres": "DEPLOYED_PG_PORT"}
 PARALLELISM = 8
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 DAG_IDS = (DAG_ID, "mailforce_reconcile")
@@ -184,9 +185,10 @@ def choose_ports() -> dict[str, int]:
     """The preferred ports (``DEPLOYED_<NAME>_PORT`` or the defaults), or the next free ones."""
     ports: dict[str, int] = {}
     for name, default in DEFAULT_PORTS.items():
-        value = os.environ.get(f"DEPLOYED_{name.upper()}_PORT", "").strip() or str(default)
+        variable = PORT_VARIABLES[name]
+        value = os.environ.get(variable, "").strip() or str(default)
         if not value.isdigit() or not 0 < int(value) < 65536:
-            raise DeployedError(f"DEPLOYED_{name.upper()}_PORT must be a port number, got {value!r}")
+            raise DeployedError(f"{variable} must be a port number, got {value!r}")
         port = find_free_port(int(value))
         while port in ports.values():
             port = find_free_port(port + 1)
