@@ -196,6 +196,36 @@ def _wait_until_gone(find, timeout: float) -> list[int]:
     return left
 
 
+def stop_process_group(pid: int, first_signal: int, grace: float, say=lambda text: None) -> list[int]:
+    """Stop the process group led by ``pid``: ``first_signal`` to the leader only, up to ``grace``
+    seconds for the whole group to exit, then SIGTERM and SIGKILL to the group. Returns what is left."""
+    _signal_all([pid], first_signal)
+    left = _wait_until_gone(lambda: group_members(pid), grace)
+    for signum, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+        if not left:
+            break
+        say(f"  {len(left)} process(es) of the group still running: {signal.Signals(signum).name} to the group")
+        try:
+            os.killpg(pid, signum)
+        except ProcessLookupError:
+            break
+        left = _wait_until_gone(lambda: group_members(pid), wait)
+    return left
+
+
+def stop_stragglers(home: Path, say=lambda text: None) -> list[int]:
+    """SIGTERM, then SIGKILL, to every process still carrying ``AIRFLOW_HOME=<home>`` (task processes
+    may sit in a process group of their own). Returns what survived."""
+    stragglers = processes_using(home)
+    if stragglers:
+        say(f"Stopping {len(stragglers)} leftover Airflow process(es) of {home}: {stragglers}")
+        _signal_all(stragglers, signal.SIGTERM)
+        left = _wait_until_gone(lambda: processes_using(home), 15.0)
+        _signal_all(left, signal.SIGKILL)
+        _wait_until_gone(lambda: processes_using(home), 5.0)
+    return processes_using(home)
+
+
 def running_standalone(layout: Layout) -> int | None:
     """The pid (= process group id) of the running standalone, if any."""
     try:
@@ -409,26 +439,11 @@ def stop(layout: Layout, quiet: bool = False) -> int:
     pid = running_standalone(layout)
     if pid is not None:
         say(f"Stopping airflow standalone (pid {pid}) with SIGINT ...")
-        _signal_all([pid], signal.SIGINT)  # the leader only: see the module docstring
-        left = _wait_until_gone(lambda: group_members(pid), STOP_TIMEOUT_SECONDS)
-        for signum, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
-            if not left:
-                break
-            say(f"  {len(left)} process(es) of the group still running: {signal.Signals(signum).name} to the group")
-            try:
-                os.killpg(pid, signum)
-            except ProcessLookupError:
-                break
-            left = _wait_until_gone(lambda: group_members(pid), wait)
+        # SIGINT to the leader only: see the module docstring
+        stop_process_group(pid, signal.SIGINT, STOP_TIMEOUT_SECONDS, say)
     else:
         say("airflow standalone is not running")
-    stragglers = processes_using(layout.home)  # e.g. task processes in a group of their own
-    if stragglers:
-        say(f"Stopping {len(stragglers)} leftover Airflow process(es) of {layout.home}: {stragglers}")
-        _signal_all(stragglers, signal.SIGTERM)
-        left = _wait_until_gone(lambda: processes_using(layout.home), 15.0)
-        _signal_all(left, signal.SIGKILL)
-        _wait_until_gone(lambda: processes_using(layout.home), 5.0)
+    stop_stragglers(layout.home, say)  # e.g. task processes in a group of their own
     say("Engine stopped" if stop_daemon(layout.engine_pidfile) else "Engine was not running")
     layout.standalone_pidfile.unlink(missing_ok=True)
     left = processes_using(layout.home)
