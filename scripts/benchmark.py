@@ -842,17 +842,9 @@ def profile_run_once(url: str, settings: Settings, cutoff: datetime | None, engi
 
 
 def timed_stages(es, settings: Settings, fetched, run_id: str) -> dict[str, Any]:
-    """`tests/driver.py` `run_stages` (every stage after the window, the DAG's order and stage
-    functions), each stage timed; compile partitions run one after another, as `airflow dags test`."""
-    from mailforce.core.run_stats import runtime_stats
-    from mailforce.core.dates import utc_now
-    from mailforce.es.scoring import scoring_for
-    from mailforce.stages.compile_domain_partition import compile_domain_partition
-    from mailforce.stages.extract_message_roles import extract_message_roles
-    from mailforce.stages.index_account_statistics import index_account_statistics
-    from mailforce.stages.list_domains import list_domains
-    from mailforce.stages.publish_stats import publish_stats
-    from mailforce.stages.rescore_relationships import rescore_relationships, scoring_date_of_run
+    """The DAGs' counting sequence in this process (`mailforce.sequence`, as `tests/driver.py` runs
+    it), each stage timed; compile partitions run one after another, as `airflow dags test`."""
+    from mailforce.sequence import count_window_in_process
 
     seconds: dict[str, float] = {}
 
@@ -862,18 +854,7 @@ def timed_stages(es, settings: Settings, fetched, run_id: str) -> dict[str, Any]
         seconds[name] = seconds.get(name, 0.0) + time.monotonic() - started
         return value
 
-    extraction = timed("extract_message_roles", lambda: extract_message_roles(es, settings, fetched.window, run_id))
-    partitions = timed("list_domains", lambda: list_domains(extraction, settings))
-    rescored = timed("rescore_relationships", lambda: rescore_relationships(es, settings, fetched.window.window_end))
-    scoring = scoring_for(settings, scoring_date_of_run(es, settings, fetched.window.window_end))
-    compiled = [timed(COMPILE_TASK, lambda partition=partition: compile_domain_partition(
-        es, settings, partition, run_id, add_window=True, scoring=scoring)) for partition in partitions]
-    accounts_written = timed("bulk_index_account_statistics",
-                             lambda: index_account_statistics(es, settings, extraction.accounts))
-    stats = runtime_stats(run_id, fetched.window, extraction, compiled, rescored, accounts_written,
-                          fetched.run_started, utc_now())
-    timed("publish_stats", lambda: publish_stats(es, settings, stats))
-    document = stats.to_xcom()
+    document = count_window_in_process(es, settings, fetched, run_id, step=timed).to_xcom()
     return {"stages": {name: round(value, 3) for name, value in seconds.items()},
             "seconds": round(sum(seconds.values()), 3), "messages": document.get("emails_processed"),
             "unchanged_messages": document.get("unchanged_messages"), "late_messages": document.get("late_messages"),

@@ -112,6 +112,19 @@ def test_both_counting_dags_run_the_same_stages_with_the_same_lineage(dagbag):
         assert outlet_names(ours) == outlet_names(theirs), task_id
 
 
+def test_the_in_process_sequence_is_the_dags_order(dagbag):
+    """The driver and the benchmark run `mailforce.sequence`; both DAGs run its stages as tasks: the
+    same stages, and its order is one the DAGs' edges allow (nothing runs before what it needs)."""
+    from mailforce.sequence import COUNTING_STAGES
+
+    for dag_id, first in ((DAG_ID, "fetch_watermark"), ("mailforce_reconcile", "reconcile_window")):
+        dag = dagbag.dags[dag_id]
+        assert set(COUNTING_STAGES) == set(dag.task_ids) - {first}, dag_id
+        for position, task_id in enumerate(COUNTING_STAGES):
+            later = set(COUNTING_STAGES[position + 1:])
+            assert not later & dag.get_task(task_id).get_flat_relative_ids(upstream=True), (dag_id, task_id)
+
+
 def outlet_names(task) -> list[str]:
     outlets = task.outlets or getattr(task, "partial_kwargs", {}).get("outlets") or []
     return sorted(asset.name for asset in outlets)

@@ -9,7 +9,8 @@ ids, lineage and documentation:
                                                         |-> announce_outputs ----------------^
 
 The rescoring's result (its scoring date) is an input of every compile instance: the date travels as
-data, not as an ordering edge. `publish_stats` gives the lease back, after every other task.
+data, not as an ordering edge. `publish_stats` gives the lease back, after every other task. The same
+stages run in process, in the same order, through `mailforce.sequence` (the tests' driver, the benchmark).
 """
 
 from __future__ import annotations

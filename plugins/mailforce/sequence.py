@@ -1,0 +1,56 @@
+"""The counting stages in their order, run in this process: the sequence the DAGs' tasks follow.
+
+`mailforce.dag_stages.count_window` wires these stages as tasks, with these names, for both counting
+DAGs (tests/test_dag.py checks the two orders agree); the tests' driver and the benchmark run them
+here through `count_window_in_process`, calling the same stage functions with the same typed
+summaries. A `step` hook sees every stage by name (the benchmark times them; the driver stops a run
+half-way); partitions are compiled one after another, as first attempts.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Callable, TypeVar
+
+from mailforce.core.dates import utc_now
+from mailforce.core.run_stats import outputs_written, runtime_stats
+from mailforce.core.summaries import FetchedWindow, RunStats
+from mailforce.es.scoring import scoring_for
+from mailforce.settings import Settings
+from mailforce.stages.compile_domain_partition import compile_domain_partition
+from mailforce.stages.extract_message_roles import extract_message_roles
+from mailforce.stages.index_account_statistics import index_account_statistics
+from mailforce.stages.list_domains import list_domains
+from mailforce.stages.publish_stats import publish_stats
+from mailforce.stages.rescore_relationships import rescore_relationships
+
+# The task ids of the counting stages, in the order they run (the compile once per partition).
+COUNTING_STAGES = ("extract_message_roles", "list_domains", "rescore_relationships", "compile_domain_partition",
+                   "bulk_index_account_statistics", "announce_outputs", "publish_stats")
+
+T = TypeVar("T")
+Step = Callable[[str, Callable[[], T]], T]
+
+
+def run_step(name: str, call: Callable[[], T]) -> T:
+    """The plain step: run the stage."""
+    return call()
+
+
+def count_window_in_process(es, settings: Settings, fetched: FetchedWindow, run_id: str, *,
+                            step: Step = run_step) -> RunStats:
+    """Every counting stage on a fixed window, in `COUNTING_STAGES` order; returns the published record."""
+    window = fetched.window
+    extraction = step("extract_message_roles", lambda: extract_message_roles(es, settings, window, run_id))
+    partitions = step("list_domains", lambda: list_domains(extraction, settings))
+    rescored = step("rescore_relationships", lambda: rescore_relationships(es, settings, window.window_end))
+    scoring = scoring_for(settings, date.fromisoformat(rescored.scoring_date))
+    compiled = [step("compile_domain_partition", lambda partition=partition: compile_domain_partition(
+        es, settings, partition, run_id, add_window=True, scoring=scoring)) for partition in partitions]
+    accounts_written = step("bulk_index_account_statistics",
+                            lambda: index_account_statistics(es, settings, extraction.accounts))
+    step("announce_outputs", lambda: outputs_written(compiled, rescored))  # asset events exist only in Airflow
+    stats = runtime_stats(run_id, window, extraction, compiled, rescored, accounts_written, fetched.run_started,
+                          utc_now())
+    step("publish_stats", lambda: publish_stats(es, settings, stats))
+    return stats
