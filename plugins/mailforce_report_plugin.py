@@ -1,4 +1,4 @@
-"""Airflow 3 plugin: the analyst's report (mailforce.tools.report) served by the Airflow API server.
+"""Airflow 3 plugin: the analyst's report (mailforce.report) served by the Airflow API server.
 
 - ``fastapi_apps``: a small FastAPI app mounted at ``/mailforce-report`` on the API server; ``GET
   /mailforce-report/`` renders the report from the output indices (the DAG's own connection,
@@ -33,10 +33,7 @@ def _client(settings):
     """A client from the DAG's Airflow Connection, read server-side (metadata database or secrets)."""
     from airflow.models.connection import Connection
 
-    try:
-        from mailforce.es.client import build_client, options_from_connection  # type: ignore
-    except ImportError:  # the package layout before the restructuring
-        from mailforce.connection import build_client, options_from_connection  # type: ignore
+    from mailforce.es.client import build_client, options_from_connection
 
     return build_client(options_from_connection(Connection.get_connection_from_secrets(settings.conn_id)))
 
@@ -44,7 +41,7 @@ def _client(settings):
 def render_report(top: int, refresh: bool = False) -> str:
     """The report's HTML, cached for CACHE_SECONDS per ``top``."""
     from mailforce.settings import load_settings
-    from mailforce.tools.report import build_report
+    from mailforce.report import build_report
 
     with _cache_lock:
         cached = _cache.get(top)
@@ -74,7 +71,7 @@ def create_app() -> Any:
     from fastapi import Depends, FastAPI, Query
     from fastapi.responses import HTMLResponse, PlainTextResponse
 
-    from mailforce.tools.report import DEFAULT_TOP, MAX_TOP
+    from mailforce.report import DEFAULT_TOP, MAX_TOP
 
     check = _authenticated_dependency()
     app = FastAPI(title="Mailforce report", docs_url=None, redoc_url=None, openapi_url=None,

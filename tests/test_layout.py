@@ -41,6 +41,7 @@ def test_core_imports_nothing_from_elasticsearch_io_stages_tools_or_airflow():
 def test_only_the_tools_import_the_tools():
     outside = [path for path in PACKAGE.rglob("*.py") if "tools" not in path.relative_to(PACKAGE).parts]
     outside += sorted((PACKAGE.parents[1] / "dags").glob("*.py"))
+    outside.append(PACKAGE.parent / "mailforce_report_plugin.py")  # product code: the API server's plugin
     assert len(outside) > 40 and any(path.name == "mailforce_erase.py" for path in outside)
     offending = {
         f"{path.relative_to(PACKAGE.parents[1])}: {name}"

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from elasticsearch import helpers
 
-from mailforce.tools import report
+from mailforce import report
+from mailforce.tools import report as report_command
 
 KEYWORD = {"type": "keyword"}
 DATE = {"type": "date", "format": "strict_date_optional_time"}
@@ -142,10 +143,10 @@ def parse(document: str) -> _Scripts:
 
 def write(es, settings, tmp_path: Path, monkeypatch, top: int = 10) -> tuple[Path, str]:
     """The command line itself, against the test engine."""
-    monkeypatch.setattr(report, "load_settings", lambda: settings)
-    monkeypatch.setattr(report, "client_for", lambda url, engine, conn_id: es.options())
+    monkeypatch.setattr(report_command, "load_settings", lambda: settings)
+    monkeypatch.setattr(report_command, "client_for", lambda url, engine, conn_id: es.options())
     path = tmp_path / "out" / "report.html"
-    assert report.main(["--output", str(path), "--top", str(top)]) == 0
+    assert report_command.main(["--output", str(path), "--top", str(top)]) == 0
     return path, path.read_text(encoding="utf-8")
 
 
@@ -295,16 +296,16 @@ def test_the_plugin_page_serves_the_report_to_signed_in_users(es, settings, monk
 def test_the_report_command_answers_a_wrong_url_a_missing_connection_and_a_bad_top_in_words(closed_port, tmp_path,
                                                                                             capsys):
     output = tmp_path / "report.html"
-    assert report.main(["--url", f"http://127.0.0.1:{closed_port}", "-o", str(output)]) == 2
+    assert report_command.main(["--url", f"http://127.0.0.1:{closed_port}", "-o", str(output)]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"report: cannot reach Elasticsearch at http://127.0.0.1:{closed_port}: Connection refused.",
         "Check the URL (--url http://host:9200) or the Airflow connection, and that the server runs.",
     ]
-    assert report.main(["--conn-id", "no_such_conn", "-o", str(output)]) == 2
+    assert report_command.main(["--conn-id", "no_such_conn", "-o", str(output)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "report: The conn_id `no_such_conn` isn't defined." and err[1].startswith("Pass --url")
     with pytest.raises(SystemExit) as exited:
-        report.main(["--top", "many"])
+        report_command.main(["--top", "many"])
     assert exited.value.code == 2
     assert capsys.readouterr().err.splitlines()[0] == (
         "python -m mailforce.tools.report: argument --top: --top must be a whole number, got 'many'")
@@ -338,10 +339,10 @@ def test_every_titled_axis_makes_room_for_its_title(tmp_path):
 
 
 def test_the_default_report_file_never_lands_untracked_in_the_repository(tmp_path):
-    root = report.REPO_ROOT
-    assert report.default_output(root) == root / "reports" / "mailforce-report.html"
-    assert report.default_output(root / "docs") == root / "reports" / "mailforce-report.html"
-    assert report.default_output(tmp_path) == tmp_path.resolve() / "mailforce-report.html"
+    root = report_command.REPO_ROOT
+    assert report_command.default_output(root) == root / "reports" / "mailforce-report.html"
+    assert report_command.default_output(root / "docs") == root / "reports" / "mailforce-report.html"
+    assert report_command.default_output(tmp_path) == tmp_path.resolve() / "mailforce-report.html"
     if (root / ".git").exists():
         import subprocess
         ignored = subprocess.run(["git", "check-ignore", "-q", "reports/mailforce-report.html"], cwd=root)

@@ -51,7 +51,7 @@ from mailforce.tools.common import (
 from mailforce.tools.console import CliError, CommandParser, configure_console_logging, run_command
 from mailforce.tools.embedded import EmbeddedEngine, start_daemon, stop_daemon
 from mailforce.tools.loader import BulkLoadError, LoadReport
-from mailforce.tools.report import build_report, write_report
+from mailforce.report import build_report, write_report
 
 log = logging.getLogger(__name__)
 
