@@ -91,7 +91,8 @@ def test_a_whole_run_needs_exactly_the_privileges_the_documented_role_lists(es, 
     # Exactly: the source's role is what the run used; the outputs' is the union of what the run used
     # on any output, plus `manage` (mapping updates, called only when an older output mapping lacks fields),
     # `delete`, which only the erase DAG uses (tests/test_erasure.py records an erasure and checks it), and
-    # `delete_index` (called only by the run that upgrades an earlier data model's outputs, docs/UPGRADING.md; tests/test_migration.py records that run's privileges).
+    # `delete_index` (called only by the run that upgrades an earlier data model's outputs,
+    # docs/UPGRADING.md; tests/test_migration.py records that run's privileges).
     assert role[settings.source_index] == required[settings.source_index]
     used_on_outputs = set().union(*(required.get(index, set()) for index in settings.output_indices))
     if "index" in used_on_outputs:  # `index` covers `create_doc` (the add path's conditional creates)
