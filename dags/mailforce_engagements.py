@@ -12,7 +12,7 @@ held which role; and a runtime-stats record per run that doubles as the incremen
    refuses a setting that cannot work (an `arrival_field` the source does not map as a date, an
    output index with a foreign mapping, a malformed domain) in one sentence naming the setting and
    the fix, before anything is written, takes the lease that keeps runs of the Mailforce DAGs apart (waiting while a reconciliation or an
-   erasure runs; README "Late mail"), creates missing output indices, and fixes the window: `(watermark, end]` after the last
+   erasure runs; docs/LATE_MAIL.md), creates missing output indices, and fixes the window: `(watermark, end]` after the last
    successful run's `window_end`, `[from_date, end]` with a `from_date`, `(the beginning, end]` on a
    fresh cluster. An account in `backfilled_accounts` / `exclude_accounts` the source index does not
    hold is a WARNING here and in the run summary (mistyped, or a mailbox not loaded yet).
@@ -33,7 +33,7 @@ held which role; and a runtime-stats record per run that doubles as the incremen
 6. `bulk_index_account_statistics`: per account seen, distinct addresses per role.
 7. `announce_outputs`: one asset event per output index the compile and the rescoring wrote, with
    the documents written in its extras; skipped when they wrote nothing, so no downstream DAG wakes.
-   Recorded once per run, not by the mapped instances (README "Troubleshooting" says why).
+   Recorded once per run, not by the mapped instances (docs/TROUBLESHOOTING.md says why).
 8. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills),
    gives the lease back, and writes the **run summary**: one line (window, messages, accounts,
    domains, late mail, documents written, duration of the whole run including retries) in the XCom
@@ -45,8 +45,8 @@ A failed partition can be cleared and retried alone; stats are published only wh
 Backfills (`backfilled_accounts`) never move the watermark.
 
 **Lineage**: the source index is the extraction's input asset; every output index is an asset of
-group `mailforce`, and every write records an asset event whose extras carry the index and the
-documents written.
+group `mailforce`, and `announce_outputs` records one asset event per output index the run wrote,
+whose extras carry the index and the documents written.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 Removes addresses and domains from every output of `mailforce_engagements` (roles entries,
 engagements, account statistics, domain totals, relationships, contacts, timeline), recomputes the
 figures they were part of, adds them to the suppression index every later run and reconciliation
-honours, and writes an audit record. See README "Erasure" and docs/ERASURE.md.
+honours, and writes an audit record. See docs/ERASURE.md.
 
 **Form** (Trigger DAG w/ config): `addresses`, `domains` (at least one value in all), `reason` and
 `requested_by` (both required). Bad values fail the first task with a clear message, before any write.

@@ -18,7 +18,7 @@ allowed lateness, or by a harvester that stamps no arrival time), over all time 
    events of what it wrote, like the main DAG.
 
 `publish_stats` gives the lease back. Its runtime-stats record has `reconciliation: true`, `late_messages` (what it found),
-`late_accounts` and `late_days`; it never moves the watermark. See README "Late mail".
+`late_accounts` and `late_days`; it never moves the watermark. See docs/LATE_MAIL.md.
 """
 
 from __future__ import annotations

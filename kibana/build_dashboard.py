@@ -2,7 +2,7 @@
 
 Data views on the flat output indices, each with ONE time field chosen on purpose: the date of the
 activity the document describes, so one time picker means "active in this period" on every panel
-(README, "The Kibana dashboard"). Account statistics have no activity date: no time field, the
+(docs/KIBANA.md). Account statistics have no activity date: no time field, the
 picker leaves them alone. tests/test_kibana.py checks the file against the product's mappings.
 """
 
@@ -178,7 +178,7 @@ def objects() -> list[dict]:
             "title": "Mailforce engagements",
             "description": "Relationship intelligence from the Mailforce Engagements DAG: strongest relationships, "
                            "contacts, domains by month, and pipeline health. The time picker filters each panel on "
-                           "the date of the activity it shows (see README).",
+                           "the date of the activity it shows (see docs/KIBANA.md in the Mailforce repository).",
             "panelsJSON": json.dumps(panels_json, separators=(",", ":")),
             "optionsJSON": json.dumps({"useMargins": True, "syncColors": False, "syncCursor": True,
                                        "syncTooltips": False, "hidePanelTitles": False}, separators=(",", ":")),

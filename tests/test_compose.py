@@ -627,9 +627,9 @@ def test_rule_catches_placeholder_looking_real():
     assert check_env_example(load_compose(), example) != []
 
 
-def test_the_dag_connects_as_the_least_privilege_user_whose_role_is_the_readmes(compose):
+def test_the_dag_connects_as_the_least_privilege_user_whose_role_is_the_documented_one(compose):
     """The Airflow connection's user is `mailforce_airflow`, not `elastic`; kibana-setup creates its
-    role with exactly the README's privileges; the workers wait for it."""
+    role with exactly the privileges docs/CONFIGURATION.md lists; the workers wait for it."""
     import re as _re
 
     env = compose["x-airflow-common"]["environment"]
@@ -639,8 +639,8 @@ def test_the_dag_connects_as_the_least_privilege_user_whose_role_is_the_readmes(
     assert "/_security/role/mailforce_airflow" in command and "/_security/user/mailforce_airflow" in command
     role_text = _re.search(r"role='(.*?)'\n", command, _re.S).group(1)
     role = json.loads(role_text.replace("'\"$$MAILFORCE_SOURCE_INDEX\"'", "search-shinobi-email"))
-    readme = (ROOT / "README.md").read_text()
-    expected = json.loads(_re.search(r"<!-- mailforce-role -->\s*```json\n(.*?)```", readme, _re.S).group(1))
+    configuration = (ROOT / "docs" / "CONFIGURATION.md").read_text()
+    expected = json.loads(_re.search(r"<!-- mailforce-role -->\s*```json\n(.*?)```", configuration, _re.S).group(1))
     assert role == expected
     deps = compose["services"]["airflow-worker"]["depends_on"]
     assert deps["kibana-setup"]["condition"] == "service_completed_successfully"

@@ -246,10 +246,10 @@ def test_a_bad_form_value_fails_the_first_task_and_writes_nothing(erase_dag, con
     assert not es.indices.exists(index="search-mailforce-suppressions")
 
 
-def test_an_erasure_needs_no_more_than_the_readme_role_and_uses_delete_on_the_outputs(es, es_url, settings):
+def test_an_erasure_needs_no_more_than_the_documented_role_and_uses_delete_on_the_outputs(es, es_url, settings):
     from esproxy import EsProxy, missing_privileges, required_privileges
     from mailforce.es.client import ClientOptions, build_client
-    from test_real_clusters import readme_role
+    from test_real_clusters import documented_role
 
     documents = dirty_corpus()[:200]
     load_source(es, settings, documents)
@@ -261,7 +261,7 @@ def test_an_erasure_needs_no_more_than_the_readme_role_and_uses_delete_on_the_ou
         run(client, settings, "after", LATER_RUN_END)  # a run reads the suppression list
         client.close()
         required = required_privileges(proxy.records)
-    assert missing_privileges(required, readme_role()) == {}
+    assert missing_privileges(required, documented_role()) == {}
     assert "delete" in required[settings.roles_index] | required[settings.relationships_index]
 
 

@@ -114,9 +114,9 @@ def test_the_dag_tasks_take_renew_and_give_back_the_runs_lease(es, settings, mon
     dag_tasks.renew_lease(es, settings, None)  # outside Airflow: nothing to renew
 
 
-def test_the_lease_needs_no_more_than_the_readme_role(es_url, settings):
+def test_the_lease_needs_no_more_than_the_documented_role(es_url, settings):
     from esproxy import EsProxy, missing_privileges, required_privileges
-    from test_real_clusters import product_client, readme_role
+    from test_real_clusters import product_client, documented_role
 
     with EsProxy(es_url, flavour="es9") as proxy:
         client = product_client(proxy)
@@ -126,7 +126,7 @@ def test_the_lease_needs_no_more_than_the_readme_role(es_url, settings):
         client.close()
         required = required_privileges(proxy.records)
     assert required[settings.lease_index] >= {"create_index", "read"}
-    assert missing_privileges(required, readme_role()) == {}
+    assert missing_privileges(required, documented_role()) == {}
 
 
 def test_a_dead_runs_lease_names_holder_expiry_and_remedy_and_both_remedies_free_it(es, es_url, settings, caplog):

@@ -191,10 +191,10 @@ def test_a_run_that_dies_after_the_rebuild_is_completed_by_the_next(es, settings
     assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)])
 
 
-def test_the_upgrading_run_needs_only_the_readmes_privileges(es, es_url, settings):
-    """The role README.md lists covers the upgrading run; `delete_index` is what it adds."""
+def test_the_upgrading_run_needs_only_the_documented_privileges(es, es_url, settings):
+    """The role docs/CONFIGURATION.md lists covers the upgrading run; `delete_index` is what it adds."""
     from esproxy import EsProxy, missing_privileges, required_privileges
-    from test_real_clusters import product_client, readme_role
+    from test_real_clusters import product_client, documented_role
 
     _old_cluster(es, settings)
     load_source(es, settings, dirty_corpus())
@@ -205,7 +205,7 @@ def test_the_upgrading_run_needs_only_the_readmes_privileges(es, es_url, setting
         required = required_privileges(proxy.records)
     # The one look outside the role: whether the previous version's partials index is still there (to
     # log that it is unused), made once, by the upgrading run; without the grant it is a 403, tolerated.
-    assert missing_privileges(required, readme_role()) == {UNUSED_INDICES[0]: {"view_index_metadata"}}
+    assert missing_privileges(required, documented_role()) == {UNUSED_INDICES[0]: {"view_index_metadata"}}
     assert "delete_index" in required[settings.roles_index]
     assert "delete_index" not in required.get(settings.runtime_stats_index, set())
     assert "delete_index" not in required.get(settings.source_index, set())

@@ -1,7 +1,7 @@
 """The product's own client against Elasticsearch 8, 9 and OpenSearch 2 as the test proxy plays them
 (tests/esproxy.py in front of a real osmem): the engine is chosen by the server's answer, a small run
 equals the oracle, every read of a written index follows a refresh, and the privileges a run uses
-are exactly the README's role."""
+are exactly the role docs/CONFIGURATION.md lists."""
 
 from __future__ import annotations
 
@@ -35,11 +35,11 @@ def small_corpus():
     return list(iter_corpus(CorpusSpec(seed=5, messages=120, accounts=3, correspondent_domains=12, dirt=0.1)))
 
 
-def readme_role() -> dict[str, set[str]]:
-    """The role the README lists: {index setting or "cluster": privileges}, from its JSON block."""
-    text = (ROOT / "README.md").read_text()
+def documented_role() -> dict[str, set[str]]:
+    """The role docs/CONFIGURATION.md lists: {index or "cluster": privileges}, from its JSON block."""
+    text = (ROOT / "docs" / "CONFIGURATION.md").read_text()
     block = re.search(r"<!-- mailforce-role -->\s*```json\n(.*?)```", text, re.S)
-    assert block, "README.md must carry the role as a ```json block after <!-- mailforce-role -->"
+    assert block, "docs/CONFIGURATION.md must carry the role as a ```json block after <!-- mailforce-role -->"
     role = json.loads(block.group(1))
     granted: dict[str, set[str]] = {CLUSTER: set(role["cluster"])}
     for entry in role["indices"]:
@@ -78,7 +78,7 @@ def test_the_engine_extra_overrides_the_probe_and_the_plain_client_fails_on_es8(
         client.close()
 
 
-def test_a_whole_run_needs_exactly_the_privileges_the_readme_lists(es, es_url, settings, small_corpus):
+def test_a_whole_run_needs_exactly_the_privileges_the_documented_role_lists(es, es_url, settings, small_corpus):
     load_source(es, settings, small_corpus)
     with EsProxy(es_url, flavour="es9") as proxy:
         client = product_client(proxy)  # the probe: GET / needs cluster monitor
@@ -86,13 +86,13 @@ def test_a_whole_run_needs_exactly_the_privileges_the_readme_lists(es, es_url, s
         run(client, settings, "second")
         client.close()
         required = required_privileges(proxy.records)
-    role = readme_role()
+    role = documented_role()
     assert missing_privileges(required, {**{name: privileges for name, privileges in role.items()}}) == {}
     # Exactly: the source's role is what the run used; the outputs' is the union of what the run used
     # on any output, plus `manage` (mapping updates, called only when an older output mapping lacks fields),
     # `delete`, which only the erase DAG uses (tests/test_erasure.py records an erasure and checks it), and
-    # `delete_index` (called only by the run that upgrades an earlier data model's outputs, README
-    # "Upgrading"; tests/test_migration.py records that run's privileges).
+    # `delete_index` (called only by the run that upgrades an earlier data model's outputs,
+    # docs/UPGRADING.md; tests/test_migration.py records that run's privileges).
     assert role[settings.source_index] == required[settings.source_index]
     used_on_outputs = set().union(*(required.get(index, set()) for index in settings.output_indices))
     if "index" in used_on_outputs:  # `index` covers `create_doc` (the add path's conditional creates)

@@ -184,13 +184,13 @@ def test_a_domain_setting_that_is_not_a_domain_fails_the_first_task(es, first_ta
                                                                                  allowed_domains="acme..com")
 
 
-def test_the_checks_need_no_privilege_beyond_the_readme_role(es, es_url):
+def test_the_checks_need_no_privilege_beyond_the_documented_role(es, es_url):
     """Field capabilities need `read` on the source, get-mapping `view_index_metadata` on the outputs:
-    both in the README's role (recorded through the test proxy playing Elasticsearch 9)."""
+    both in the role of docs/CONFIGURATION.md (recorded through the test proxy playing Elasticsearch 9)."""
     from esproxy import EsProxy, missing_privileges, required_privileges
     from mailforce.es.client import ClientOptions, build_client
     from mailforce.es.preflight import check_settings
-    from test_real_clusters import readme_role
+    from test_real_clusters import documented_role
 
     load_counted_source(es, SOURCE_MAPPING)
     with EsProxy(es_url, flavour="es9") as proxy:
@@ -199,7 +199,7 @@ def test_the_checks_need_no_privilege_beyond_the_readme_role(es, es_url):
         client.close()
         records = proxy.records
     assert {record.op for record in records} >= {"field_caps", "get_mapping"}
-    assert missing_privileges(required_privileges(records), readme_role()) == {}
+    assert missing_privileges(required_privileges(records), documented_role()) == {}
 
 
 @pytest.mark.parametrize(("types", "outcome"), [

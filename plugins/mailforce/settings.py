@@ -38,8 +38,8 @@ class Settings:
     max_partitions: int = 8
     min_partition_work: int = 5_000  # role entries per partition, at least, before adding another
     scan_page_size: int = 2000
-    # Bulk requests: at most this many documents and this many bytes each (see "Bulk writes" in
-    # docs/OPERATING.md: few large requests, far below a cluster's http.max_content_length).
+    # Bulk requests: at most this many documents and this many bytes each (docs/BENCHMARK.md, "Overwrites
+    # cost per request": few large requests, far below a cluster's http.max_content_length).
     bulk_chunk_size: int = 10_000
     bulk_chunk_bytes: int = 10 * 1024 * 1024
     lookup_batch_size: int = 1000
@@ -51,18 +51,18 @@ class Settings:
     strength_half_life_days: int = 90  # recency in relationship strength halves every this many days
     automated_patterns: tuple[str, ...] = ()  # replaces the default patterns when set
     automated_patterns_extra: tuple[str, ...] = ()  # added to the default patterns
-    # Late mail (README "Late mail"): an ingestion-time field of the source to window on (empty: off) ...
+    # Late mail (docs/LATE_MAIL.md): an ingestion-time field of the source to window on (empty: off) ...
     arrival_field: str = ""
     # ... else how far below the watermark each scheduled run re-reads on `date` ("30m", "6h", "2d", "0")
     allowed_lateness: str = "6h"
     ledger_index: str = "search-mailforce-ledger"  # one record per (account, message) counted
     reconcile_schedule: str = "@daily"  # the reconciliation DAG's schedule ("none": only when triggered)
-    # One run at a time across the DAGs (README "Late mail", "One run at a time across the DAGs"): the lease document's index, how
+    # One run at a time across the DAGs (docs/LATE_MAIL.md, "One run at a time across the DAGs"): the lease document's index, how
     # long a run waits for another to finish, and when a holder Airflow cannot report on is presumed gone
     lease_index: str = "search-mailforce-lease"
     lease_wait: str = "1h"
     lease_ttl: str = "7h"
-    # Erasure (README "Erasure"): erased addresses and domains, honoured by every run; and the audit trail
+    # Erasure (docs/ERASURE.md): erased addresses and domains, honoured by every run; and the audit trail
     suppressions_index: str = "search-mailforce-suppressions"
     erasure_audit_index: str = "search-mailforce-erasure-audit"
 

@@ -19,7 +19,7 @@ from mailforce.core.window import Window
 DURATION_DECIMALS = 3  # milliseconds
 # The data model's version, recorded in every runtime-stats document. The watermark reads only the
 # records of this version: after an upgrade that rebuilds the outputs (`mailforce.es.indices`), the
-# first run starts from the beginning and recomputes everything from the source (README, "Upgrading").
+# first run starts from the beginning and recomputes everything from the source (docs/UPGRADING.md).
 # 1: nested roles/engagement lists (no model_version field); 2: flat relationships, contacts, timeline.
 MODEL_VERSION = 2
 

@@ -1,4 +1,4 @@
-"""Relationship strength, 0 to 100, from exact figures only (pure; docs/SEMANTICS.md, "Strength").
+"""Relationship strength, 0 to 100, from exact figures only (pure; docs/SEMANTICS.md, "Relationship strength").
 
 The score depends on the calendar date of scoring, not the hour: every run of one day scores alike,
 and only the first run of a new day needs to rescore what time alone changed.

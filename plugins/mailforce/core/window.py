@@ -21,7 +21,7 @@ class Window:
     start_inclusive: bool = False  # True when the start is a `from_date`
     accounts: tuple[str, ...] | None = None  # only these accounts (a backfill)
     exclude_accounts: tuple[str, ...] = ()
-    # Late mail (docs/SEMANTICS.md, README "Late mail"):
+    # Late mail (docs/SEMANTICS.md, docs/LATE_MAIL.md):
     arrival_field: str = ""  # set: a document is in the window when max(arrival, date) is
     read_from: datetime | None = None  # on `date`, reach back to here (exclusive) below window_start
     interval_backfill: bool = False  # an Airflow backfill/catch-up of a past data interval

@@ -54,7 +54,7 @@ def ensure_output_indices(es, settings: Settings, *, allow_rebuild: bool = True)
                 f"indices {outdated} were written by an earlier version of mailforce (data model < {MODEL_VERSION}); "
                 "the next normal run (scheduled, or triggered without from_date/backfill) rebuilds them from the "
                 "source. Run one first: a backfill, a reprocessing from a date or a reconciliation cannot rebuild "
-                "them (see README, 'Upgrading')"
+                "them (see docs/UPGRADING.md)"
             )
         rebuilt = _rebuild(es, settings, outdated, existing)
         _report_unused(es)  # only when upgrading: a normal run never looks outside its indices

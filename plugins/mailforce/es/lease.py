@@ -3,7 +3,7 @@
 The engagements DAG, the reconciliation DAG and the erase DAG all read what earlier runs stored and
 add to it. Two of them at once could count a message twice without any write conflicting (one adds
 a message to the stored figures after the other recomputed them with it), so every run takes the
-lease before its first read and gives it back after its last write (README "Late mail", "One run
+lease before its first read and gives it back after its last write (docs/LATE_MAIL.md, "One run
 at a time across the DAGs"). Each DAG runs one run at a time by itself (`max_active_runs=1`); the
 lease keeps the DAGs apart from each other, and also any runs of one DAG that Airflow starts side
 by side (a backfill next to the scheduled runs): the holder is the (DAG, run) pair.
@@ -21,7 +21,7 @@ A run whose worker was killed (`kill -9`, an out-of-memory kill) stays "running"
 Airflow notices, and keeps the lease meanwhile. Every waiting message and `LeaseHeld` say who holds
 it, since when, when it expires, and the one action that frees it: mark that run failed (Airflow UI,
 or the REST API), then the waiting run takes the lease within `POLL_SECONDS`; or give it back with
-`python -m mailforce.tools.lease release --run-id RUN_ID` (README "Troubleshooting").
+`python -m mailforce.tools.lease release --run-id RUN_ID` (docs/TROUBLESHOOTING.md).
 """
 
 from __future__ import annotations

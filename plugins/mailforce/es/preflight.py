@@ -1,7 +1,7 @@
 """Settings that cannot work, found before a run writes anything: the reads, read-only.
 
 What is decided is pure (`mailforce.core.setting_checks`); here are the requests it needs, each within
-the README's role: the arrival field through field capabilities (`read` on the source), the existing
+the role docs/CONFIGURATION.md lists: the arrival field through field capabilities (`read` on the source), the existing
 output indices' mappings through get-mapping (`view_index_metadata` on the outputs). A problem
 raises `UnusableSetting` (`ArrivalFieldUnusable`, `ForeignMapping`), which names the setting and the fix.
 """

@@ -1,7 +1,7 @@
 """The suppression index (erased addresses and domains) and the erasure audit index.
 
 Every run and reconciliation reads the suppression index once, at extraction (one scan of a small
-index); the erase DAG writes both (README "Erasure").
+index); the erase DAG writes both (docs/ERASURE.md).
 """
 
 from __future__ import annotations

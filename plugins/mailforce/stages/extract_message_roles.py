@@ -60,7 +60,7 @@ def extract_message_roles(
     # messages: those unchanged are lookups, not this window's processed messages.
     lateness_margin_end = window.window_start if window.read_from is not None else None
 
-    # Erased addresses and domains (README "Erasure"): read once per call, dropped like internal ones.
+    # Erased addresses and domains (docs/ERASURE.md): read once per call, dropped like internal ones.
     suppressions = read_suppressions(es, settings)
     if suppressions:
         log.info("Honouring %s and %s (suppression list)",

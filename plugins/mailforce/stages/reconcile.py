@@ -8,7 +8,7 @@ ledger by id), and the (account, day) slices that hold a message no run counted 
 of a reconciliation run, which the usual stages then process exactly like a normal run (messages
 already counted cost a lookup only). Its runtime-stats record carries `reconciliation: true` and
 `late_messages` (what it found); it never moves the watermark. Erased addresses and domains stay
-out: the extraction it runs honours the suppression list (README "Erasure"), and the ledger keeps the
+out: the extraction it runs honours the suppression list (docs/ERASURE.md), and the ledger keeps the
 records of erased messages, so erasing never makes mail look uncounted.
 """
 

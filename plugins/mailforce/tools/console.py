@@ -103,7 +103,7 @@ def explain(error: BaseException) -> tuple[str, int]:
                 "Check the connection's login and password, or its api_key extra.", EXIT_USAGE)
     if isinstance(error, AuthorizationException):
         return (f"Elasticsearch refused the request (403): {error.message}.\n"
-                "Grant the role listed in the README (Privileges).", EXIT_USAGE)
+                "Grant the role listed in docs/CONFIGURATION.md.", EXIT_USAGE)
     if isinstance(error, ApiError):
         return f"Elasticsearch answered {error.status_code}: {error.message}.", EXIT_FAILED
     if type(error).__name__ == "AirflowNotFoundException":
