@@ -229,7 +229,7 @@ class DomainRollup:
 
     def contact_documents(self) -> Iterator[dict[str, Any]]:
         """Contact figures; `automated` is the headers' evidence so far (patterns are added when
-        scoring), `best_connected_accounts` is set by `rank_contact`."""
+        scoring), `best_connected_accounts` is set by `finished_documents` (or the add path)."""
         for domain, figures in sorted(self.domain_figures.items()):
             for address, contact in sorted(figures.contacts.items()):
                 yield contact_document(address, domain, contact)
