@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -107,9 +109,38 @@ class Stack:
         finally:
             connection.close()
 
+    def task_log_path(self, dag_id: str, run_id: str, task_id: str) -> Path:
+        return self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / "attempt=1.log"
+
     def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
-        return (self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-                / "attempt=1.log").read_text(errors="replace")
+        return self.task_log_path(dag_id, run_id, task_id).read_text(errors="replace")
+
+    def trigger(self, dag_id: str) -> str:
+        """Trigger one run without waiting; its run id."""
+        triggered = self.run("trigger", dag_id)
+        assert triggered.returncode == 0, describe(triggered)
+        [(triggered_dag, run_id)] = [tuple(line.split(" ", 1)) for line in triggered.stdout.splitlines() if line.strip()]
+        assert triggered_dag == dag_id
+        return run_id
+
+    def api(self):
+        """The stack's REST API, signed in as its admin (what the UI's buttons call)."""
+        from mailforce.tools.deployed import Layout, api_for
+
+        return api_for(Layout(self.home))
+
+    def task_instance_ids(self, dag_id: str, run_id: str) -> dict[str, tuple[str, str | None]]:
+        """task_id (mapped: task_id[index]) -> (task instance id, state), from the metadata database."""
+        connection = psycopg2.connect(host="127.0.0.1", port=self.state["ports"]["postgres"], user="postgres",
+                                      dbname="airflow")
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT task_id, map_index, id, state FROM task_instance WHERE dag_id = %s AND "
+                               "run_id = %s", (dag_id, run_id))
+                return {(task if index < 0 else f"{task}[{index}]"): (str(identifier), state)
+                        for task, index, identifier, state in cursor.fetchall()}
+        finally:
+            connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +223,86 @@ def test_reconcile_and_engagements_triggered_together_take_turns_and_both_count_
                                                         for doc in late})
 
     assert_matches_oracle(engine, SETTINGS, read_source(engine, SETTINGS), [EVERYTHING])
+
+
+def kill_running_tasks(stack: Stack, dag_id: str, run_id: str, timeout: float = 120) -> list[str]:
+    """Once the run's first task succeeded, SIGKILL the processes of its running task instances (each
+    LocalExecutor worker and its task process name the instance's id): a worker killed, an OOM kill.
+    Airflow keeps those instances "running" until their heartbeats time out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks = stack.task_instance_ids(dag_id, run_id)
+        if tasks.get("fetch_watermark", (None, ""))[1] == "success":
+            running = {identifier for identifier, state in tasks.values() if state == "running"}
+            killed = [pid for pid, command in processes_naming(running)]
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            if killed:
+                return sorted(task for task, (identifier, _) in tasks.items() if identifier in running)
+        time.sleep(0.1)
+    raise AssertionError(f"no running task of {dag_id} {run_id} to kill within {timeout} s")
+
+
+def processes_naming(identifiers: set[str]) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose command line names one of these ids."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(identifier in command for identifier in identifiers):
+                found.append((int(entry.name), command))
+    return found
+
+
+def test_a_killed_run_holds_the_lease_until_marked_failed_as_documented_then_everything_is_exact(stack, engine):
+    """docs/TROUBLESHOOTING.md: a run whose worker was killed still shows running and keeps the lease;
+    the waiting run says who holds it, since when, until when and what frees it; marking the dead run
+    failed (what the UI's "Mark run as -> Failed" sends) lets the waiting run go on within 15 s."""
+    watermark = latest_window_end(engine, SETTINGS)
+    now = datetime.now(timezone.utc)
+    new = list(iter_corpus(CorpusSpec(seed=4, messages=400, accounts=5, correspondent_domains=40, zipf_exponent=0.0,
+                                      start=watermark + timedelta(seconds=1), end=now - timedelta(seconds=5))))
+    late = list(iter_corpus(CorpusSpec(seed=5, messages=60, accounts=5, correspondent_domains=40, zipf_exponent=0.0)))
+    load_source(engine, SETTINGS, new + late)
+
+    dead = stack.trigger(DAG_ID)
+    killed = kill_running_tasks(stack, DAG_ID, dead)
+    assert killed, "nothing was killed"
+    time.sleep(3)
+    states = {task: state for task, (_, state) in stack.task_instance_ids(DAG_ID, dead).items()}
+    assert all(states[task] == "running" for task in killed), states  # Airflow has not noticed
+
+    waiting = stack.trigger(RECONCILE_DAG_ID)
+    log_path = stack.task_log_path(RECONCILE_DAG_ID, waiting, "reconcile_window")
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and "Waiting for the outputs' lease" not in read(log_path):
+        time.sleep(1)
+    text = read(log_path)
+    for part in (f"{DAG_ID} run {dead} holds the outputs' lease since", "(it expires at", "mark it failed",
+                 f"python -m mailforce.tools.lease release --run-id {dead}"):
+        assert part in text, (part, text[-3000:])
+
+    marked = datetime.now(timezone.utc)
+    assert stack.api().request("PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{dead}", {"state": "failed"})["state"] == "failed"
+    waited = stack.run("wait", RECONCILE_DAG_ID, waiting, timeout=RUN_TIMEOUT_SECONDS + 30)
+    assert waited.returncode == 0, describe(waited)
+    text = read(log_path)
+    assert f"Took over the lease from {DAG_ID} {dead}" in text and "Got the lease after waiting" in text, text[-3000:]
+    took_over = stack.task_instances(RECONCILE_DAG_ID, waiting)[("reconcile_window", -1)]["end"]
+    assert took_over - marked < timedelta(seconds=60), (marked, took_over)  # one poll (15 s) plus the window
+
+    stack.trigger_and_wait(DAG_ID)  # the next run counts what the dead one left, exactly
+    assert_matches_oracle(engine, SETTINGS, read_source(engine, SETTINGS), [EVERYTHING])
+
+
+def read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def test_stop_leaves_nothing_running(stack):
