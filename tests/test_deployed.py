@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from datetime import datetime, timedelta, timezone
@@ -25,12 +24,13 @@ import pytest
 from mailforce import DAG_ID
 from mailforce.es.client import ClientOptions, build_client
 from mailforce.settings import Settings
+from mailforce.tools.airflow_stack import processes_using
 from mailforce.tools.deployed import error_lines
 from mailforce.tools.embedded import daemon_pid
-from mailforce.tools.standalone import processes_using
 from mailforce.tools.synthetic import CorpusSpec, iter_corpus
 from oracle import Coverage
 from support import FAR_FUTURE_RUN_END, assert_matches_oracle, latest_window_end, load_source, read_source
+from ui_stack import describe, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -44,16 +44,6 @@ RUN_TIMEOUT_SECONDS = 300  # ~30 s a run; the second scenario's two runs take tu
 EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
 # The deployed stack's settings as the oracle needs them (the sample's internal domain).
 SETTINGS = Settings(internal_domains=("kunaico.com",))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def describe(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
 
 
 class Stack:

@@ -20,7 +20,7 @@ import pytest
 from mailforce.es.client import ClientOptions, build_client
 from mailforce import DAG_ID
 from mailforce.tools.embedded import daemon_pid
-from mailforce.tools.standalone import AirflowApi
+from mailforce.tools.airflow_stack import AirflowApi
 from ui_stack import ROOT, describe, free_port, log_tail, wait_for_run
 
 SAMPLE_ACCOUNTS = {"kunai-ann", "kunai-jim", "kunai-ken", "kunai-raj", "kunai-sara"}

@@ -2,7 +2,8 @@
 that need one: tests/test_ui_rest.py and tests/test_ui_browser.py share one start per session (the
 `ui_stack` fixture in conftest.py), which is stopped, and checked to leave nothing running, at the end.
 
-Starting it costs about a minute on two cores; deselect its tests with ``-m "not slow"``.
+Starting it costs about a minute on two cores; deselect its tests with ``-m "not slow"``. Its
+``free_port`` and ``describe`` serve tests/test_deployed.py's stack too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from mailforce import DAG_ID
 from mailforce.es.client import ClientOptions, build_client
 from mailforce.tools.embedded import daemon_pid
-from mailforce.tools.standalone import AirflowApi, processes_using
+from mailforce.tools.airflow_stack import AirflowApi, processes_using
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_SCRIPT = ROOT / "scripts" / "ui.sh"

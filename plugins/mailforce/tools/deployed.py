@@ -60,6 +60,21 @@ from typing import Any
 
 from mailforce import DAG_ID
 from mailforce.settings import Settings, load_settings
+from mailforce.tools.airflow_stack import (
+    AirflowApi,
+    ApiError,
+    StackError,
+    StackHome,
+    cleaned_up_on_failure,
+    health_components,
+    print_ready,
+    processes_using,
+    quiet_or_print,
+    running_group,
+    stop_process_group,
+    stop_result,
+    stop_stragglers,
+)
 from mailforce.tools.common import (
     REPO_ROOT,
     SAMPLE_MAIL,
@@ -74,16 +89,6 @@ from mailforce.tools.common import (
 )
 from mailforce.tools.console import configure_console_logging
 from mailforce.tools.embedded import EngineError, daemon_pid, find_free_port, start_daemon, stop_daemon
-from mailforce.tools.standalone import (
-    ADMIN_USER,
-    PASSWORDS_FILE,
-    AirflowApi,
-    ApiError,
-    group_members,
-    processes_using,
-    stop_process_group,
-    stop_stragglers,
-)
 
 DEFAULT_HOME = REPO_ROOT / ".airflow-deployed"
 DEFAULT_PORTS = {"api": 8080, "engine": 9200, "postgres": 5433}
@@ -108,7 +113,7 @@ ERROR_LINE = re.compile(r"error|exception|traceback|violat", re.IGNORECASE)
 INFO_LINE = re.compile(r"\[(info|debug|warning) *\]")  # e.g. uvicorn's "[uvicorn.error]" logger at info level
 
 
-class DeployedError(RuntimeError):
+class DeployedError(StackError):
     """The stack cannot be started, used or stopped; the message says why."""
 
 
@@ -117,10 +122,11 @@ class DeployedError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Layout:
-    """The stack's home: pids, logs, state and the PostgreSQL data."""
+class Layout(StackHome):
+    """The stack's home: pids, logs, state (``start`` records the ports, the engine URL and the JWT
+    secret in ``deployed.json``) and the PostgreSQL data."""
 
-    home: Path
+    STATE_FILE = "deployed.json"
 
     @classmethod
     def from_environment(cls) -> "Layout":
@@ -148,37 +154,16 @@ class Layout:
         assert self.postgres_dir is not None, "no PostgreSQL cluster was created for this stack"
         return self.postgres_dir / "data"
 
-    @property
-    def engine_pidfile(self) -> Path:
-        return self.home / "engine.pid"
-
-    @property
-    def state_file(self) -> Path:
-        return self.home / "deployed.json"
-
     def pidfile(self, component: str) -> Path:
         return self.home / f"{component}.pid"
 
     def component_log(self, component: str) -> Path:
         return self.logs / f"{component}.log"
 
-    def state(self) -> dict[str, Any]:
-        """What ``start`` recorded (ports, engine URL, the JWT secret); empty before that."""
-        try:
-            return json.loads(self.state_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
     def save_state(self, state: dict[str, Any]) -> None:
         """Written readable by this user only: it holds the stack's JWT secret."""
         self.state_file.touch(mode=0o600, exist_ok=True)
         self.state_file.write_text(json.dumps(state, indent=1))
-
-    def admin_password(self) -> str | None:
-        try:
-            return json.loads((self.home / PASSWORDS_FILE).read_text()).get(ADMIN_USER)
-        except (FileNotFoundError, ValueError):
-            return None
 
 
 def choose_ports() -> dict[str, int]:
@@ -342,11 +327,7 @@ def migrate(layout: Layout, state: dict[str, Any]) -> None:
 
 def running_component(layout: Layout, component: str) -> int | None:
     """The pid (= process group id) of a running component, if any."""
-    try:
-        pid = int(layout.pidfile(component).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if group_members(pid) else None
+    return running_group(layout.pidfile(component))
 
 
 def start_components(layout: Layout, state: dict[str, Any], log_dir: Path | None = None) -> None:
@@ -404,7 +385,7 @@ def wait_until_ready(layout: Layout, state: dict[str, Any], timeout: float, log_
                 waiting_for = "the admin password"
         else:
             try:
-                missing = [dag_id for dag_id in DAG_IDS if _dag(api, dag_id) is None]
+                missing = [dag_id for dag_id in DAG_IDS if api.dag(dag_id) is None]
             except OSError:  # a slow answer while the components start: ask again
                 missing = list(DAG_IDS)
             if not missing:
@@ -415,21 +396,12 @@ def wait_until_ready(layout: Layout, state: dict[str, Any], timeout: float, log_
                         f"{tail(log_dir / 'dag-processor.log', 15)}")
 
 
-def _dag(api: AirflowApi, dag_id: str) -> dict[str, Any] | None:
-    try:
-        return api.request("GET", f"/api/v2/dags/{dag_id}")
-    except ApiError as error:
-        if error.status == 404:
-            return None
-        raise
-
-
 def api_for(layout: Layout) -> AirflowApi:
     """A REST client for the running stack; fails with one sentence when it does not run."""
     state = layout.state()
     if not state or running_component(layout, "api-server") is None:
         raise DeployedError(f"the stack in {layout.home} is not running: `bash scripts/deployed.sh start` first")
-    return AirflowApi(state["url"], ADMIN_USER, layout.admin_password(), timeout=API_TIMEOUT_SECONDS)
+    return AirflowApi(state["url"], password=layout.admin_password(), timeout=API_TIMEOUT_SECONDS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,7 +459,8 @@ def start(layout: Layout, mail: Sequence[Path], synthetic: int = 0, timeout: flo
     prepare_home(layout.home)
     layout.logs.mkdir()
     began = time.monotonic()
-    try:
+    with cleaned_up_on_failure(lambda: stop(layout, quiet=True), DeployedError,
+                               (EngineError, DemoError, ApiError, subprocess.TimeoutExpired)):
         ports = choose_ports()
         create_postgres_cluster(layout, bin_dir, ports["postgres"])
         start_postgres(layout, bin_dir)
@@ -514,26 +487,13 @@ def start(layout: Layout, mail: Sequence[Path], synthetic: int = 0, timeout: flo
         print(f"Airflow   {', '.join(COMPONENTS)} starting (LocalExecutor, parallelism {PARALLELISM}; "
               f"logs in {layout.logs}) ...", flush=True)
         api = wait_until_ready(layout, state, timeout)
-    except BaseException as error:
-        print(f"Start failed ({type(error).__name__}): cleaning up", file=sys.stderr, flush=True)
-        stop(layout, quiet=True)
-        if isinstance(error, (EngineError, DemoError, ApiError, subprocess.TimeoutExpired)):
-            raise DeployedError(str(error)) from None
-        raise
-    print(f"\nAirflow ready in {time.monotonic() - began:.0f} s: {state['url']}\n"
-          f"  user      {ADMIN_USER}\n"
-          f"  password  {api.password}   (from {layout.home / PASSWORDS_FILE})\n"
-          f"  DAGs      {', '.join(DAG_IDS)} (unpaused; `bash scripts/deployed.sh trigger --wait`)\n"
-          f"  engine    {state['engine_url']}\n"
-          f"Stop it with: bash scripts/deployed.sh stop", flush=True)
+    print_ready("Airflow", state["url"], began, api.password, layout, DAG_IDS,
+                "unpaused; `bash scripts/deployed.sh trigger --wait`", state["engine_url"], "scripts/deployed.sh")
     return 0
 
 
 def stop(layout: Layout, quiet: bool = False) -> int:
-    def say(text: str) -> None:
-        if not quiet:
-            print(text, flush=True)
-
+    say = quiet_or_print(quiet)
     left = stop_components(layout, say)
     say("Engine stopped" if stop_daemon(layout.engine_pidfile) else "Engine was not running")
     try:
@@ -541,10 +501,7 @@ def stop(layout: Layout, quiet: bool = False) -> int:
     except DeployedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if left:
-        print(f"Processes of {layout.home} survived SIGKILL: {left}", file=sys.stderr)
-        return 1
-    return 0
+    return stop_result(layout.home, left)
 
 
 def status(layout: Layout) -> int:
@@ -558,9 +515,7 @@ def status(layout: Layout) -> int:
     print(f"engine: running, pid {engine}, {state.get('engine_url')}" if engine else "engine: not running")
     if running["api-server"]:
         health = AirflowApi(state["url"], timeout=5.0).health()
-        components = ", ".join(f"{name} {info.get('status')}" for name, info in (health or {}).items()
-                               if isinstance(info, dict))
-        print(f"{state['url']} " + (f"answers: {components}" if health else "does not answer yet"))
+        print(f"{state['url']} " + (f"answers: {health_components(health)}" if health else "does not answer yet"))
     return 0 if all(running.values()) and postgres_running(layout) and engine else 3
 
 
@@ -570,8 +525,8 @@ def status(layout: Layout) -> int:
 
 def trigger(api: AirflowApi, dag_id: str, conf: dict[str, Any] | None = None) -> str:
     """Unpause the DAG when paused and trigger a run now; its run id."""
-    if (_dag(api, dag_id) or {}).get("is_paused"):
-        api.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    if (api.dag(dag_id) or {}).get("is_paused"):
+        api.unpause(dag_id)
     run = api.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
     return run["dag_run_id"]
 

@@ -38,14 +38,29 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mailforce import DAG_ID
+from mailforce.tools.airflow_stack import (
+    ADMIN_USER,
+    AirflowApi,
+    ApiError,
+    StackError,
+    StackHome,
+    cleaned_up_on_failure,
+    group_members,
+    health_components,
+    print_ready,
+    processes_using,
+    quiet_or_print,
+    running_group,
+    stop_process_group,
+    stop_result,
+    stop_stragglers,
+)
 from mailforce.tools.common import (
     INTERNAL_DOMAINS_SETTING,
     REPO_ROOT,
@@ -72,19 +87,18 @@ DEFAULT_ENGINE_PORT = 9200
 PARALLELISM = 4  # two cores: more task processes only queue for the CPU
 START_TIMEOUT_SECONDS = 300.0
 STOP_TIMEOUT_SECONDS = 60.0
-ADMIN_USER = "admin"
-PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 
 
-class StandaloneError(RuntimeError):
+class StandaloneError(StackError):
     """The stack cannot be started or stopped; the message says why and where to look."""
 
 
 @dataclass(frozen=True)
-class Layout:
-    """Where one UI stack keeps its state, and the ports it asks for."""
+class Layout(StackHome):
+    """Where one UI stack keeps its state (``start`` records the URL and ports in ``ui.json``), and the
+    ports it asks for."""
 
-    home: Path
+    STATE_FILE = "ui.json"
     ui_port: int
     engine_port: int
 
@@ -109,187 +123,10 @@ class Layout:
     def standalone_log(self) -> Path:
         return self.home / "standalone.log"
 
-    @property
-    def engine_pidfile(self) -> Path:
-        return self.home / "engine.pid"
-
-    @property
-    def state_file(self) -> Path:
-        return self.home / "ui.json"
-
-    @property
-    def passwords_file(self) -> Path:
-        return self.home / PASSWORDS_FILE
-
-    def state(self) -> dict[str, Any]:
-        """What ``start`` recorded (URL, ports); empty when it never got that far."""
-        try:
-            return json.loads(self.state_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def admin_password(self) -> str | None:
-        try:
-            return json.loads(self.passwords_file.read_text()).get(ADMIN_USER)
-        except (FileNotFoundError, ValueError):
-            return None
-
-
-# --------------------------------------------------------------------------------------------
-# Processes, from /proc
-
-
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, process group) of a process, None when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return fields[0], int(fields[2])
-
-
-def _pids() -> list[int]:
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group."""
-    members = []
-    for pid in _pids():
-        stat = _stat(pid)
-        if stat and stat[1] == pgid and stat[0] != "Z":
-            members.append(pid)
-    return members
-
-
-def processes_using(home: Path) -> list[int]:
-    """Live processes whose environment has ``AIRFLOW_HOME=<home>``: every Airflow process of the
-    stack, whichever process group it ended up in (command lines do not show the home)."""
-    needle = f"AIRFLOW_HOME={home}".encode()
-    found = []
-    for pid in _pids():
-        if pid == os.getpid():
-            continue
-        try:
-            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        stat = _stat(pid)
-        if needle in environment and stat and stat[0] != "Z":
-            found.append(pid)
-    return found
-
-
-def _signal_all(pids: Sequence[int], signum: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def _wait_until_gone(find, timeout: float) -> list[int]:
-    """Poll ``find()`` until it returns nothing or ``timeout`` passes; returns what is left."""
-    deadline = time.monotonic() + timeout
-    while (left := find()) and time.monotonic() < deadline:
-        time.sleep(0.25)
-    return left
-
-
-def stop_process_group(pid: int, first_signal: int, grace: float, say=lambda text: None) -> list[int]:
-    """Stop the process group led by ``pid``: ``first_signal`` to the leader only, up to ``grace``
-    seconds for the whole group to exit, then SIGTERM and SIGKILL to the group. Returns what is left."""
-    _signal_all([pid], first_signal)
-    left = _wait_until_gone(lambda: group_members(pid), grace)
-    for signum, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
-        if not left:
-            break
-        say(f"  {len(left)} process(es) of the group still running: {signal.Signals(signum).name} to the group")
-        try:
-            os.killpg(pid, signum)
-        except ProcessLookupError:
-            break
-        left = _wait_until_gone(lambda: group_members(pid), wait)
-    return left
-
-
-def stop_stragglers(home: Path, say=lambda text: None) -> list[int]:
-    """SIGTERM, then SIGKILL, to every process still carrying ``AIRFLOW_HOME=<home>`` (task processes
-    may sit in a process group of their own). Returns what survived."""
-    stragglers = processes_using(home)
-    if stragglers:
-        say(f"Stopping {len(stragglers)} leftover Airflow process(es) of {home}: {stragglers}")
-        _signal_all(stragglers, signal.SIGTERM)
-        left = _wait_until_gone(lambda: processes_using(home), 15.0)
-        _signal_all(left, signal.SIGKILL)
-        _wait_until_gone(lambda: processes_using(home), 5.0)
-    return processes_using(home)
-
 
 def running_standalone(layout: Layout) -> int | None:
     """The pid (= process group id) of the running standalone, if any."""
-    try:
-        pid = int(layout.standalone_pidfile.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if group_members(pid) else None
-
-
-# --------------------------------------------------------------------------------------------
-# The REST API
-
-
-class ApiError(RuntimeError):
-    def __init__(self, status: int, method: str, path: str, body: str) -> None:
-        super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
-        self.status = status
-
-
-class AirflowApi:
-    """A minimal Airflow 3 REST API client: a JWT from ``/auth/token``, then ``/api/v2`` calls."""
-
-    def __init__(self, base_url: str, username: str = ADMIN_USER, password: str | None = None,
-                 timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.username = username
-        self.password = password
-        self.timeout = timeout
-        self._token: str | None = None
-
-    def _send(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        headers = {"Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                text = response.read().decode()
-        except urllib.error.HTTPError as error:
-            raise ApiError(error.code, method, path, error.read().decode(errors="replace")) from None
-        return json.loads(text) if text else None
-
-    def token(self) -> str:
-        if self._token is None:
-            if self.password is None:
-                raise StandaloneError("no password for the REST API")
-            response = self._send("POST", "/auth/token", {"username": self.username, "password": self.password})
-            self._token = response["access_token"]
-        return self._token
-
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """An authenticated call; ``path`` starts with ``/api/v2``."""
-        return self._send(method, path, body, self.token())
-
-    def health(self) -> dict[str, Any] | None:
-        """``/api/v2/monitor/health`` (no login needed), None while the server does not answer."""
-        try:
-            return self._send("GET", "/api/v2/monitor/health")
-        except (OSError, ApiError, ValueError):
-            return None
+    return running_group(layout.standalone_pidfile)
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,15 +167,6 @@ def _wait_for(what: str, probe, timeout: float, standalone: subprocess.Popen | N
                           f"(log: {layout.standalone_log}):\n{tail(layout.standalone_log, 30)}")
 
 
-def _dag_registered(api: AirflowApi) -> dict[str, Any] | None:
-    try:
-        return api.request("GET", f"/api/v2/dags/{DAG_ID}")
-    except ApiError as error:
-        if error.status == 404:
-            return None
-        raise
-
-
 def _import_errors(api: AirflowApi) -> str:
     try:
         errors = api.request("GET", "/api/v2/importErrors").get("import_errors", [])
@@ -375,7 +203,7 @@ def start(layout: Layout, mail: Sequence[Path], timeout: float = START_TIMEOUT_S
     settings = load_settings(use_variable=False)
     prepare_home(layout.home)
     began = time.monotonic()
-    try:
+    with cleaned_up_on_failure(lambda: stop(layout, quiet=True), StandaloneError, (EngineError, DemoError, ApiError)):
         engine = start_daemon(layout.engine_pidfile, layout.engine_port, next_free=True)
         print(f"Engine    osmem-server at {engine.url} (pid {engine.pid}, in memory)", flush=True)
         loaded = load_run_mail(engine.url, mail, settings, account=options.account,
@@ -410,32 +238,19 @@ def start(layout: Layout, mail: Sequence[Path], timeout: float = START_TIMEOUT_S
         api.password = _wait_for("the admin password", layout.admin_password, 60, standalone, layout)
         remaining = max(60.0, timeout - (time.monotonic() - began))
         try:
-            dag = _wait_for(f"the DAG {DAG_ID} to be registered", lambda: _dag_registered(api), remaining,
+            dag = _wait_for(f"the DAG {DAG_ID} to be registered", lambda: api.dag(DAG_ID), remaining,
                             standalone, layout)
         except StandaloneError as error:
             raise StandaloneError(f"{error}\nImport errors:\n{_import_errors(api)}") from None
         if dag.get("is_paused"):
-            api.request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
-    except BaseException as error:
-        print(f"Start failed ({type(error).__name__}): cleaning up", file=sys.stderr, flush=True)
-        stop(layout, quiet=True)
-        if isinstance(error, (EngineError, DemoError, ApiError)):
-            raise StandaloneError(str(error)) from None
-        raise
-    print(f"\nAirflow UI ready in {time.monotonic() - began:.0f} s: {url}\n"
-          f"  user      {ADMIN_USER}\n"
-          f"  password  {api.password}   (from {layout.passwords_file})\n"
-          f"  DAG       {DAG_ID} (unpaused; trigger it with config from the UI)\n"
-          f"  engine    {engine.url}\n"
-          f"Stop it with: bash scripts/ui.sh stop", flush=True)
+            api.unpause(DAG_ID)
+    print_ready("Airflow UI", url, began, api.password, layout, [DAG_ID], "unpaused; trigger it with config from the UI",
+                engine.url, "scripts/ui.sh")
     return 0
 
 
 def stop(layout: Layout, quiet: bool = False) -> int:
-    def say(text: str) -> None:
-        if not quiet:
-            print(text, flush=True)
-
+    say = quiet_or_print(quiet)
     pid = running_standalone(layout)
     if pid is not None:
         say(f"Stopping airflow standalone (pid {pid}) with SIGINT ...")
@@ -446,11 +261,7 @@ def stop(layout: Layout, quiet: bool = False) -> int:
     stop_stragglers(layout.home, say)  # e.g. task processes in a group of their own
     say("Engine stopped" if stop_daemon(layout.engine_pidfile) else "Engine was not running")
     layout.standalone_pidfile.unlink(missing_ok=True)
-    left = processes_using(layout.home)
-    if left:
-        print(f"Processes of {layout.home} survived SIGKILL: {left}", file=sys.stderr)
-        return 1
-    return 0
+    return stop_result(layout.home, processes_using(layout.home))
 
 
 def status(layout: Layout) -> int:
@@ -461,11 +272,8 @@ def status(layout: Layout) -> int:
         print(f"airflow standalone: not running ({layout.home})")
     else:
         health = AirflowApi(url, timeout=5.0).health()
-        components = ", ".join(
-            f"{name} {info.get('status')}" for name, info in (health or {}).items() if isinstance(info, dict)
-        )
         print(f"airflow standalone: running, pid {pid}, {len(group_members(pid))} processes; "
-              f"{url} {'answers: ' + components if health else 'does not answer yet'}")
+              f"{url} {'answers: ' + health_components(health) if health else 'does not answer yet'}")
         print(f"  user {ADMIN_USER}, password {layout.admin_password() or '(not generated yet)'}")
     engine_pid = daemon_pid(layout.engine_pidfile)
     print(f"engine: running, pid {engine_pid}, {daemon_url(layout.engine_pidfile)}" if engine_pid
@@ -514,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         if arguments.command == "stop":
             return stop(layout)
         return status(layout)
-    except StandaloneError as error:
+    except StackError as error:  # StandaloneError, or the REST API client's
         print(f"error: {error}", file=sys.stderr)
         return 1
 
