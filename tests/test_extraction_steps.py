@@ -97,10 +97,13 @@ def test_every_summary_survives_its_xcom_form():
     extraction = ExtractionSummary(messages=2, accounts=("a",), work_by_domain={"acme.com": 3},
                                    recompute_domains=("acme.com",), role_entries={ROLE_FROM: 3}, roles_written=2,
                                    undated_source_documents=1, counts=ExtractionCounts(source_documents=4))
-    compiled = CompileResult(label="1/1 acme.com", written=WrittenCounts(roles_read=5, engagements_written=1,
-                                                                         relationships_written=4, timeline_written=2))
+    compiled = CompileResult(label="1/1 acme.com", written=WrittenCounts.of(5, {"engagements": 1, "relationships": 4,
+                                                                               "timeline": 2}))
     rescored = RescoreResult(scoring_date="2001-02-01", rescored=True, relationships_read=9, relationships_written=3)
     partition = plan_partitions({"acme.com": 100, "globex.org": 1}, 2)[0].with_recompute({"acme.com", "globex.org"})
     for summary in (fetched, extraction, compiled, rescored, partition):
         assert type(summary).from_xcom(summary.to_xcom()) == summary
     assert Partition.from_xcom(partition.to_xcom()).recompute_domains == partition.recompute_domains
+    assert compiled.to_xcom() == {"label": "1/1 acme.com", "roles_read": 5, "engagements_written": 1,
+                                  "relationships_written": 4, "contacts_written": 0, "timeline_written": 2,
+                                  "domains_written": 0}  # the flat XCom form every reader knows

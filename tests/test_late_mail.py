@@ -17,7 +17,7 @@ import pytest
 from elasticsearch import helpers
 
 from driver import run_once
-from mailforce.core.dates import format_utc, utc_now
+from mailforce.core.dates import format_utc
 from mailforce.core.run_params import RunKind, RunRequest
 from mailforce.es.watermark import read_watermark
 from mailforce.stages.fetch_watermark import fetch_watermark

@@ -14,7 +14,7 @@ from mailforce.core.extraction import (
     roles_document_id,
     united_messages,
 )
-from mailforce.core.roles import ROLE_CC, ROLE_FROM, ROLE_TO, SOURCE_FIELDS, ExtractionCounts, Message, roles_document
+from mailforce.core.roles import ROLE_CC, ROLE_TO, SOURCE_FIELDS, ExtractionCounts, Message, roles_document
 from mailforce.core.run_params import RunKind, RunRequest, parse_duration, resolve_window
 from mailforce.core.window import Window
 from mailforce.core.kinds import ROLES_PROPERTIES
