@@ -104,3 +104,16 @@ def ui_stack(_ui_stack_of_the_session):
     is a first, full run, whichever test ran before (Airflow's own run history is kept)."""
     _ui_stack_of_the_session.forget_earlier_runs()
     return _ui_stack_of_the_session
+
+
+# The modules that take minutes start first: with one worker per core (scripts/test.sh, pytest-xdist
+# --dist loadfile) the short ones then fill the other workers instead of waiting behind a long tail.
+LONGEST_FIRST = ("test_deployed", "test_ui", "test_benchmark_smoke", "test_demo", "test_faults_oracle", "test_scale")
+
+
+def pytest_collection_modifyitems(config, items):
+    def weight(item) -> int:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=weight)  # stable: the order within a module is kept

@@ -252,6 +252,7 @@ def test_a_killed_run_holds_the_lease_until_marked_failed_as_documented_then_eve
     the waiting run says who holds it, since when, until when and what frees it; marking the dead run
     failed (what the UI's "Mark run as -> Failed" sends) lets the waiting run go on within 15 s."""
     watermark = latest_window_end(engine, SETTINGS)
+    assert watermark is not None, "the first test's run recorded no watermark"
     now = datetime.now(timezone.utc)
     new = list(iter_corpus(CorpusSpec(seed=4, messages=400, accounts=5, correspondent_domains=40, zipf_exponent=0.0,
                                       start=watermark + timedelta(seconds=1), end=now - timedelta(seconds=5))))
