@@ -33,7 +33,7 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from mailforce.core.erasure import ErasureParamsError, ErasureRequest
+from mailforce.core.erasure import ErasedRoles, ErasureParamsError, ErasureRequest, RecomputedOutputs
 from mailforce import dag_tasks
 from mailforce.dag_defaults import shared_dag_arguments
 from mailforce.es.client import MailforceElasticsearchHook
@@ -93,21 +93,21 @@ def mailforce_erase():
         settings, hook = _client()
         with hook as es:
             dag_tasks.renew_lease(es, settings, get_current_context())
-            return stages.erase_message_roles(es, settings, ErasureRequest.from_xcom(request))
+            return stages.erase_message_roles(es, settings, ErasureRequest.from_xcom(request)).to_xcom()
 
     @task(task_display_name="Recompute outputs")
     def recompute_outputs(roles: dict[str, Any]) -> dict[str, Any]:
         settings, hook = _client()
         with hook as es:
             dag_tasks.renew_lease(es, settings, get_current_context())
-            return stages.recompute_outputs(es, settings, roles["domains"])
+            return stages.recompute_outputs(es, settings, ErasedRoles.from_xcom(roles).domains).to_xcom()
 
     @task(task_display_name="Recompute account statistics")
     def recompute_account_statistics(roles: dict[str, Any], outputs: dict[str, Any]) -> int:
         settings, hook = _client()
         with hook as es:
             dag_tasks.renew_lease(es, settings, get_current_context())
-            return stages.recompute_account_statistics(es, settings, roles["accounts"])
+            return stages.recompute_account_statistics(es, settings, ErasedRoles.from_xcom(roles).accounts)
 
     @task(task_display_name="Write audit record")
     def audit(request: dict[str, Any], roles: dict[str, Any], outputs: dict[str, Any], changed: int) -> dict[str, Any]:
@@ -115,7 +115,8 @@ def mailforce_erase():
         with hook as es:
             context = get_current_context()
             dag_tasks.renew_lease(es, settings, context)
-            record = stages.audit(es, settings, ErasureRequest.from_xcom(request), roles, outputs, changed)
+            record = stages.audit(es, settings, ErasureRequest.from_xcom(request), ErasedRoles.from_xcom(roles),
+                                  RecomputedOutputs.from_xcom(outputs), changed)
             dag_tasks.give_back_lease(es, settings, context)
         return {"erasure_id": record["erasure_id"], "removed": record["removed"], "rewritten": record["rewritten"]}
 

@@ -282,3 +282,14 @@ def test_a_reconciliation_counting_late_mail_from_the_erased_keeps_them_out(es, 
     assert stats["reconciliation"] is True and stats["late_messages"] == len(late)
     assert_matches_oracle(es, settings, read_source(es, settings), [EVERYTHING], erased_addresses=addresses,
                           erased_domains=[domain])
+
+
+def test_the_erase_stages_records_survive_their_xcom_form():
+    from mailforce.core.erasure import ErasedRoles, RecomputedOutputs
+
+    roles = ErasedRoles(domains=("acme.com", "beta.org"), accounts=("kunai-jim",), roles_rewritten=3, roles_deleted=1,
+                        entries_removed=5, key_dates_moved=2)
+    outputs = RecomputedOutputs(written={"relationships": 4, "contacts": 0}, removed={"relationships": 2})
+    assert ErasedRoles.from_xcom(roles.to_xcom()) == roles
+    assert RecomputedOutputs.from_xcom(outputs.to_xcom()) == outputs
+    assert roles.to_xcom()["domains"] == ["acme.com", "beta.org"]  # JSON lists in XCom, tuples in the record

@@ -8,7 +8,7 @@ message, exactly like an address of an internal domain (docs/SEMANTICS.md "Erasu
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
 from mailforce.core.addresses import domain_of, is_valid_domain, normalise_address
@@ -182,3 +182,38 @@ def audit_document(request: ErasureRequest, removed: Mapping[str, int], rewritte
         "finished_at": finished_at,
         "duration_seconds": round(duration_seconds, 3),
     }
+
+
+@dataclass(frozen=True)
+class ErasedRoles:
+    """What `erase_message_roles` did: the domains and accounts to recompute, and counts."""
+
+    domains: tuple[str, ...] = ()  # sorted
+    accounts: tuple[str, ...] = ()  # sorted
+    roles_rewritten: int = 0  # roles documents rewritten without erased entries, or with a moved key date
+    roles_deleted: int = 0  # left with no address
+    entries_removed: int = 0
+    key_dates_moved: int = 0
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {**asdict(self), "domains": list(self.domains), "accounts": list(self.accounts)}
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "ErasedRoles":
+        return cls(**{**{name.name: data[name.name] for name in fields(cls) if name.name in data},
+                      "domains": tuple(data.get("domains") or ()), "accounts": tuple(data.get("accounts") or ())})
+
+
+@dataclass(frozen=True)
+class RecomputedOutputs:
+    """What `recompute_outputs` did: documents written and removed per compiled kind."""
+
+    written: Mapping[str, int] = field(default_factory=dict)
+    removed: Mapping[str, int] = field(default_factory=dict)
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {"written": dict(self.written), "removed": dict(self.removed)}
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "RecomputedOutputs":
+        return cls(written=dict(data.get("written") or {}), removed=dict(data.get("removed") or {}))

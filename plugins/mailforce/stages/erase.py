@@ -1,6 +1,7 @@
 """The erase DAG's stages (`mailforce_erase`): remove addresses and domains from every output.
 
-In order, each a plain function (client + settings + plain values -> plain dict), all idempotent:
+In order, each a plain function (client + settings + typed records -> a typed record from
+`mailforce.core.erasure`, or a count), all idempotent:
 1. `record_suppressions`: the erased values into the suppression index, which every later run and
    reconciliation honours at extraction (docs/SEMANTICS.md "Erasure");
 2. `erase_message_roles`: every roles document naming an erased address or domain, rewritten without
@@ -24,8 +25,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from mailforce.core.batches import batched
 from mailforce.core.dates import format_utc, parse_source_date, utc_now
 from mailforce.core.erasure import (
+    ErasedRoles,
     ErasureParamsError,
     ErasureRequest,
+    RecomputedOutputs,
     audit_document,
     erased_roles_document,
     parse_erasure_params,
@@ -97,7 +100,7 @@ def _delete_actions(index: str, ids: Iterable[str]) -> Iterator[dict[str, Any]]:
 
 
 def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, updated_at: str | None = None
-                        ) -> dict[str, Any]:
+                        ) -> ErasedRoles:
     """Rewrite (or delete) the roles documents naming erased values; move the key dates of all copies.
 
     Returns the affected domains (every domain those messages named, and those of copies whose key
@@ -105,8 +108,7 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
     """
     updated_at = updated_at or format_utc(utc_now())
     if not es.indices.exists(index=settings.roles_index):
-        return {"domains": sorted(request.domains), "accounts": [], "roles_rewritten": 0, "roles_deleted": 0,
-                "entries_removed": 0, "key_dates_moved": 0}
+        return ErasedRoles(domains=tuple(sorted(request.domains)))
     refresh(es, settings.roles_index)
     suppressions = request.suppressions
     rewritten: list[tuple[str, dict[str, Any]]] = []
@@ -140,8 +142,9 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
              plural(entries_removed, "role entry", "role entries"), plural(len(message_ids), "message"),
              plural(written, "roles document"), f"{removed:,}", plural(moved, "key date"),
              plural(len(domains), "domain"), plural(len(accounts), "account"))
-    return {"domains": sorted(domains), "accounts": sorted(accounts), "roles_rewritten": written + moved,
-            "roles_deleted": removed, "entries_removed": entries_removed, "key_dates_moved": moved}
+    return ErasedRoles(domains=tuple(sorted(domains)), accounts=tuple(sorted(accounts)),
+                       roles_rewritten=written + moved, roles_deleted=removed, entries_removed=entries_removed,
+                       key_dates_moved=moved)
 
 
 def _move_key_dates(es, settings: Settings, message_ids: Sequence[str], updated_at: str, domains: set[str]) -> int:
@@ -180,7 +183,7 @@ def _stored_ids(es, settings: Settings, index: str, domains: Sequence[str]) -> s
 
 
 def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated_at: str | None = None
-                      ) -> dict[str, dict[str, int]]:
+                      ) -> RecomputedOutputs:
     """Every document of these domains recomputed over all time from the roles documents; those whose
     natural key is no longer produced deleted. Returns documents written and removed per kind."""
     updated_at = updated_at or format_utc(utc_now())
@@ -203,7 +206,8 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
         refresh(es, index)
     log.info("Recomputed %s over all time: wrote %s; deleted %s", plural(len(domains), "domain"),
              dict(written), dict(removed))
-    return {"written": {kind: written[kind] for kind in KINDS}, "removed": {kind: removed[kind] for kind in KINDS}}
+    return RecomputedOutputs(written={kind: written[kind] for kind in KINDS},
+                             removed={kind: removed[kind] for kind in KINDS})
 
 
 def recompute_account_statistics(es, settings: Settings, accounts: Sequence[str]) -> int:
@@ -223,17 +227,16 @@ def recompute_account_statistics(es, settings: Settings, accounts: Sequence[str]
     return changed
 
 
-def audit(es, settings: Settings, request: ErasureRequest, roles: Mapping[str, Any],
-          outputs: Mapping[str, Mapping[str, int]], accounts_changed: int, started: float | None = None
-          ) -> dict[str, Any]:
+def audit(es, settings: Settings, request: ErasureRequest, roles: ErasedRoles, outputs: RecomputedOutputs,
+          accounts_changed: int, started: float | None = None) -> dict[str, Any]:
     """Write the audit record; returns it."""
-    removed = {"roles": int(roles["roles_deleted"]), **{kind: int(outputs["removed"][kind]) for kind in KINDS},
+    removed = {"roles": roles.roles_deleted, **{kind: int(outputs.removed.get(kind, 0)) for kind in KINDS},
                "account_stats": 0}
-    rewritten = {"roles": int(roles["roles_rewritten"]), **{kind: int(outputs["written"][kind]) for kind in KINDS},
+    rewritten = {"roles": roles.roles_rewritten, **{kind: int(outputs.written.get(kind, 0)) for kind in KINDS},
                  "account_stats": int(accounts_changed)}
     document = audit_document(
         request, {kind: removed[kind] for kind in OUTPUT_KINDS}, {kind: rewritten[kind] for kind in OUTPUT_KINDS},
-        output_indices_by_kind(settings), len(roles["domains"]), len(roles["accounts"]), format_utc(utc_now()),
+        output_indices_by_kind(settings), len(roles.domains), len(roles.accounts), format_utc(utc_now()),
         time.monotonic() - started if started is not None else 0.0,
     )
     write_audit(es, settings, document)
@@ -251,6 +254,6 @@ def erase(es, settings: Settings, params: Mapping[str, Any], *, requested_at: st
     check_settings(es, settings, arrival=False)  # a foreign output mapping: refused before any write
     record_suppressions(es, settings, request)
     roles = erase_message_roles(es, settings, request)
-    outputs = recompute_outputs(es, settings, roles["domains"])
-    changed = recompute_account_statistics(es, settings, roles["accounts"])
+    outputs = recompute_outputs(es, settings, roles.domains)
+    changed = recompute_account_statistics(es, settings, roles.accounts)
     return audit(es, settings, request, roles, outputs, changed, started)
