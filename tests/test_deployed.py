@@ -86,18 +86,23 @@ class Stack:
         except FileNotFoundError:
             return f"(no {name})"
 
-    def task_instances(self, dag_id: str, run_id: str) -> dict[tuple[str, int], dict[str, Any]]:
-        """(task_id, map_index) -> state, start and end, read from the PostgreSQL metadata database."""
+    def task_instance_rows(self, dag_id: str, run_id: str) -> list[tuple]:
+        """(task_id, map_index, id, state, start, end) of the run's task instances, read from the
+        PostgreSQL metadata database."""
         connection = psycopg2.connect(host="127.0.0.1", port=self.state["ports"]["postgres"], user="postgres",
                                       dbname="airflow")
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT task_id, map_index, state, start_date, end_date FROM task_instance "
+                cursor.execute("SELECT task_id, map_index, id, state, start_date, end_date FROM task_instance "
                                "WHERE dag_id = %s AND run_id = %s", (dag_id, run_id))
-                return {(task, index): {"state": state, "start": start, "end": end}
-                        for task, index, state, start, end in cursor.fetchall()}
+                return cursor.fetchall()
         finally:
             connection.close()
+
+    def task_instances(self, dag_id: str, run_id: str) -> dict[tuple[str, int], dict[str, Any]]:
+        """(task_id, map_index) -> state, start and end."""
+        return {(task, index): {"state": state, "start": start, "end": end}
+                for task, index, _, state, start, end in self.task_instance_rows(dag_id, run_id)}
 
     def task_log_path(self, dag_id: str, run_id: str, task_id: str) -> Path:
         return self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / "attempt=1.log"
@@ -120,17 +125,9 @@ class Stack:
         return api_for(Layout(self.home))
 
     def task_instance_ids(self, dag_id: str, run_id: str) -> dict[str, tuple[str, str | None]]:
-        """task_id (mapped: task_id[index]) -> (task instance id, state), from the metadata database."""
-        connection = psycopg2.connect(host="127.0.0.1", port=self.state["ports"]["postgres"], user="postgres",
-                                      dbname="airflow")
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT task_id, map_index, id, state FROM task_instance WHERE dag_id = %s AND "
-                               "run_id = %s", (dag_id, run_id))
-                return {(task if index < 0 else f"{task}[{index}]"): (str(identifier), state)
-                        for task, index, identifier, state in cursor.fetchall()}
-        finally:
-            connection.close()
+        """task_id (mapped: task_id[index]) -> (task instance id, state)."""
+        return {(task if index < 0 else f"{task}[{index}]"): (str(identifier), state)
+                for task, index, identifier, state, _, _ in self.task_instance_rows(dag_id, run_id)}
 
 
 @pytest.fixture(scope="module")
