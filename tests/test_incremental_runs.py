@@ -179,7 +179,8 @@ def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, s
     from mailforce.core.run_params import resolve_window
     from mailforce.es.scoring import scoring_for
     from mailforce.stages.compile_domain_partition import compile_domain_partition
-    from mailforce.stages.rescore_relationships import rescore_relationships, scoring_date_of_run
+    from mailforce.es.scoring import last_scoring_date
+    from mailforce.stages.rescore_relationships import rescore_relationships, run_scoring_date
     from mailforce.stages.extract_message_roles import extract_message_roles
     from mailforce.stages.index_account_statistics import index_account_statistics
     from mailforce.stages.list_domains import list_domains
@@ -192,7 +193,7 @@ def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, s
     extraction = extract_message_roles(es, settings, window, "second")
     partitions = list_domains(extraction, settings)
     rescore_relationships(es, settings, window.window_end)
-    scoring = scoring_for(settings, scoring_date_of_run(es, settings, window.window_end))
+    scoring = scoring_for(settings, run_scoring_date(window.window_end, last_scoring_date(es, settings)))
 
     compile_domain_partition(es, settings, partitions[0], "second", add_window=True, scoring=scoring)  # first attempt
     compile_domain_partition(es, settings, partitions[0], "second", add_window=False, scoring=scoring)  # its retry

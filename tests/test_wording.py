@@ -80,7 +80,8 @@ def test_compile_logs_say_added_recomputed_and_unchanged_and_record_no_event_whe
     from mailforce.stages.extract_message_roles import extract_message_roles
     from mailforce.stages.fetch_watermark import fetch_watermark
     from mailforce.stages.list_domains import list_domains
-    from mailforce.stages.rescore_relationships import scoring_date_of_run
+    from mailforce.es.scoring import last_scoring_date
+    from mailforce.stages.rescore_relationships import run_scoring_date
     from mailforce.tools.synthetic import dirty_corpus
     from support import load_source
 
@@ -88,7 +89,7 @@ def test_compile_logs_say_added_recomputed_and_unchanged_and_record_no_event_whe
     fetched = fetch_watermark(es, settings, RunRequest(), datetime(2030, 1, 1, tzinfo=timezone.utc))
     extraction = extract_message_roles(es, settings, fetched.window, "run-1")
     partition = list_domains(extraction, settings)[0]
-    scoring = scoring_for(settings, scoring_date_of_run(es, settings, fetched.window.window_end))
+    scoring = scoring_for(settings, run_scoring_date(fetched.window.window_end, last_scoring_date(es, settings)))
 
     with caplog.at_level("INFO", logger="mailforce"):
         first = compile_domain_partition(es, settings, partition, "run-1", add_window=True, scoring=scoring)

@@ -75,13 +75,13 @@ def check_settings_or_fail(es, settings: Settings, *, arrival: bool = True) -> N
         raise setting_error(error) from None
 
 
-def record_asset_event(context: Mapping[str, Any], kind: str, written: int, **extra: Any) -> None:
+def record_asset_event(context: Mapping[str, Any], kind: str, written: int, *, settings: Settings | None = None,
+                       **extra: Any) -> None:
     """The extras of this task's event on one output asset: index, documents written, run id."""
     events = context.get("outlet_events")
     if events is None:  # called outside Airflow
         return
-    settings = load_settings()
-    asset = output_assets(settings)[kind]
+    asset = output_assets(settings or load_settings())[kind]
     events[asset].extra = {"index": asset.name, "documents_written": written, "run_id": context.get("run_id"), **extra}
 
 
@@ -214,8 +214,9 @@ def announce_outputs(context: Mapping[str, Any], compiled: Sequence[Mapping[str,
         log.info("Announced nothing: the run wrote no engagement, relationship, contact, timeline or domain "
                  "document, so no asset event is recorded")
         raise AirflowSkipException("nothing written: no asset event")
+    settings = load_settings()
     for kind, count in written.items():
-        record_asset_event(context, kind, count)
+        record_asset_event(context, kind, count, settings=settings)
     log.info("Announced the outputs written: %s", ", ".join(f"{kind} {count}" for kind, count in written.items()))
     return written
 

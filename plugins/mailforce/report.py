@@ -128,36 +128,32 @@ def _hits(response: dict[str, Any]) -> list[dict[str, Any]]:
     return [hit.get("_source") or {} for hit in response["hits"]["hits"]]
 
 
-def query_top_domains(es, index: str, top: int) -> list[dict[str, Any]] | NoData:
-    fields = ["domain", "total_emails", "total_from", "total_to", "total_cc", "addresses_count", "accounts",
-              "first_contact_date", "latest_contact_date", "best_connected_accounts"]
+def _top_documents(es, index: str, top: int, *, fields: list[str], key: str, measure: str
+                   ) -> list[dict[str, Any]] | NoData:
+    """The `top` documents of `index` by `measure` (then by `key`), each carrying `key`."""
 
     def run() -> list[dict[str, Any]] | NoData:
         response = es.search(
-            index=index, size=top, source=fields, query={"exists": {"field": "total_emails"}},
-            sort=[{"total_emails": {"order": "desc", "unmapped_type": "long"}},
-                  {"domain": {"order": "asc", "unmapped_type": "keyword"}}],
+            index=index, size=top, source=fields, query={"exists": {"field": measure}},
+            sort=[{measure: {"order": "desc", "unmapped_type": "long"}},
+                  {key: {"order": "asc", "unmapped_type": "keyword"}}],
         )
-        rows = [row for row in _hits(response) if row.get("domain")]
-        return rows or NoData(f"No data yet: no document of {index} carries total_emails.")
+        rows = [row for row in _hits(response) if row.get(key)]
+        return rows or NoData(f"No data yet: no document of {index} carries {measure}.")
 
     return _guarded(index, run)
+
+
+def query_top_domains(es, index: str, top: int) -> list[dict[str, Any]] | NoData:
+    fields = ["domain", "total_emails", "total_from", "total_to", "total_cc", "addresses_count", "accounts",
+              "first_contact_date", "latest_contact_date", "best_connected_accounts"]
+    return _top_documents(es, index, top, fields=fields, key="domain", measure="total_emails")
 
 
 def query_top_contacts(es, index: str, top: int) -> list[dict[str, Any]] | NoData:
     fields = ["email_address", "domain", "total_count", "from_count", "to_count", "cc_count", "accounts_count",
               "automated", "first_contact_date", "latest_contact_date"]
-
-    def run() -> list[dict[str, Any]] | NoData:
-        response = es.search(
-            index=index, size=top, source=fields, query={"exists": {"field": "total_count"}},
-            sort=[{"total_count": {"order": "desc", "unmapped_type": "long"}},
-                  {"email_address": {"order": "asc", "unmapped_type": "keyword"}}],
-        )
-        rows = [row for row in _hits(response) if row.get("email_address")]
-        return rows or NoData(f"No data yet: no document of {index} carries total_count.")
-
-    return _guarded(index, run)
+    return _top_documents(es, index, top, fields=fields, key="email_address", measure="total_count")
 
 
 def query_domain_timeline(es, index: str, domains: Sequence[str]) -> list[dict[str, Any]] | NoData:

@@ -39,10 +39,6 @@ def run_scoring_date(window_end: datetime, last: date | None) -> date:
     return max(today, last) if last is not None else today
 
 
-def scoring_date_of_run(es, settings: Settings, window_end: datetime) -> date:
-    return run_scoring_date(window_end, last_scoring_date(es, settings))
-
-
 def _updates(index: str, changes: Iterator[tuple[str, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
     for identifier, fields in changes:
         yield {"_op_type": "update", "_index": index, "_id": identifier, "doc": fields}

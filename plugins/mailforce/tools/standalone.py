@@ -140,8 +140,8 @@ def _standalone_environment(layout: Layout, engine_url: str, mail_settings: dict
         engine_url,
         {
             "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
-            # One task of a DAG at a time: on SQLite, two compile instances registering the same
-            # asset-alias event at once fail on a unique constraint (seen in the UI stack's tests).
+            # One task of a DAG at a time: airflow standalone keeps its metadata in SQLite, which takes
+            # one writer at a time; tasks side by side are what scripts/deployed.sh (PostgreSQL) runs.
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "1",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__API__PORT": str(layout.ui_port),
