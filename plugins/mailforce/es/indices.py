@@ -1,6 +1,6 @@
-"""Output index mappings, and creating what is missing before anything is written.
+"""Output indices: creating what is missing before anything is written, checking what exists.
 
-Every output index is created with an explicit, strict mapping before the first write: a field that
+Each index's mapping is declared with its kind (`mailforce.core.kinds`). Every output index is created with an explicit, strict mapping before the first write: a field that
 is not declared is refused rather than guessed by dynamic mapping.
 """
 
