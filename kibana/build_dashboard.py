@@ -95,6 +95,23 @@ def objects() -> list[dict]:
              {"address": terms("email_address", "Outside address", "strength"),
               "strength": metric("max", "strength", "Strength")},
              "lnsXY", bars("address", ["strength"]), query="not automated : true"),
+        lens("mailforce-lens-top-conversations", "Top conversations: direct exchange each way",
+             "The 20 outside addresses the mailboxes' owners wrote to the most, and how often they wrote back "
+             "(direct messages: the owner wrote to them, or they wrote to the owner (not CC'd on mail the mailbox merely received); "
+             "automated addresses and the mailboxes' own addresses left out.", "mailforce-dv-relationships",
+             {"address": terms("email_address", "Outside address", "written_to"),
+              "wrote": metric("sum", "direct_from_count", "They wrote to the owner"),
+              "written_to": metric("sum", "direct_to_count", "The owner wrote to them")},
+             "lnsXY", bars("address", ["wrote", "written_to"], "bar_horizontal_stacked"),
+             query="not automated : true and not owner : true"),
+        lens("mailforce-lens-automated-reasons", "Robots by reason: patterns, headers, broadcasts",
+             "Contacts flagged automated, by why: a name pattern (no-reply@...), bulk-mail headers, or broadcasting "
+             "(many large mailings no mailbox's owner ever answered), with the messages they are on.",
+             "mailforce-dv-contacts",
+             {"reason": terms("automated_reason", "Reason", "contacts", 3),
+              "contacts": metric("count", "___records___", "Contacts"),
+              "messages": metric("sum", "total_count", "Messages they are on")},
+             "lnsXY", bars("reason", ["contacts", "messages"], "bar"), query="automated : true"),
         lens("mailforce-lens-top-contacts", "Contacts known by the most accounts",
              "The 20 outside addresses that the most team mailboxes have exchanged mail with (accounts_count).",
              "mailforce-dv-contacts",

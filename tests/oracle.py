@@ -74,17 +74,21 @@ DOCUMENT_FIELDS: dict[str, tuple[str, ...]] = {  # model v1 (today's product)
     ),
 }
 DOCUMENT_FIELDS_V2: dict[str, tuple[str, ...]] = {
-    "roles": DOCUMENT_FIELDS["roles"] + ("from_addresses", "to_addresses", "cc_addresses", "automated_addresses"),
+    "roles": DOCUMENT_FIELDS["roles"] + ("from_addresses", "to_addresses", "cc_addresses", "automated_addresses",
+                                         "sender_addresses", "recipient_addresses", "participants", "audience"),
     "engagements": DOCUMENT_FIELDS["engagements"],
-    "account_stats": DOCUMENT_FIELDS["account_stats"],
+    "account_stats": DOCUMENT_FIELDS["account_stats"] + ("owner_addresses", "owner_source", "owner_evidence"),
     "domains": DOCUMENT_FIELDS["domains"] + ("addresses_count", "email_engagements_complete", "best_connected_accounts"),
     "relationships": (
         "account", "email_address", "domain", "from_count", "to_count", "cc_count", "total_count",
         "first_engagement_date", "latest_engagement_date", "automated", "two_way", "strength",
+        "owner", "direct_from_count", "direct_to_count", "direct_count", "direct_weight", "latest_direct_date",
+        "automated_reason",
     ),
     "contacts": (
         "email_address", "domain", "from_count", "to_count", "cc_count", "total_count", "first_contact_date",
         "latest_contact_date", "accounts", "accounts_count", "automated", "best_connected_accounts",
+        "automated_reason", "flagged_by_headers", "broadcast_messages", "answered_count",
     ),
     "timeline": ("scope", "account", "domain", "month", "messages", "from_count", "to_count", "cc_count"),
 }
@@ -122,6 +126,11 @@ AUTOMATED_PRECEDENCE = frozenset({"bulk", "junk", "list"})
 BEST_CONNECTED_LIMIT = 5
 DEFAULT_TOP_ADDRESSES = 100
 DEFAULT_HALF_LIFE_DAYS = 90
+# SEMANTICS.md, "Conversations"
+MILLIONTHS = 1_000_000
+DEFAULT_BROADCAST_MIN_MESSAGES = 20
+DEFAULT_BROADCAST_MIN_AUDIENCE = 10
+EVIDENCE_CANDIDATES = 3
 
 # Elasticsearch defaults a document must fit in (SPEC §5).
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
@@ -347,21 +356,21 @@ def list_id_address_forms(source: Mapping[str, Any]) -> set[str]:
 
 
 def strength(
-    from_count: int,
-    to_count: int,
-    cc_count: int,
-    latest_engagement_date: datetime | Date | str,
+    direct_weight: int,
+    direct_from_count: int,
+    direct_to_count: int,
+    latest_direct_date: datetime | Date | str | None,
     scoring_date: datetime | Date | str,
     half_life_days: float = DEFAULT_HALF_LIFE_DAYS,
     automated: bool = False,
+    owner: bool = False,
 ) -> int:
     """SEMANTICS.md, "Relationship strength", in exactly its order of floating-point operations."""
-    if automated:
+    if automated or owner or direct_weight == 0:
         return 0
-    weighted = from_count + to_count + 0.5 * cc_count
-    two_way = from_count > 0 and to_count + cc_count > 0
-    exchange = 1.0 if two_way else 0.5
-    age_days = max(0, (utc_day(scoring_date) - utc_day(latest_engagement_date)).days)
+    weighted = direct_weight / 1000000
+    exchange = 1.0 if (direct_from_count > 0 and direct_to_count > 0) else 0.5
+    age_days = max(0, (utc_day(scoring_date) - utc_day(latest_direct_date)).days)
     recency = 0.5 ** (age_days / half_life_days)
     return math.floor(100.0 * weighted / (weighted + 5.0) * exchange * recency + 0.5)
 
@@ -380,6 +389,9 @@ class Message:
     date: datetime
     roles: set[tuple[str, str]] = field(default_factory=set)  # (address, role)
     header_flagged: set[str] = field(default_factory=set)  # addresses its copies' headers flag (rules 2, 3)
+    # valid addresses, erased ones left out but the domain filters not applied
+    senders: set[str] = field(default_factory=set)
+    recipients: set[str] = field(default_factory=set)
 
 
 def _address_entries(source: Mapping[str, Any], field_name: str) -> list[Any]:
@@ -468,6 +480,9 @@ def build_messages(
                 address = in_scope_address(entry)
                 if address is not None:
                     copy_roles.append((address, role))
+                valid = normalise_address(entry)
+                if valid is not None and valid not in erased and domain_of(valid) not in erased_domain_set:
+                    (message.senders if role == ROLE_FROM else message.recipients).add(valid)
         message.roles.update(copy_roles)
         sender_flagged = headers_flag_sender(source)
         list_ids = list_id_address_forms(source)
@@ -539,6 +554,9 @@ def expected_outputs(
     automated_patterns_extra: Iterable[str] = (),
     erased_addresses: Iterable[str] = (),
     erased_domains: Iterable[str] = (),
+    account_addresses: Mapping[str, Iterable[str]] | None = None,
+    broadcast_min_messages: int = DEFAULT_BROADCAST_MIN_MESSAGES,
+    broadcast_min_audience: int = DEFAULT_BROADCAST_MIN_AUDIENCE,
 ) -> Outputs:
     """The output indices' documents (without ``updated_at``), keyed by natural key.
 
@@ -562,11 +580,13 @@ def expected_outputs(
         return Outputs({kind: builders[kind]() for kind in chosen}, model="v1")
 
     day = utc_day(scoring_date) if scoring_date is not None else default_scoring_date(coverages)
-    world = _World(messages, compile_patterns(automated_patterns, automated_patterns_extra), day, half_life_days)
+    world = _World(messages, compile_patterns(automated_patterns, automated_patterns_extra), day, half_life_days,
+                   owners=account_owners(messages, account_addresses or {}),
+                   broadcast=(broadcast_min_messages, broadcast_min_audience))
     builders = {
         "roles": lambda: expected_roles(messages, model="v2"),
         "engagements": lambda: expected_engagements(messages),
-        "account_stats": lambda: expected_account_stats(messages),
+        "account_stats": lambda: world.account_stats(expected_account_stats(messages)),
         "domains": lambda: world.domains(top_addresses),
         "relationships": world.relationships,
         "contacts": world.contacts,
@@ -595,6 +615,10 @@ def expected_roles(messages: list[Message], model: str = "v1") -> dict[tuple[str
                 document[f"{field_name}_addresses"] = sorted(
                     address for address, held in message.roles if held == role)
             document["automated_addresses"] = sorted(message.header_flagged)
+            document["sender_addresses"] = sorted(message.senders)
+            document["recipient_addresses"] = sorted(message.recipients)
+            document["participants"] = sorted(message.senders | message.recipients)
+            document["audience"] = len(message.recipients)
         documents[(message.account, message.key)] = document
     return documents
 
@@ -715,17 +739,55 @@ def _best_connected(candidates: Iterable[dict[str, Any]]) -> list[dict[str, Any]
     return ranked[:BEST_CONNECTED_LIMIT]
 
 
+class Owners(NamedTuple):
+    addresses: list[str]
+    source: str  # "setting", "inferred", "none"
+    evidence: dict[str, Any]
+
+
+def account_owners(messages: list[Message], configured: Mapping[str, Iterable[str]]) -> dict[str, Owners]:
+    """SEMANTICS.md, "Conversations": per account, over its messages that have a roles document, how
+    many of them each address (any domain, erased ones excepted) is on; the owner addresses are the
+    setting's, else the address on the most, when on at least half of them and no other address is on
+    as many (a tie infers nothing)."""
+    per_account: dict[str, dict[str, int]] = {}
+    totals: dict[str, int] = defaultdict(int)
+    for message in messages:
+        tally = per_account.setdefault(message.account, defaultdict(int))
+        if not message.roles:
+            continue
+        totals[message.account] += 1
+        for address in message.senders | message.recipients:
+            tally[address] += 1
+    result = {}
+    for account, tally in per_account.items():
+        ranked = sorted(tally.items(), key=lambda item: (-item[1], item[0]))
+        evidence = {"messages": totals[account],
+                    "candidates": [{"email_address": address, "messages": count}
+                                   for address, count in ranked[:EVIDENCE_CANDIDATES]]}
+        given = sorted({normalise_address(address) for address in configured.get(account, ())} - {None})
+        if given:
+            result[account] = Owners(given, "setting", evidence)
+        elif ranked and ranked[0][1] * 2 >= totals[account] and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+            result[account] = Owners([ranked[0][0]], "inferred", evidence)
+        else:
+            result[account] = Owners([], "none", evidence)
+    return result
+
+
 class _World:
     """Model v2 figures over the covered messages (the messages with no in-scope address have no
     roles document and take no part in them)."""
 
     def __init__(
         self, messages: list[Message], patterns: list[re.Pattern[str]], scoring_date: Date | None,
-        half_life_days: float,
+        half_life_days: float, *, owners: Mapping[str, Owners] | None = None,
+        broadcast: tuple[int, int] = (DEFAULT_BROADCAST_MIN_MESSAGES, DEFAULT_BROADCAST_MIN_AUDIENCE),
     ) -> None:
         self.messages = [message for message in messages if message.roles]
         self.scoring_date = scoring_date
         self.half_life_days = half_life_days
+        self.owners = dict(owners or {})
         # Across mailboxes a key's date: the earliest date of its messages that have roles documents.
         self.key_date: dict[str, datetime] = {}
         for message in self.messages:
@@ -734,10 +796,31 @@ class _World:
         # The flag belongs to the address: rule 1 on its local part, or rules 2/3 on any message.
         addresses = {address for message in self.messages for address, _ in message.roles}
         header_flagged = set().union(*(message.header_flagged for message in self.messages))
-        self.automated = {
-            address for address in addresses
-            if address in header_flagged or is_automated_local_part(address, patterns)
-        }
+        self.header_flagged = header_flagged
+        # Robots by behaviour: keys sent to a large audience; messages an account's owner wrote to it.
+        min_messages, min_audience = broadcast
+        broadcast_keys: dict[str, set[str]] = defaultdict(set)
+        self.answered: dict[str, int] = defaultdict(int)
+        for message in self.messages:
+            owners = set(self.owner_addresses(message.account))
+            for address, role in message.roles:
+                if role == ROLE_FROM and len(message.recipients) >= min_audience:
+                    broadcast_keys[address].add(message.key)
+            if owners & message.senders:
+                for address in {address for address, role in message.roles if role != ROLE_FROM} - owners:
+                    self.answered[address] += 1
+        self.broadcast_messages = {address: len(keys) for address, keys in broadcast_keys.items()}
+        self.reason: dict[str, str | None] = {}
+        for address in addresses:
+            if is_automated_local_part(address, patterns):
+                self.reason[address] = "pattern"
+            elif address in header_flagged:
+                self.reason[address] = "header"
+            elif self.broadcast_messages.get(address, 0) >= min_messages and not self.answered[address]:
+                self.reason[address] = "broadcast"
+            else:
+                self.reason[address] = None
+        self.automated = {address for address, reason in self.reason.items() if reason}
         # address -> key -> roles held in at least one account's copy; address -> accounts
         self.roles_by_key: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self.accounts_by_address: dict[str, set[str]] = defaultdict(set)
@@ -748,6 +831,18 @@ class _World:
         self._relationships: dict[tuple[str, str], dict[str, Any]] | None = None
         self._contacts: dict[str, dict[str, Any]] | None = None
         self._figures: dict[str, dict[str, Any]] = {}
+
+    def owner_addresses(self, account: str) -> list[str]:
+        known = self.owners.get(account)
+        return known.addresses if known else []
+
+    def account_stats(self, documents: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for account, document in documents.items():
+            owners = self.owners.get(account) or Owners([], "none", {"messages": 0, "candidates": []})
+            document["owner_addresses"] = owners.addresses
+            document["owner_source"] = owners.source
+            document["owner_evidence"] = owners.evidence
+        return documents
 
     # Per account and address ---------------------------------------------------------------------
 
@@ -765,9 +860,21 @@ class _World:
                     figure = figures[(message.account, address)] = {
                         ROLE_FROM: 0, ROLE_TO: 0, ROLE_CC: 0, "total": 0,
                         "first": message.date, "latest": message.date,
+                        "wrote": 0, "written_to": 0, "direct": 0, "weight": 0, "latest_direct": None,
                     }
                 for role in roles:
                     figure[role] += 1
+                owners = set(self.owner_addresses(message.account))
+                if owners and address not in owners:
+                    wrote = ROLE_FROM in roles and bool(owners & message.recipients)
+                    written_to = bool(roles - {ROLE_FROM}) and bool(owners & message.senders)
+                    if wrote or written_to:
+                        figure["wrote"] += wrote
+                        figure["written_to"] += written_to
+                        figure["direct"] += 1
+                        figure["weight"] += MILLIONTHS // len(message.recipients)
+                        if figure["latest_direct"] is None or message.date > figure["latest_direct"]:
+                            figure["latest_direct"] = message.date
                 figure["total"] += 1
                 figure["first"] = min(figure["first"], message.date)
                 figure["latest"] = max(figure["latest"], message.date)
@@ -788,9 +895,17 @@ class _World:
                 "automated": automated,
                 "two_way": from_count > 0 and to_count + cc_count > 0,
                 "strength": strength(
-                    from_count, to_count, cc_count, figure["latest"], self.scoring_date,
-                    self.half_life_days, automated,
+                    figure["weight"], figure["wrote"], figure["written_to"], figure["latest_direct"],
+                    self.scoring_date, self.half_life_days, automated,
+                    address in self.owner_addresses(account),
                 ),
+                "owner": address in self.owner_addresses(account),
+                "direct_from_count": figure["wrote"],
+                "direct_to_count": figure["written_to"],
+                "direct_count": figure["direct"],
+                "direct_weight": figure["weight"],
+                "latest_direct_date": format_date(figure["latest_direct"]) if figure["latest_direct"] else None,
+                "automated_reason": self.reason[address],
             }
         self._relationships = documents
         return documents
@@ -842,6 +957,10 @@ class _World:
                 "accounts_count": len(accounts),
                 "automated": address in self.automated,
                 "best_connected_accounts": _best_connected(candidates[address]),
+                "automated_reason": self.reason[address],
+                "flagged_by_headers": address in self.header_flagged,
+                "broadcast_messages": self.broadcast_messages.get(address, 0),
+                "answered_count": self.answered[address],
             }
         self._contacts = documents
         return documents

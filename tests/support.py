@@ -78,6 +78,10 @@ def oracle_options(settings: Settings) -> dict[str, Any]:
         "half_life_days": settings.strength_half_life_days,
         "automated_patterns": list(settings.automated_patterns) or None,
         "automated_patterns_extra": list(settings.automated_patterns_extra),
+        "account_addresses": {account: sorted(addresses)
+                              for account, addresses in settings.owner_addresses_by_account.items()},
+        "broadcast_min_messages": settings.broadcast_min_messages,
+        "broadcast_min_audience": settings.broadcast_min_audience,
     }
 
 

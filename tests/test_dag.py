@@ -18,6 +18,7 @@ from support import assert_matches_oracle, load_source
 STAGES = {
     "fetch_watermark",
     "extract_message_roles",
+    "identify_account_owners",
     "list_domains",
     "compile_domain_partition",
     "rescore_relationships",
@@ -86,7 +87,8 @@ def test_dag_loads_with_tags_retries_and_docs(dag):
 def test_stages_run_in_order(dag):
     downstream = {task.task_id: set(task.downstream_task_ids) for task in dag.tasks}
     assert "extract_message_roles" in downstream["fetch_watermark"]
-    assert "list_domains" in downstream["extract_message_roles"]
+    assert "identify_account_owners" in downstream["extract_message_roles"]
+    assert "list_domains" in downstream["identify_account_owners"]
     assert "compile_domain_partition" in downstream["list_domains"]
     assert "compile_domain_partition" in downstream["rescore_relationships"]
     assert "bulk_index_account_statistics" in downstream["compile_domain_partition"]

@@ -66,46 +66,65 @@ def corpus_one() -> list[dict]:
     ]
 
 
+# Each mailbox's own address, by setting (the inference ties on this tiny corpus: no owner inferred).
+OWNERS = {"jim": ["jim@kunaico.com"], "ann": ["ann@kunaico.com"], "ken": ["ken@kunaico.com"]}
+NO_DIRECT = {"owner": False, "direct_from_count": 0, "direct_to_count": 0, "direct_count": 0, "direct_weight": 0,
+             "latest_direct_date": None, "automated_reason": None}
+
+
+def direct(from_count: int, to_count: int, weight: int, latest: str) -> dict:
+    return {**NO_DIRECT, "direct_from_count": from_count, "direct_to_count": to_count,
+            "direct_count": from_count + to_count, "direct_weight": weight, "latest_direct_date": latest}
+
+
 def corpus_one_outputs(**options: Any) -> oracle.Outputs:
+    options.setdefault("account_addresses", OWNERS)
     return expected_outputs(corpus_one(), END, INTERNAL, kinds="all", scoring_date=SCORING, **options)
 
 
 def test_relationships_by_hand() -> None:
     expected = {
-        # jim-bob: m1 To, m2 From; w 2, two-way, age 20: 100 * 2 / 7 * 0.5 ** (20/90) = 24.49 -> 24
+        # jim-bob: m1 jim wrote To bob and carol (audience 2: 500,000), m2 bob wrote to jim and carol
+        # (500,000); w 1.0, two-way, latest direct 06-10, age 20: 100 * 1 / 6 * 0.5 ** (20/90) = 14.29 -> 14
         ("jim", "bob@acme.com"): {
             "account": "jim", "email_address": "bob@acme.com", "domain": "acme.com",
             "from_count": 1, "to_count": 1, "cc_count": 0, "total_count": 2,
             "first_engagement_date": "2001-05-31T23:30:00Z", "latest_engagement_date": "2001-06-10T09:00:00Z",
-            "automated": False, "two_way": True, "strength": 24,
+            "automated": False, "two_way": True, "strength": 14,
+            **direct(1, 1, 1_000_000, "2001-06-10T09:00:00Z"),
         },
-        # jim-carol: CC on m1 and m2; w 1, one-way, age 20: 100 / 6 * 0.5 * 0.857 = 7.14 -> 7
+        # jim-carol: CC on m1 (jim wrote: 500,000) and m2 (bob wrote: not direct); w 0.5, one-way,
+        # age 30: 100 * 0.5 / 5.5 * 0.5 * 0.5 ** (30/90) = 3.61 -> 4
         ("jim", "carol@acme.com"): {
             "account": "jim", "email_address": "carol@acme.com", "domain": "acme.com",
             "from_count": 0, "to_count": 0, "cc_count": 2, "total_count": 2,
             "first_engagement_date": "2001-05-31T23:30:00Z", "latest_engagement_date": "2001-06-10T09:00:00Z",
-            "automated": False, "two_way": False, "strength": 7,
+            "automated": False, "two_way": False, "strength": 4,
+            **direct(0, 1, 500_000, "2001-05-31T23:30:00Z"),
         },
-        # ann-bob: m1 To (ann's own date 06-01), m3 CC; w 1.5, one-way, age 10: 10.68 -> 11
+        # ann-bob: m1 (jim wrote) and m3 (dave wrote): ann never exchanged with bob directly -> 0
         ("ann", "bob@acme.com"): {
             "account": "ann", "email_address": "bob@acme.com", "domain": "acme.com",
             "from_count": 0, "to_count": 1, "cc_count": 1, "total_count": 2,
             "first_engagement_date": "2001-06-01T01:00:00Z", "latest_engagement_date": "2001-06-20T12:00:00Z",
-            "automated": False, "two_way": False, "strength": 11,
+            "automated": False, "two_way": False, "strength": 0, **NO_DIRECT,
         },
-        # ann-dave: m1 To, m3 From; w 2, two-way, age 10: 100 * 2 / 7 * 0.5 ** (10/90) = 26.45 -> 26
+        # ann-dave: m3 dave wrote to ann, bob CC (audience 2: 500,000); w 0.5, one-way, age 10:
+        # 100 * 0.5 / 5.5 * 0.5 * 0.5 ** (10/90) = 4.21 -> 4
         ("ann", "dave@globex.org"): {
             "account": "ann", "email_address": "dave@globex.org", "domain": "globex.org",
             "from_count": 1, "to_count": 1, "cc_count": 0, "total_count": 2,
             "first_engagement_date": "2001-06-01T01:00:00Z", "latest_engagement_date": "2001-06-20T12:00:00Z",
-            "automated": False, "two_way": True, "strength": 26,
+            "automated": False, "two_way": True, "strength": 4,
+            **direct(1, 0, 500_000, "2001-06-20T12:00:00Z"),
         },
-        # ken-dave: m3 From (ken's date 06-19); w 1, one-way, age 11: 7.66 -> 8
+        # ken-dave: m3 dave wrote to ken alone (ken's date 06-19; 1,000,000); w 1, one-way, age 11: 7.66 -> 8
         ("ken", "dave@globex.org"): {
             "account": "ken", "email_address": "dave@globex.org", "domain": "globex.org",
             "from_count": 1, "to_count": 0, "cc_count": 0, "total_count": 1,
             "first_engagement_date": "2001-06-19T08:00:00Z", "latest_engagement_date": "2001-06-19T08:00:00Z",
             "automated": False, "two_way": False, "strength": 8,
+            **direct(1, 0, 1_000_000, "2001-06-19T08:00:00Z"),
         },
     }
     assert corpus_one_outputs()["relationships"] == expected
@@ -120,16 +139,19 @@ def test_contacts_by_hand() -> None:
             "first_contact_date": "2001-05-31T23:30:00Z", "latest_contact_date": "2001-06-19T08:00:00Z",
             "accounts": ["ann", "jim"], "accounts_count": 2, "automated": False,
             "best_connected_accounts": [
-                {"account": "jim", "strength": 24, "total_count": 2},
-                {"account": "ann", "strength": 11, "total_count": 2},
+                {"account": "jim", "strength": 14, "total_count": 2},
+                {"account": "ann", "strength": 0, "total_count": 2},
             ],
+            # jim wrote to bob on m1 (ann's copy of m1 was written by jim, not ann)
+            "automated_reason": None, "flagged_by_headers": False, "broadcast_messages": 0, "answered_count": 1,
         },
         "carol@acme.com": {
             "email_address": "carol@acme.com", "domain": "acme.com",
             "from_count": 0, "to_count": 0, "cc_count": 2, "total_count": 2,
             "first_contact_date": "2001-05-31T23:30:00Z", "latest_contact_date": "2001-06-10T09:00:00Z",
             "accounts": ["jim"], "accounts_count": 1, "automated": False,
-            "best_connected_accounts": [{"account": "jim", "strength": 7, "total_count": 2}],
+            "best_connected_accounts": [{"account": "jim", "strength": 4, "total_count": 2}],
+            "automated_reason": None, "flagged_by_headers": False, "broadcast_messages": 0, "answered_count": 1,
         },
         # dave is on m1 only in ann's copy (06-01), yet m1's date is jim's earlier one (05-31)
         "dave@globex.org": {
@@ -138,9 +160,10 @@ def test_contacts_by_hand() -> None:
             "first_contact_date": "2001-05-31T23:30:00Z", "latest_contact_date": "2001-06-19T08:00:00Z",
             "accounts": ["ann", "ken"], "accounts_count": 2, "automated": False,
             "best_connected_accounts": [
-                {"account": "ann", "strength": 26, "total_count": 2},
                 {"account": "ken", "strength": 8, "total_count": 1},
+                {"account": "ann", "strength": 4, "total_count": 2},
             ],
+            "automated_reason": None, "flagged_by_headers": False, "broadcast_messages": 0, "answered_count": 0,
         },
     }
     assert corpus_one_outputs()["contacts"] == expected
@@ -160,10 +183,10 @@ def test_domains_by_hand() -> None:
             "total_from": 1, "total_to": 1, "total_cc": 3, "total_emails": 3,
             "accounts": ["ann", "jim"], "addresses_count": 2,
             "email_engagements": [bob, carol], "email_engagements_complete": True,
-            # jim: max(24, 7) over bob and carol, 2 messages (m1, m2); ann: 11, 2 messages (m1, m3)
+            # jim: max(14, 4) over bob and carol, 2 messages (m1, m2); ann: 0, 2 messages (m1, m3)
             "best_connected_accounts": [
-                {"account": "jim", "strength": 24, "total_count": 2},
-                {"account": "ann", "strength": 11, "total_count": 2},
+                {"account": "jim", "strength": 14, "total_count": 2},
+                {"account": "ann", "strength": 0, "total_count": 2},
             ],
         },
         "globex.org": {
@@ -173,8 +196,8 @@ def test_domains_by_hand() -> None:
             "accounts": ["ann", "ken"], "addresses_count": 1,
             "email_engagements": [dave], "email_engagements_complete": True,
             "best_connected_accounts": [
-                {"account": "ann", "strength": 26, "total_count": 2},
                 {"account": "ken", "strength": 8, "total_count": 1},
+                {"account": "ann", "strength": 4, "total_count": 2},
             ],
         },
     }
@@ -246,10 +269,16 @@ def test_cross_mailbox_date_rule_against_model_v1() -> None:
     assert ("ken", "<m2@x>") not in v2["roles"]
     assert v2["contacts"]["carol@acme.com"]["latest_contact_date"] == "2001-06-10T09:00:00Z"
     assert v2["account_stats"]["ken"] == {"account": "ken", "emails_from_count": 1, "emails_to_count": 0,
-                                          "emails_cc_count": 0, "total_emails_count": 1}
+                                          "emails_cc_count": 0, "total_emails_count": 1,
+                                          # evidence: ken's one message with a roles document (m3)
+                                          "owner_addresses": ["ken@kunaico.com"], "owner_source": "setting",
+                                          "owner_evidence": {"messages": 1, "candidates": [
+                                              {"email_address": "dave@globex.org", "messages": 1},
+                                              {"email_address": "ken@kunaico.com", "messages": 1}]}}
     # a copy without any address at all, earlier than every other, does not date m1 either
     undated = doc("d7", "ken", "<m1@x>", "2001-01-01T00:00:00Z", "not-an-address")
-    with_undated = expected_outputs(corpus_one() + [undated], END, INTERNAL, kinds="all", scoring_date=SCORING)
+    with_undated = expected_outputs(corpus_one() + [undated], END, INTERNAL, kinds="all", scoring_date=SCORING,
+                                    account_addresses=OWNERS)
     assert with_undated["contacts"] == v2["contacts"] and with_undated["domains"] == v2["domains"]
     # ...but a copy in the same account with a roles document does: jim's m1 dated by an address-less copy
     early_jim = doc("d8", "jim", "<m1@x>", "2001-04-30T00:00:00Z", "not-an-address")
@@ -267,9 +296,14 @@ def test_v2_roles_and_unchanged_kinds() -> None:
                           {"email_address": "dave@globex.org", "domain": "globex.org", "role": "To"}],
         "from_addresses": [], "to_addresses": ["bob@acme.com", "dave@globex.org"], "cc_addresses": [],
         "automated_addresses": [],
+        # who wrote it and to whom, the internal domain included: its audience is 2
+        "sender_addresses": ["jim@kunaico.com"], "recipient_addresses": ["bob@acme.com", "dave@globex.org"],
+        "participants": ["bob@acme.com", "dave@globex.org", "jim@kunaico.com"], "audience": 2,
     }
     v1 = expected_outputs(corpus_one(), END, INTERNAL)
-    assert outputs["engagements"] == v1["engagements"] and outputs["account_stats"] == v1["account_stats"]
+    assert outputs["engagements"] == v1["engagements"]
+    assert {account: {name: document[name] for name in v1["account_stats"][account]}
+            for account, document in outputs["account_stats"].items()} == v1["account_stats"]
     assert set(outputs["roles"]) == set(v1["roles"])
     assert set(v1) == set(oracle.V1_KINDS) and set(outputs) == set(oracle.ALL_KINDS)
 
@@ -289,17 +323,21 @@ def test_default_scoring_date_is_the_utc_date_of_the_latest_window_end() -> None
     coverages = [Coverage(window_end=datetime(2001, 6, 25, tzinfo=UTC)),
                  Coverage(window_end=datetime(2001, 7, 1, 1, 0, tzinfo=timezone.utc).astimezone(
                      timezone(__import__("datetime").timedelta(hours=2))), accounts=frozenset({"ann"}))]
-    # 2001-07-01T01:00 UTC -> scoring date 2001-07-01; jim-bob: age 21: 100 * 2 / 7 * 0.5 ** (21/90) = 24.3 -> 24
-    relationships = expected_outputs(corpus_one(), coverages, INTERNAL, kinds=("relationships",))["relationships"]
-    later = expected_outputs(corpus_one(), coverages[:1], INTERNAL, kinds=("relationships",))["relationships"]
+    # 2001-07-01T01:00 UTC -> scoring date 2001-07-01; jim-bob: age 21: 100 * 1 / 6 * 0.5 ** (21/90) = 14.2 -> 14
+    relationships = expected_outputs(corpus_one(), coverages, INTERNAL, kinds=("relationships",),
+                                     account_addresses=OWNERS)["relationships"]
+    later = expected_outputs(corpus_one(), coverages[:1], INTERNAL, kinds=("relationships",),
+                             account_addresses=OWNERS)["relationships"]
     assert relationships != later  # scored at the latest window end's date, not an earlier one
-    assert relationships[("jim", "bob@acme.com")]["strength"] == 24
-    # ann-dave, age 11: 100 * 2 / 7 * 0.5 ** (11/90) = 26.25 -> 26; ann-bob, age 11: 10.6 -> 11
-    assert relationships[("ann", "dave@globex.org")]["strength"] == 26
-    # a datetime scoring date counts by its UTC date; half-life setting: ann-dave age 10, half-life 10 -> 14.29 -> 14
+    assert relationships[("jim", "bob@acme.com")]["strength"] == 14
+    # ken-dave, age 12: 100 * 1 / 6 * 0.5 * 0.5 ** (12/90) = 7.60 -> 8
+    assert relationships[("ken", "dave@globex.org")]["strength"] == 8
+    # a datetime scoring date counts by its UTC date; half-life setting: ken-dave age 11, half-life 10:
+    # 8.333 * 0.5 ** 1.1 = 3.89 -> 4
     halved = expected_outputs(corpus_one(), END, INTERNAL, kinds=("relationships",), half_life_days=10,
-                              scoring_date=datetime(2001, 6, 30, 23, 0, tzinfo=UTC))["relationships"]
-    assert halved[("ann", "dave@globex.org")]["strength"] == 14
+                              scoring_date=datetime(2001, 6, 30, 23, 0, tzinfo=UTC),
+                              account_addresses=OWNERS)["relationships"]
+    assert halved[("ken", "dave@globex.org")]["strength"] == 4
 
 
 # --------------------------------------------------------------------------------------------------
@@ -319,7 +357,7 @@ def top_n_corpus() -> list[dict]:
 
 def test_domain_top_addresses_with_ties_by_address() -> None:
     domains = expected_outputs(top_n_corpus(), END, INTERNAL, kinds=("domains",), top_addresses=2,
-                               scoring_date=SCORING)["domains"]
+                               scoring_date=SCORING, account_addresses={"jim": ["jim@kunaico.com"]})["domains"]
     assert domains == {
         "acme.com": {
             "domain": "acme.com",
@@ -334,8 +372,10 @@ def test_domain_top_addresses_with_ties_by_address() -> None:
                  "first_contact_date": "2001-06-29T10:00:00Z", "latest_contact_date": "2001-06-30T10:00:00Z"},
             ],
             "email_engagements_complete": False,
-            # jim's best: zed, w 3, two-way, age 0: 100 * 3 / 8 = 37.5 -> floor(38.0) = 38; 3 messages
-            "best_connected_accounts": [{"account": "jim", "strength": 38, "total_count": 3}],
+            # jim's best: zed wrote to jim alone (1,000,000), to jim and two more (333,333), jim wrote to
+            # zed and three more (250,000): w 1.583333, two-way, age 0: 100 * 1.583333 / 6.583333 = 24.05
+            # -> 24; 3 messages
+            "best_connected_accounts": [{"account": "jim", "strength": 24, "total_count": 3}],
         },
     }
     complete = expected_outputs(top_n_corpus(), END, INTERNAL, kinds=("domains",), top_addresses=4,
@@ -392,28 +432,38 @@ def automated_corpus() -> list[dict]:
 def test_automated_roles_documents() -> None:
     roles = expected_outputs(automated_corpus(), END, INTERNAL, kinds=("roles",))["roles"]
 
-    def roles_doc(account, key, when, from_, to, cc, automated):
+    def roles_doc(account, key, when, from_, to, cc, automated, senders=None, recipients=()):
         pairs = sorted([(address, "From") for address in from_] + [(address, "To") for address in to]
                        + [(address, "CC") for address in cc])
+        senders = from_ if senders is None else senders  # the internal addresses are not in the roles
+        recipients = sorted([*to, *cc, *recipients])
         return {
             "account": account, "message_id": key, "date": when,
             "domains": sorted({address.split("@")[1] for address, _ in pairs}),
             "message_roles": [{"email_address": address, "domain": address.split("@")[1], "role": role}
                               for address, role in pairs],
             "from_addresses": from_, "to_addresses": to, "cc_addresses": cc, "automated_addresses": automated,
+            "sender_addresses": senders, "recipient_addresses": recipients,
+            "participants": sorted({*senders, *recipients}), "audience": len(recipients),
         }
 
     assert roles == {
         # a pattern flags the address, not the message: automated_addresses lists header flags only
-        ("jim", "<a1@x>"): roles_doc("jim", "<a1@x>", "2001-06-01T00:00:00Z", ["no-reply@shop.example.com"], [], [], []),
-        ("jim", "<a2@x>"): roles_doc("jim", "<a2@x>", "2001-06-02T00:00:00Z", ["news@acme.com"], [], [], ["news@acme.com"]),
+        ("jim", "<a1@x>"): roles_doc("jim", "<a1@x>", "2001-06-01T00:00:00Z", ["no-reply@shop.example.com"], [], [], [],
+                                     recipients=["jim@kunaico.com"]),
+        ("jim", "<a2@x>"): roles_doc("jim", "<a2@x>", "2001-06-02T00:00:00Z", ["news@acme.com"], [], [], ["news@acme.com"],
+                                     recipients=["jim@kunaico.com"]),
         ("ann", "<a3@x>"): roles_doc("ann", "<a3@x>", "2001-06-03T00:00:00Z", ["bot@globex.org"], ["pat@globex.org"], [],
-                                     ["bot@globex.org"]),
-        ("ann", "<a4@x>"): roles_doc("ann", "<a4@x>", "2001-06-04T00:00:00Z", ["sue@initech.com"], [], [], ["sue@initech.com"]),
+                                     ["bot@globex.org"], recipients=["ann@kunaico.com"]),
+        ("ann", "<a4@x>"): roles_doc("ann", "<a4@x>", "2001-06-04T00:00:00Z", ["sue@initech.com"], [], [], ["sue@initech.com"],
+                                     recipients=["ann@kunaico.com"]),
         ("jim", "<a5@x>"): roles_doc("jim", "<a5@x>", "2001-06-05T00:00:00Z", ["joe@initech.com"],
-                                     ["announce@lists.acme.com"], ["ops@acme.com"], ["announce@lists.acme.com"]),
-        ("ann", "<a6@x>"): roles_doc("ann", "<a6@x>", "2001-06-06T00:00:00Z", ["joe@initech.com"], [], [], []),
-        ("ken", "<a7@x>"): roles_doc("ken", "<a7@x>", "2001-06-07T00:00:00Z", [], ["news@acme.com"], [], []),
+                                     ["announce@lists.acme.com"], ["ops@acme.com"], ["announce@lists.acme.com"],
+                                     recipients=["jim@kunaico.com"]),
+        ("ann", "<a6@x>"): roles_doc("ann", "<a6@x>", "2001-06-06T00:00:00Z", ["joe@initech.com"], [], [], [],
+                                     recipients=["ann@kunaico.com"]),
+        ("ken", "<a7@x>"): roles_doc("ken", "<a7@x>", "2001-06-07T00:00:00Z", [], ["news@acme.com"], [], [],
+                                     senders=["ken@kunaico.com"]),
     }
 
 
@@ -424,12 +474,16 @@ def test_automated_relationships_and_contacts() -> None:
         ("jim", "news@acme.com"): (True, 0),  # list_unsubscribe on From
         ("ken", "news@acme.com"): (True, 0),  # flagged in jim's mailbox
         ("ann", "bot@globex.org"): (True, 0),  # auto_submitted other than no
-        ("ann", "pat@globex.org"): (False, 7),  # To on that message: w 1, one-way, age 27: 6.77 -> 7
+        ("ann", "pat@globex.org"): (False, 0),  # To on that message, written by the bot: no direct exchange
         ("ann", "sue@initech.com"): (True, 0),  # precedence bulk (case-insensitive)
-        ("jim", "joe@initech.com"): (False, 7),  # From on a list message is not the list: age 25: 6.87 -> 7
+        # From on a list message is not the list; wrote to jim and two more (333,333), one-way, age 25:
+        # 100 * 0.333333 / 5.333333 * 0.5 * 0.5 ** (25/90) = 2.58 -> 3
+        ("jim", "joe@initech.com"): (False, 3),
         ("jim", "announce@lists.acme.com"): (True, 0),  # To equal to the list id
-        ("jim", "ops@acme.com"): (False, 4),  # CC, not the list: w 0.5, one-way, age 25: 3.75 -> 4
-        ("ann", "joe@initech.com"): (False, 7),  # auto_submitted no, precedence first-class, blank unsubscribe
+        ("jim", "ops@acme.com"): (False, 0),  # CC, not the list; joe wrote it, not jim: no direct exchange
+        # auto_submitted no, precedence first-class, blank unsubscribe; wrote to ann alone, one-way, age 24:
+        # 100 * 1 / 6 * 0.5 * 0.5 ** (24/90) = 6.93 -> 7
+        ("ann", "joe@initech.com"): (False, 7),
     }
     assert {address: document["automated"] for address, document in outputs["contacts"].items()} == {
         "no-reply@shop.example.com": True, "news@acme.com": True, "bot@globex.org": True, "pat@globex.org": False,
@@ -481,11 +535,13 @@ def erasure_corpus() -> list[dict]:
 
 def test_erasure_of_an_address_and_a_domain() -> None:
     outputs = expected_outputs(erasure_corpus(), END, INTERNAL, kinds="all", scoring_date=SCORING,
-                               erased_addresses=("Eve <EVE@acme.com>",), erased_domains=("spam.example.net",))
+                               erased_addresses=("Eve <EVE@acme.com>",), erased_domains=("spam.example.net",),
+                               account_addresses=OWNERS)
     assert set(outputs["roles"]) == {("jim", "<e1@x>"), ("ann", "<e2@x>")}
     assert outputs["roles"][("ann", "<e2@x>")]["message_roles"] == [
         {"email_address": "bob@acme.com", "domain": "acme.com", "role": "CC"}]
-    assert outputs["account_stats"] == {
+    assert {account: {name: document[name] for name in oracle.DOCUMENT_FIELDS["account_stats"]}
+            for account, document in outputs["account_stats"].items()} == {
         "jim": {"account": "jim", "emails_from_count": 1, "emails_to_count": 0, "emails_cc_count": 0,
                 "total_emails_count": 1},
         "ann": {"account": "ann", "emails_from_count": 0, "emails_to_count": 0, "emails_cc_count": 1,
@@ -500,9 +556,11 @@ def test_erasure_of_an_address_and_a_domain() -> None:
             "from_count": 1, "to_count": 0, "cc_count": 1, "total_count": 2,
             "first_contact_date": "2001-06-01T00:00:00Z", "latest_contact_date": "2001-06-03T00:00:00Z",
             "accounts": ["ann", "jim"], "accounts_count": 2, "automated": False,
-            # jim: from 1, one-way, age 29: 6.67 -> 7; ann: cc 1, one-way, age 27: 3.69 -> 4
+            # jim: bob wrote to jim alone (eve, CC, erased: audience 1), one-way, age 29: 6.67 -> 7;
+            # ann: eve wrote e2 (erased): no direct exchange, 0
             "best_connected_accounts": [{"account": "jim", "strength": 7, "total_count": 1},
-                                        {"account": "ann", "strength": 4, "total_count": 1}],
+                                        {"account": "ann", "strength": 0, "total_count": 1}],
+            "automated_reason": None, "flagged_by_headers": False, "broadcast_messages": 0, "answered_count": 0,
         },
     }
     assert set(outputs["domains"]) == {"acme.com"}
@@ -625,7 +683,8 @@ def test_rankings_are_compared_in_order() -> None:
 
 
 def test_only_the_expected_kinds_are_compared() -> None:
-    expected = expected_outputs(corpus_one(), END, INTERNAL, kinds=("contacts",), scoring_date=SCORING)
+    expected = expected_outputs(corpus_one(), END, INTERNAL, kinds=("contacts",), scoring_date=SCORING,
+                                account_addresses=OWNERS)
     actual = corpus_one_outputs()
     actual["relationships"].clear()
     assert_outputs_equal(actual, expected)

@@ -244,6 +244,15 @@ def test_missing_new_indices_and_fields_degrade_gracefully(es, settings, tmp_pat
 
 def test_pure_figure_builders_need_no_cluster():
     assert report.strength_bins([(0.0, 2), (90.0, 1), (100.0, 4)]) == [2, 0, 0, 0, 0, 0, 0, 0, 0, 5]
+
+
+def test_broadcasters_show_apart_from_people_and_other_robots():
+    share = {"people": {"addresses": 50, "messages": 400}, "automated": {"addresses": 7, "messages": 900},
+             "reasons": {"pattern": {"addresses": 4, "messages": 100}, "broadcast": {"addresses": 3, "messages": 800}}}
+    pies = {trace["name"]: dict(zip(trace["labels"], trace["values"]))
+            for trace in report.figure_automated(share)["data"]}
+    assert pies["addresses"] == {"people": 50, "automated: name pattern": 4, "broadcast (never answered)": 3}
+    assert pies["messages"] == {"people": 400, "automated: name pattern": 100, "broadcast (never answered)": 800}
     assert report.timeline_series(
         [{"domain": "a.com", "month": "2000-11-01T00:00:00Z", "messages": 1}, {"domain": "a.com", "month": "2001-02-01T00:00:00Z", "messages": 2}],
         ["a.com", "b.com"],

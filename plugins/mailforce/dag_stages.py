@@ -4,7 +4,7 @@
 from what the outputs miss (`reconcile_window`); from there both run the same tasks, with the same
 ids, lineage and documentation:
 
-    extract_message_roles -> list_domains -> compile_domain_partition (mapped, one per partition)
+    extract_message_roles -> identify_account_owners -> list_domains -> compile_domain_partition (mapped)
     rescore_relationships ---------------------^        |-> bulk_index_account_statistics -> publish_stats
                                                         |-> announce_outputs ----------------^
 
@@ -44,6 +44,13 @@ COMPILE_DOC = (
 def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
     """Read the window's messages once; write the roles fact table."""
     return dag_tasks.extract_message_roles(get_current_context(), window)
+
+
+@task(task_display_name="Identify account owners", multiple_outputs=False)
+def identify_account_owners(extraction: dict[str, Any]) -> dict[str, Any]:
+    """Each mailbox's own addresses (setting, or inferred from its mail, with the evidence); the domains
+    of accounts whose owners changed join the partitions, to be recomputed."""
+    return dag_tasks.identify_account_owners(get_current_context(), extraction)
 
 
 @task(task_display_name="List domains")
@@ -100,7 +107,7 @@ def publish_stats(window: dict[str, Any], extraction: dict[str, Any], compiled: 
 def count_window(window) -> None:
     """Add the counting stages to the DAG being defined, downstream of the task that fixed `window`."""
     extraction = extract_message_roles(window)
-    partitions = list_domains(extraction)
+    partitions = list_domains(identify_account_owners(extraction))
     rescored = rescore_relationships(window)
     compiled = compile_domain_partition.partial(window=window, rescored=rescored).expand(partition=partitions)
     accounts_written = bulk_index_account_statistics(extraction, compiled)

@@ -31,6 +31,7 @@ from mailforce.es.scoring import scoring_for
 from mailforce.stages.extract_message_roles import extract_message_roles as extract_stage
 from mailforce.stages.fetch_watermark import fetch_watermark as fetch_watermark_stage
 from mailforce.stages.fetch_watermark import unknown_accounts
+from mailforce.stages.identify_account_owners import identify_account_owners as owners_stage
 from mailforce.stages.index_account_statistics import index_account_statistics as account_statistics_stage
 from mailforce.stages.list_domains import list_domains as list_domains_stage
 from mailforce.stages.publish_stats import publish_stats as publish_stats_stage
@@ -178,6 +179,14 @@ def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any])
     record_asset_event(context, "roles", summary.roles_written, messages=summary.messages,
                        accounts=summary.accounts_count, late_messages=summary.late_messages,
                        source_index=settings.source_index)
+    return summary.to_xcom()
+
+
+def identify_account_owners(context: Mapping[str, Any], extraction: Mapping[str, Any]) -> dict[str, Any]:
+    settings = load_settings()
+    with elasticsearch(settings) as es:
+        renew_lease(es, settings, context)
+        summary = owners_stage(es, settings, ExtractionSummary.from_xcom(extraction), context["run_id"])
     return summary.to_xcom()
 
 

@@ -219,14 +219,22 @@ def query_strength_histogram(es, index: str) -> dict[str, Any] | NoData:
     return _guarded(index, run)
 
 
+AUTOMATED_REASONS = ("pattern", "header", "broadcast")  # docs/SEMANTICS.md, "Automated and role addresses"
+
+
 def query_automated_share(es, index: str) -> dict[str, Any] | NoData:
-    """Contacts flagged automated vs not: addresses, and the messages they are on."""
+    """Contacts flagged automated vs not: addresses, and the messages they are on; the automated
+    ones by reason (a name pattern, bulk-mail headers, or broadcasting: robots by behaviour)."""
 
     def run() -> dict[str, Any] | NoData:
+        messages = {"messages": {"sum": {"field": "total_count"}}}
         response = es.search(
             index=index, size=0, track_total_hits=True,
             aggs={
-                "automated": {"filter": {"term": {"automated": True}}, "aggs": {"messages": {"sum": {"field": "total_count"}}}},
+                "automated": {"filter": {"term": {"automated": True}}, "aggs": {
+                    **messages,
+                    "reasons": {"terms": {"field": "automated_reason", "size": len(AUTOMATED_REASONS)}, "aggs": messages},
+                }},
                 "people": {"filter": {"bool": {"must_not": [{"term": {"automated": True}}]}},
                            "aggs": {"messages": {"sum": {"field": "total_count"}}}},
             },
@@ -234,10 +242,15 @@ def query_automated_share(es, index: str) -> dict[str, Any] | NoData:
         if not response["hits"]["total"]["value"]:
             return _empty(index)
         aggregations = response["aggregations"]
-        return {
+        share: dict[str, Any] = {
             name: {"addresses": aggregations[name]["doc_count"], "messages": int(aggregations[name]["messages"]["value"] or 0)}
             for name in ("automated", "people")
         }
+        share["reasons"] = {
+            bucket["key"]: {"addresses": bucket["doc_count"], "messages": int(bucket["messages"]["value"] or 0)}
+            for bucket in aggregations["automated"].get("reasons", {}).get("buckets", [])
+        }
+        return share
 
     return _guarded(index, run)
 
@@ -559,14 +572,36 @@ def figure_strength(histogram: dict[str, Any]) -> dict[str, Any]:
     })
 
 
+REASON_LABELS = {"pattern": "automated: name pattern", "header": "automated: bulk-mail headers",
+                 "broadcast": "broadcast (never answered)"}
+REASON_COLORS = {"pattern": "#9ca3af", "header": "#6b7280", "broadcast": "#d97706"}
+
+
+def automated_slices(share: dict[str, Any]) -> list[tuple[str, str, dict[str, int]]]:
+    """(label, colour, figures) per slice: people, then the automated by reason (those without a
+    recorded reason, from before reasons were kept, as one "automated" slice)."""
+    slices = [("people", PALETTE["secondary"], share["people"])]
+    reasons = share.get("reasons") or {}
+    rest = dict(share["automated"])
+    for reason in AUTOMATED_REASONS:
+        if reason in reasons:
+            slices.append((REASON_LABELS[reason], REASON_COLORS[reason], reasons[reason]))
+            rest = {key: rest[key] - reasons[reason][key] for key in rest}
+    if rest["addresses"] or not reasons:
+        slices.append(("automated", PALETTE["automated"], rest))
+    return slices
+
+
 def figure_automated(share: dict[str, Any]) -> dict[str, Any]:
-    """Two donuts: share of addresses flagged automated, and share of the messages they are on."""
+    """Two donuts: the addresses that converse apart from the automated ones (by reason: a name
+    pattern, bulk-mail headers, broadcasting), and the share of the messages they are on."""
     import plotly.graph_objects as go
 
-    labels = ["people", "automated"]
-    colors = [PALETTE["secondary"], PALETTE["automated"]]
+    slices = automated_slices(share)
+    labels = [label for label, _, _ in slices]
+    colors = [color for _, color, _ in slices]
     traces = [
-        go.Pie(labels=labels, values=[share["people"][key], share["automated"][key]], hole=0.55, sort=False,
+        go.Pie(labels=labels, values=[figures[key] for _, _, figures in slices], hole=0.55, sort=False,
                marker={"colors": colors}, domain={"x": [0.0, 0.46]} if key == "addresses" else {"x": [0.54, 1.0]},
                name=key, title={"text": title}, textinfo="percent", hovertemplate="%{label}: %{value} " + key + "<extra></extra>")
         for key, title in (("addresses", "addresses"), ("messages", "messages they are on"))
@@ -687,10 +722,13 @@ def build_panels(data: ReportData) -> list[Panel]:
     if isinstance(data.strength, dict):
         strength_note = f'<p class="note">{data.strength["relationships"]} relationships (account x address).</p>'
     panels.append(panel("strength", "Relationship strength",
-                        "How many relationships are strong, and how many are weak or one-off?",
+                        "How many relationships are strong, and how many are weak or one-off? Strength is built on "
+                        "conversation: messages the mailbox's owner and the address wrote each other, each weighed "
+                        "by its audience; being CC'd on mail the mailbox merely received counts for nothing.",
                         data.strength, figure_strength, note=strength_note))
-    panels.append(panel("automated", "Automated addresses",
-                        "How much of the address book is no-reply, lists and notifications rather than people?",
+    panels.append(panel("automated", "Conversations and broadcasts",
+                        "How much of the address book is people, and how much no-reply, lists, notifications and "
+                        "broadcasters (many large mailings no mailbox ever answered)?",
                         data.automated, figure_automated))
     runs_note = ""
     if isinstance(data.runs, dict):

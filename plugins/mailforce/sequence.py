@@ -19,13 +19,14 @@ from mailforce.es.scoring import scoring_for
 from mailforce.settings import Settings
 from mailforce.stages.compile_domain_partition import compile_domain_partition
 from mailforce.stages.extract_message_roles import extract_message_roles
+from mailforce.stages.identify_account_owners import identify_account_owners
 from mailforce.stages.index_account_statistics import index_account_statistics
 from mailforce.stages.list_domains import list_domains
 from mailforce.stages.publish_stats import publish_stats
 from mailforce.stages.rescore_relationships import rescore_relationships
 
 # The task ids of the counting stages, in the order they run (the compile once per partition).
-COUNTING_STAGES = ("extract_message_roles", "list_domains", "rescore_relationships", "compile_domain_partition",
+COUNTING_STAGES = ("extract_message_roles", "identify_account_owners", "list_domains", "rescore_relationships", "compile_domain_partition",
                    "bulk_index_account_statistics", "announce_outputs", "publish_stats")
 
 T = TypeVar("T")
@@ -42,7 +43,8 @@ def count_window_in_process(es, settings: Settings, fetched: FetchedWindow, run_
     """Every counting stage on a fixed window, in `COUNTING_STAGES` order; returns the published record."""
     window = fetched.window
     extraction = step("extract_message_roles", lambda: extract_message_roles(es, settings, window, run_id))
-    partitions = step("list_domains", lambda: list_domains(extraction, settings))
+    owned = step("identify_account_owners", lambda: identify_account_owners(es, settings, extraction, run_id))
+    partitions = step("list_domains", lambda: list_domains(owned, settings))
     rescored = step("rescore_relationships", lambda: rescore_relationships(es, settings, window.window_end))
     scoring = scoring_for(settings, date.fromisoformat(rescored.scoring_date))
     compiled = [step("compile_domain_partition", lambda partition=partition: compile_domain_partition(

@@ -51,6 +51,13 @@ class Settings:
     strength_half_life_days: int = 90  # recency in relationship strength halves every this many days
     automated_patterns: tuple[str, ...] = ()  # replaces the default patterns when set
     automated_patterns_extra: tuple[str, ...] = ()  # added to the default patterns
+    # Conversations (docs/SEMANTICS.md): each mailbox's own addresses, `account=address` entries (an
+    # account not named is inferred from its mail) ...
+    account_addresses: tuple[str, ...] = ()
+    # ... and robots by behaviour: at least this many messages, each to at least this many recipients,
+    # never written to by any mailbox's owner
+    broadcast_min_messages: int = 20
+    broadcast_min_audience: int = 10
     # Late mail (docs/LATE_MAIL.md): an ingestion-time field of the source to window on (empty: off) ...
     arrival_field: str = ""
     # ... else how far below the watermark each scheduled run re-reads on `date` ("30m", "6h", "2d", "0")
@@ -68,7 +75,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("max_partitions", "min_partition_work", "domain_top_addresses", "strength_half_life_days", "scan_page_size", "bulk_chunk_size",
-                     "bulk_chunk_bytes", "lookup_batch_size", "index_shards"):
+                     "bulk_chunk_bytes", "lookup_batch_size", "index_shards", "broadcast_min_messages",
+                     "broadcast_min_audience"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SettingsError(f"setting {name!r} must be a whole number >= 1, got {value!r}")
@@ -109,6 +117,25 @@ class Settings:
                         f"dots, no spaces, no '@'; {hint}); fix MAILFORCE_{name.upper()} or the key {name!r} of "
                         f"the Variable {VARIABLE_NAME!r}")
 
+        self.owner_addresses_by_account  # refuses a malformed `account_addresses` entry, naming the setting
+
+    @property
+    def owner_addresses_by_account(self) -> dict[str, frozenset[str]]:
+        """`account_addresses` as account -> its own addresses (`dean-c=craig.dean@enron.com`)."""
+        from mailforce.core.addresses import normalise_address
+
+        owners: dict[str, set[str]] = {}
+        for entry in self.account_addresses:
+            account, equals, raw = str(entry).partition("=")
+            address = normalise_address(raw) if equals else None
+            if not account.strip() or address is None:
+                raise SettingsError(
+                    f"setting 'account_addresses': {entry!r} is not `account=address` (e.g. "
+                    f"'dean-c=craig.dean@enron.com'); fix MAILFORCE_ACCOUNT_ADDRESSES or the key "
+                    f"'account_addresses' of the Variable {VARIABLE_NAME!r}")
+            owners.setdefault(account.strip(), set()).add(address)
+        return {account: frozenset(addresses) for account, addresses in owners.items()}
+
     @property
     def output_indices(self) -> tuple[str, ...]:
         """Every output index, in the order of `mailforce.core.kinds.OUTPUT_KINDS`."""
@@ -142,10 +169,11 @@ class Settings:
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Turn a raw value (string from the environment, or JSON) into the field's type."""
     if isinstance(default, tuple):
+        keep_case = str if name == "account_addresses" else str.lower  # account ids are used as stored
         if isinstance(value, str):
-            items = [item.strip().lower() for item in value.split(",")]
+            items = [keep_case(item.strip()) for item in value.split(",")]
         elif isinstance(value, (list, tuple)):
-            items = [str(item).strip().lower() for item in value]
+            items = [keep_case(str(item).strip()) for item in value]
         else:
             raise SettingsError(f"setting {name!r} must be a list, got {value!r}")
         return tuple(sorted({item for item in items if item}))

@@ -1,6 +1,8 @@
 """Automated and role addresses: patterns on the local part, and the headers of bulk mail (pure).
 
-Flagged addresses are still counted (figures stay exact); they only rank last in strength.
+Flagged addresses are still counted (figures stay exact); they only rank last in strength. The third
+reason, behaviour (an address that broadcasts and is never answered), needs every mailbox's mail:
+`mailforce.core.conversations`.
 """
 
 from __future__ import annotations
@@ -49,11 +51,12 @@ def _header_text(source: Mapping[str, Any], name: str) -> str:
     return value.strip().lower() if isinstance(value, str) else ""
 
 
-def list_address(list_id: str) -> str | None:
-    """`Announcements <announce.acme.com>` -> `announce@acme.com` (RFC 2919: list name, then host)."""
-    text = within_angle_brackets(list_id).strip().lower()
-    name, dot, host = text.partition(".")
-    return f"{name}@{host}" if name and dot and "." in host else None
+def list_id_form(address: str) -> str:
+    """`kevin.presto@enron.com` -> `kevin.presto.enron.com`: the address as a List-Id names it (its
+    local part, a dot, its domain). Matching this way, not by guessing which dot of a list id was the
+    `@`, finds a list whose local part has dots too."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}.{domain}"
 
 
 def header_flagged_addresses(source: Mapping[str, Any], roles: Iterable[tuple[str, str]]) -> set[str]:
@@ -68,12 +71,13 @@ def header_flagged_addresses(source: Mapping[str, Any], roles: Iterable[tuple[st
         or _header_text(source, "precedence") in BULK_PRECEDENCE
         or bool(_header_text(source, "list_unsubscribe"))
     )
-    list_id = _header_text(source, "list_id")
-    the_list = list_address(list_id) if list_id else None
+    raw = source.get("list_id")
+    list_ids = {within_angle_brackets(value).strip().lower()
+                for value in (raw if isinstance(raw, list) else [raw]) if isinstance(value, str)} - {""}
     flagged = set()
     for address, role in roles:
         if bulk and role == "From":
             flagged.add(address)
-        elif the_list is not None and role in ("To", "CC") and address == the_list:
+        elif list_ids and role in ("To", "CC") and list_id_form(address) in list_ids:
             flagged.add(address)
     return flagged

@@ -159,6 +159,8 @@ def erased_roles_document(document: Mapping[str, Any], suppressions: Suppression
         return ErasedMessage(None, removed, before)
     message.roles = kept
     message.automated = {address for address in message.automated if not suppressions.suppresses(address)}
+    message.senders = {address for address in message.senders if not suppressions.suppresses(address)}
+    message.recipients = {address for address in message.recipients if not suppressions.suppresses(address)}
     return ErasedMessage(roles_document(message, updated_at, document.get("run_id", "")), removed, before)
 
 

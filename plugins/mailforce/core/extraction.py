@@ -206,8 +206,8 @@ def counted_elsewhere(
     """Whether this copy adds nothing to the cross-mailbox figures of its message.
 
     True for a new copy (no document of its own yet) of a message that other mailboxes' copies,
-    all written by successful runs, already counted with a date no later than this copy's and
-    with every (address, role) this copy names. Contacts, domain totals and the domain timeline
+    all written by successful runs, already counted with a date no later than this copy's, with
+    every (address, role) this copy names, and with an audience no smaller than this copy's. Contacts, domain totals and the domain timeline
     count a message once, on its key_date, with the union of its copies' roles: none of them
     changes, so this copy is added to the per-account figures only (engagements, relationships,
     the account's timeline) and to the accounts that know each address, and its domains need no
@@ -218,6 +218,9 @@ def counted_elsewhere(
     if not all(stored.written_by_successful_run(document) for document in others):
         return False
     if min(_stored_date(document) for document in others) != key_date:
+        return False
+    # a larger audience could make the message a broadcast of its sender (docs/SEMANTICS.md, "Conversations")
+    if len(message.recipients) > min(int(document.get("audience") or 0) for document in others):
         return False
     union: set[tuple[str, str]] = set()
     for document in others:

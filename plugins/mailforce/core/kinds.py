@@ -151,6 +151,28 @@ TIMELINE_PROPERTIES = {
     "cc_count": INTEGER,
     "updated_at": DATE,
 }
+# Conversations (docs/SEMANTICS.md, "Conversations"): who wrote a message and to whom, the domain
+# filters aside; each mailbox's own addresses with their evidence; direct exchange and its audience;
+# why an address is flagged automated.
+ROLES_PROPERTIES.update({"sender_addresses": KEYWORD, "recipient_addresses": KEYWORD, "participants": KEYWORD,
+                         "audience": INTEGER})
+ACCOUNT_STATS_PROPERTIES.update({
+    "owner_addresses": KEYWORD,
+    "owner_source": KEYWORD,  # "setting", "inferred" or "none"
+    "owner_run_id": KEYWORD,  # the run that last changed the owners (settled once that run succeeded)
+    "owner_evidence": {"properties": {"messages": INTEGER,
+                                      "candidates": {"properties": {"email_address": KEYWORD, "messages": INTEGER}}}},
+})
+RELATIONSHIPS_PROPERTIES.update({
+    "owner": BOOLEAN,  # the address is one of the mailbox's own
+    "direct_from_count": INTEGER, "direct_to_count": INTEGER, "direct_count": INTEGER,
+    "direct_weight": LONG,  # audience-weighted direct messages, in millionths of a message
+    "latest_direct_date": DATE,
+    "automated_reason": KEYWORD,
+})
+CONTACTS_PROPERTIES.update({"automated_reason": KEYWORD, "flagged_by_headers": BOOLEAN,
+                            "broadcast_messages": INTEGER, "answered_count": INTEGER})
+
 RUNTIME_STATS_PROPERTIES = {
     "model_version": INTEGER,
     "run_id": KEYWORD,

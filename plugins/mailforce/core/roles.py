@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 from mailforce.core.addresses import address_entries, domain_of, normalise_address
 from mailforce.core.automated import HEADER_FIELDS, header_flagged_addresses
+from mailforce.core.conversations import participation_fields
 from mailforce.core.dates import format_utc, parse_source_date
 from mailforce.core.partitions import message_bucket
 
@@ -48,10 +49,16 @@ class Message:
     roles: set[tuple[str, str]] = field(default_factory=set)  # (email_address, role)
     automated: set[str] = field(default_factory=set)  # addresses its copies' headers flag as automated
     key_date: datetime | None = None  # earliest date of the message id across accounts (None: own date)
+    # Every valid, unerased address on it whatever the domain filters (internal ones included): who
+    # wrote it and who it went to, for the mailbox's own addresses and the audience (core/conversations.py)
+    senders: set[str] = field(default_factory=set)
+    recipients: set[str] = field(default_factory=set)
 
     def merge(self, other: "Message") -> None:
         self.roles |= other.roles
         self.automated |= other.automated
+        self.senders |= other.senders
+        self.recipients |= other.recipients
         self.date = min(self.date, other.date)
 
     def addresses_holding(self, role: str) -> list[str]:
@@ -104,18 +111,24 @@ def message_from_hit(
         counts.skipped_no_date += 1
         return None
     roles: set[tuple[str, str]] = set()
+    senders: set[str] = set()
+    recipients: set[str] = set()
     for field_name, role in ROLE_FIELDS:
         for entry in address_entries(_field_values(source, field_name)):
             address = normalise_address(entry)
             if address is None:
                 counts.invalid_addresses += 1
-            elif not domain_in_scope(domain_of(address)) or (suppressed is not None and suppressed(address)):
+                continue
+            erased = suppressed is not None and suppressed(address)
+            if not erased:
+                (senders if role == ROLE_FROM else recipients).add(address)
+            if erased or not domain_in_scope(domain_of(address)):
                 counts.filtered_addresses += 1
             else:
                 roles.add((address, role))
     key, _ = message_key(hit)
     return Message(account=account, message_id=key, date=date, roles=roles,
-                   automated=header_flagged_addresses(source, roles))
+                   automated=header_flagged_addresses(source, roles), senders=senders, recipients=recipients)
 
 
 def roles_document(message: Message, updated_at: str, run_id: str = "") -> dict[str, Any]:
@@ -132,6 +145,7 @@ def roles_document(message: Message, updated_at: str, run_id: str = "") -> dict[
             for address, role in sorted(message.roles)
         ],
         "role_count": len(message.roles),
+        **participation_fields(message.senders, message.recipients),
         "message_bucket": message_bucket(message.message_id),
         "run_id": run_id,  # the run that last changed it: its compile adds exactly these messages
         "updated_at": updated_at,
@@ -149,4 +163,6 @@ def message_from_roles_document(document: Mapping[str, Any]) -> Message:
         roles={(entry["email_address"], entry["role"]) for entry in document.get("message_roles", [])},
         automated=set(document.get("automated_addresses") or ()),
         key_date=parse_source_date(document.get("key_date")) if document.get("key_date") else None,
+        senders=set(document.get("sender_addresses") or ()),
+        recipients=set(document.get("recipient_addresses") or ()),
     )

@@ -21,8 +21,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from mailforce.core.conversations import (
+    BroadcastRule,
+    Conversations,
+    automated_reason,
+    audience_weight,
+    direct_exchange,
+)
 from mailforce.core.kinds import COMPILED_KIND_NAMES, natural_key
-from mailforce.core.strength import best_connected, is_two_way, strength
+from mailforce.core.strength import best_connected, is_two_way, relationship_strength
 
 ROLE_LIST_FIELDS = {"From": "emails_from", "To": "emails_to", "CC": "emails_cc"}
 ROLE_COUNT_FIELDS = {"From": "from_count", "To": "to_count", "CC": "cc_count"}
@@ -32,7 +39,8 @@ NO_LATEST = "0000-01-01T00:00:00Z"
 DEFAULT_TOP_ADDRESSES = 100
 # What the rollups read of a roles document.
 COMPILE_READ_FIELDS = ["account", "message_id", "date", "key_date", "message_roles", "automated_addresses",
-                       "counted_elsewhere"]
+                       "counted_elsewhere", "sender_addresses", "recipient_addresses", "audience"]
+DIRECT_COUNT_FIELDS = ("direct_from_count", "direct_to_count", "direct_count", "direct_weight")
 
 
 def month_of(output_date: str) -> str:
@@ -68,6 +76,9 @@ class AddressInAccount:
 
     roles: dict[str, Span] = field(default_factory=lambda: {role: Span() for role in ROLE_LIST_FIELDS})
     messages: Span = field(default_factory=Span)
+    # direct exchange with the mailbox's owner addresses (core/conversations.py)
+    direct: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DIRECT_COUNT_FIELDS, 0))
+    latest_direct: str | None = None
 
 
 @dataclass
@@ -85,6 +96,8 @@ class Contact:
     messages: Span = field(default_factory=Span)
     accounts: set[str] = field(default_factory=set)
     flagged_by_headers: bool = False
+    broadcast_messages: int = 0  # keys it sent to at least the broadcast audience
+    answered_count: int = 0  # (account, message) pairs where the account's owner wrote to it
 
 
 @dataclass
@@ -103,6 +116,7 @@ class Scoring:
     half_life_days: float
     is_automated_address: Callable[[str], bool]
     top_addresses: int = DEFAULT_TOP_ADDRESSES
+    broadcast: BroadcastRule = BroadcastRule()
 
 
 class DomainRollup:
@@ -114,9 +128,11 @@ class DomainRollup:
     that counted the message in the cross-mailbox figures are stored already.
     """
 
-    def __init__(self, domains: Iterable[str], *, window_only: bool = False) -> None:
+    def __init__(self, domains: Iterable[str], *, window_only: bool = False,
+                 conversations: Conversations | None = None) -> None:
         self.domains = frozenset(domains)
         self.window_only = window_only
+        self.conversations = conversations or Conversations()
         self.account_domains: dict[tuple[str, str], AccountDomain] = defaultdict(AccountDomain)
         self.domain_figures: dict[str, DomainFigures] = defaultdict(DomainFigures)
         self.messages_read = 0
@@ -133,11 +149,15 @@ class DomainRollup:
         address_roles: dict[tuple[str, str], set[str]] = defaultdict(set)
         address_accounts: dict[tuple[str, str], set[str]] = defaultdict(set)
         flagged: set[str] = set()
+        broadcast: set[tuple[str, str]] = set()
         for copy in copies:
             flagged.update(copy.get("automated_addresses") or ())
+            to_many = int(copy.get("audience") or 0) >= self.conversations.broadcast.min_audience
             for (domain, address), roles in self._add_per_account(copy).items():
                 address_roles[(domain, address)] |= roles
                 address_accounts[(domain, address)].add(copy["account"])
+                if to_many and "From" in roles:
+                    broadcast.add((domain, address))
         key_month = month_of(key_date)
         touched: dict[str, set[str]] = defaultdict(set)
         for (domain, address), roles in address_roles.items():
@@ -146,6 +166,7 @@ class DomainRollup:
             contact.messages.add(key_date)
             contact.accounts |= address_accounts[(domain, address)]
             contact.flagged_by_headers |= address in flagged
+            contact.broadcast_messages += (domain, address) in broadcast
             for role in roles:
                 contact.role_counts[role] += 1
                 figures.months[key_month].role_counts[role] += 1
@@ -166,11 +187,24 @@ class DomainRollup:
             if entry["domain"] in self.domains:
                 on_message[(entry["domain"], entry["email_address"])].add(entry["role"])
         touched_domains = set()
+        owners = self.conversations.owners_of(account) if on_message else frozenset()
+        senders, recipients = copy.get("sender_addresses") or (), copy.get("recipient_addresses") or ()
+        weight = audience_weight(int(copy.get("audience") or 0))
         for (domain, address), roles in on_message.items():
             touched_domains.add(domain)
             account_domain = self.account_domains[(account, domain)]
             relationship = account_domain.addresses.setdefault(address, AddressInAccount())
             relationship.messages.add(message_date)
+            exchange = direct_exchange(roles, senders, recipients, owners, address)
+            if exchange.direct:
+                direct = relationship.direct
+                direct["direct_from_count"] += exchange.address_wrote
+                direct["direct_to_count"] += exchange.owner_wrote
+                direct["direct_count"] += 1
+                direct["direct_weight"] += weight
+                relationship.latest_direct = max(relationship.latest_direct or message_date, message_date)
+            contact = self.domain_figures[domain].contacts.setdefault(address, Contact())
+            contact.answered_count += exchange.owner_wrote
             month_figures = account_domain.months[month]
             for role in roles:
                 relationship.roles[role].add(message_date)
@@ -225,6 +259,9 @@ class DomainRollup:
                 document["total_count"] = relationship.messages.count
                 document["first_engagement_date"] = relationship.messages.earliest
                 document["latest_engagement_date"] = relationship.messages.latest
+                document["owner"] = address in self.conversations.owners_of(account)
+                document.update(relationship.direct)
+                document["latest_direct_date"] = relationship.latest_direct
                 yield document
 
     def contact_documents(self) -> Iterator[dict[str, Any]]:
@@ -278,6 +315,9 @@ def contact_document(address: str, domain: str, contact: Contact) -> dict[str, A
     document["accounts"] = sorted(contact.accounts)
     document["accounts_count"] = len(contact.accounts)
     document["automated"] = contact.flagged_by_headers
+    document["flagged_by_headers"] = contact.flagged_by_headers
+    document["broadcast_messages"] = contact.broadcast_messages
+    document["answered_count"] = contact.answered_count
     return document
 
 
@@ -331,8 +371,14 @@ def _merge_counted(parts: list[Mapping[str, Any]], keys: tuple[str, ...], earlie
 
 
 def merge_relationships(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
-    return _merge_counted(parts, ("account", "email_address", "domain"), "first_engagement_date",
-                          "latest_engagement_date", COUNT_FIELDS + ("total_count",))
+    document = _merge_counted(parts, ("account", "email_address", "domain"), "first_engagement_date",
+                              "latest_engagement_date", COUNT_FIELDS + ("total_count",))
+    document["owner"] = bool(parts[-1].get("owner"))  # the owners are those of the newest figures
+    for name in DIRECT_COUNT_FIELDS:
+        document[name] = sum(int(part.get(name) or 0) for part in parts)
+    dates = [part["latest_direct_date"] for part in parts if part.get("latest_direct_date")]
+    document["latest_direct_date"] = max(dates) if dates else None
+    return document
 
 
 def merge_contacts(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -340,7 +386,10 @@ def merge_contacts(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
                               COUNT_FIELDS + ("total_count",))
     document["accounts"] = sorted({account for part in parts for account in part["accounts"]})
     document["accounts_count"] = len(document["accounts"])
-    document["automated"] = any(part.get("automated", False) for part in parts)
+    document["flagged_by_headers"] = any(part.get("flagged_by_headers", False) for part in parts)
+    document["automated"] = document["flagged_by_headers"]  # until scored: `contact_automation`
+    document["broadcast_messages"] = sum(int(part.get("broadcast_messages") or 0) for part in parts)
+    document["answered_count"] = sum(int(part.get("answered_count") or 0) for part in parts)
     return document
 
 
@@ -365,14 +414,12 @@ def merge_domain_totals(parts: list[Mapping[str, Any]], addresses_count: int) ->
 # --- scores and rankings --------------------------------------------------------------------
 
 
-def score_relationship(document: dict[str, Any], automated: bool, scoring: Scoring) -> dict[str, Any]:
-    document["automated"] = automated
+def score_relationship(document: dict[str, Any], reason: str | None, scoring: Scoring) -> dict[str, Any]:
+    """`reason`: why the address is flagged automated (None: it is not)."""
+    document["automated"] = reason is not None
+    document["automated_reason"] = reason
     document["two_way"] = is_two_way(document["from_count"], document["to_count"], document["cc_count"])
-    document["strength"] = strength(
-        from_count=document["from_count"], to_count=document["to_count"], cc_count=document["cc_count"],
-        latest_engagement_date=document["latest_engagement_date"], scoring_date=scoring.scoring_date,
-        half_life_days=scoring.half_life_days, automated=automated,
-    )
+    document["strength"] = relationship_strength(document, scoring.scoring_date, scoring.half_life_days)
     return document
 
 
@@ -434,12 +481,24 @@ class DomainDocuments:
 KINDS = COMPILED_KIND_NAMES  # the fields of DomainDocuments, declared in `mailforce.core.kinds`
 
 
-def contact_automated(contact: Mapping[str, Any], scoring: Scoring) -> bool:
-    return bool(contact.get("automated")) or scoring.is_automated_address(contact["email_address"])
+def contact_automation(contact: Mapping[str, Any], scoring: Scoring) -> str | None:
+    """Why a contact's address is automated (`pattern`, `header`, `broadcast`), or None."""
+    return automated_reason(
+        pattern=scoring.is_automated_address(contact["email_address"]),
+        header=bool(contact.get("flagged_by_headers")),
+        broadcast=scoring.broadcast.flags(int(contact.get("broadcast_messages") or 0),
+                                          int(contact.get("answered_count") or 0)),
+    )
+
+
+def set_automation(contact: dict[str, Any], scoring: Scoring) -> str | None:
+    reason = contact["automated_reason"] = contact_automation(contact, scoring)
+    contact["automated"] = reason is not None
+    return reason
 
 
 def score_relationships(
-    relationships: Iterable[dict[str, Any]], automated: Mapping[str, bool], scoring: Scoring
+    relationships: Iterable[dict[str, Any]], automated: Mapping[str, str | None], scoring: Scoring
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[tuple[str, str], int]]:
     """Score each relationship in place; returns the connection entries per address and the
     strongest strength per (account, domain), from which the rankings are built."""
@@ -457,9 +516,9 @@ def score_relationships(
 def finished_documents(rollup: DomainRollup, scoring: Scoring) -> DomainDocuments:
     """The documents of a rollup over all time of its domains: scores and rankings complete."""
     result = DomainDocuments()
-    automated: dict[str, bool] = {}
+    automated: dict[str, str | None] = {}
     for contact in rollup.contact_documents():
-        contact["automated"] = automated[contact["email_address"]] = contact_automated(contact, scoring)
+        automated[contact["email_address"]] = set_automation(contact, scoring)
         result.contacts.append(contact)
     result.relationships = list(rollup.relationship_documents())
     connections_by_address, strongest = score_relationships(result.relationships, automated, scoring)
@@ -500,15 +559,19 @@ Stored = Mapping[str, Mapping[tuple[str, ...], Mapping[str, Any]]]
 
 
 def flipped_to_automated(new: Mapping[str, list[dict[str, Any]]], stored: Stored, scoring: Scoring) -> set[str]:
-    """Domains where new mail flags an address automated that stored documents say is not.
+    """Domains where new mail changes whether (or why) a known address is automated: new mail
+    flags it, or an owner answered a broadcaster, or it became one.
 
-    Every relationship of such an address changes (its strength drops to 0), most of them in
-    documents this window did not touch, so the domain is recomputed over all time instead.
+    Every relationship of such an address changes (its strength, its `automated_reason`), most of
+    them in documents this window did not touch, so the domain is recomputed over all time instead.
     """
     flipped = set()
     for contact in new["contacts"]:
         previous = stored["contacts"].get(natural_key("contacts", contact))
-        if previous is not None and not previous.get("automated") and contact_automated(contact, scoring):
+        if previous is None:
+            continue
+        reason = contact_automation(merge_contacts([previous, contact]), scoring)
+        if reason != previous.get("automated_reason") or (reason is not None) != bool(previous.get("automated")):
             flipped.add(contact["domain"])
     return flipped
 
@@ -532,12 +595,12 @@ def add_to_stored(new: Mapping[str, list[dict[str, Any]]], stored: Stored, scori
     The caller has excluded the domains of `flipped_to_automated` and `missing_from_stored`.
     """
     result = DomainDocuments()
-    automated: dict[str, bool] = {}
+    automated: dict[str, str | None] = {}
     new_addresses: dict[str, int] = defaultdict(int)
     for contact in new["contacts"]:
         previous = stored["contacts"].get(natural_key("contacts", contact))
         merged = merge_contacts([previous, contact]) if previous is not None else dict(contact)
-        merged["automated"] = automated[contact["email_address"]] = contact_automated(merged, scoring)
+        automated[contact["email_address"]] = set_automation(merged, scoring)
         merged["best_connected_accounts"] = list(previous.get("best_connected_accounts", ())) if previous else []
         if previous is None:
             new_addresses[contact["domain"]] += 1

@@ -20,8 +20,9 @@ DURATION_DECIMALS = 3  # milliseconds
 # The data model's version, recorded in every runtime-stats document. The watermark reads only the
 # records of this version: after an upgrade that rebuilds the outputs (`mailforce.es.indices`), the
 # first run starts from the beginning and recomputes everything from the source (docs/UPGRADING.md).
-# 1: nested roles/engagement lists (no model_version field); 2: flat relationships, contacts, timeline.
-MODEL_VERSION = 2
+# 1: nested roles/engagement lists (no model_version field); 2: flat relationships, contacts, timeline;
+# 3: conversations (roles documents say who wrote to whom; owner addresses; direct exchange; reasons).
+MODEL_VERSION = 3
 
 
 def outputs_written(compiled: Sequence[CompileResult], rescored: RescoreResult) -> dict[str, int]:

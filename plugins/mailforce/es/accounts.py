@@ -1,6 +1,6 @@
 """Accounts in Elasticsearch: which account ids the source index holds (the unknown-account check), and
 the account statistics documents, summed from the engagement documents (the statistics stage and the
-erasure write them)."""
+erasure write them), keeping the owner fields `mailforce.es.owners` wrote."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Iterator, Sequence
 
 from mailforce.core.batches import batched
 from mailforce.core.ids import document_id
+from mailforce.es.owners import stored_owner_fields
 from mailforce.es.reads import search, sums_by_account
 from mailforce.es.writes import bulk_write, index_actions, refresh
 from mailforce.settings import Settings
@@ -41,10 +42,12 @@ def account_statistics_documents(
     """
     for batch in batched(sorted(accounts), ACCOUNTS_PER_QUERY):
         sums = sums_by_account(es, settings.engagements_index, batch, COUNT_FIELDS)
+        owners = stored_owner_fields(es, settings, batch)  # written before the compile: kept as they are
         for account in batch:
             figures = sums.get(account, dict.fromkeys(COUNT_FIELDS, 0))
             document = {"account": account, **figures}
             document["total_emails_count"] = sum(figures.values())
+            document.update(owners.get(account) or {})
             document["updated_at"] = updated_at
             yield document_id(account), document
 

@@ -13,7 +13,10 @@ from mailforce.core.batches import batched, without
 from mailforce.core.ids import document_id
 from mailforce.core.kinds import COMPILED_KINDS, natural_key
 from mailforce.core.rollups import KINDS, DomainDocuments, DomainRollup
+from mailforce.core.conversations import Conversations
+from mailforce.es.owners import OwnerDirectory
 from mailforce.es.reads import fetch_documents, scan_roles
+from mailforce.es.scoring import broadcast_rule
 from mailforce.es.writes import bulk_write, index_actions, version_of
 from mailforce.settings import Settings
 
@@ -77,7 +80,8 @@ def write_documents(es, settings: Settings, documents: DomainDocuments, updated_
 
 
 def rollup_of(es, settings: Settings, domains: Sequence[str], written_by_run: str | None) -> DomainRollup:
-    rollup = DomainRollup(domains, window_only=written_by_run is not None)
+    conversations = Conversations(owners_of=OwnerDirectory(es, settings), broadcast=broadcast_rule(settings))
+    rollup = DomainRollup(domains, window_only=written_by_run is not None, conversations=conversations)
     hits = scan_roles(es, settings, domains, written_by_run=written_by_run)  # sorted by message id
     for _, group in groupby(hits, key=lambda hit: hit["_source"]["message_id"]):
         rollup.add_message([hit["_source"] for hit in group])

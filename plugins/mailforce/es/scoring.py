@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from elasticsearch import NotFoundError
 
 from mailforce.core.automated import AddressClassifier
+from mailforce.core.conversations import BroadcastRule
 from mailforce.core.rollups import Scoring
 from mailforce.core.strength import BEST_CONNECTED_LIMIT, calendar_date
 from mailforce.es.reads import search
@@ -18,7 +19,12 @@ def scoring_for(settings: Settings, scoring_date: date) -> Scoring:
     """How the outputs are scored at `scoring_date`, from the settings (half-life, automated patterns, top list)."""
     classifier = AddressClassifier(settings.automated_address_patterns)
     return Scoring(scoring_date=scoring_date, half_life_days=settings.strength_half_life_days,
-                   is_automated_address=classifier.is_automated, top_addresses=settings.domain_top_addresses)
+                   is_automated_address=classifier.is_automated, top_addresses=settings.domain_top_addresses,
+                   broadcast=broadcast_rule(settings))
+
+
+def broadcast_rule(settings: Settings) -> BroadcastRule:
+    return BroadcastRule(settings.broadcast_min_messages, settings.broadcast_min_audience)
 
 
 def last_scoring_date(es, settings: Settings) -> date | None:

@@ -40,6 +40,7 @@ from mailforce.core.wording import plural
 from mailforce.es.preflight import check_settings
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.accounts import write_account_statistics
+from mailforce.es.owners import identify_owners
 from mailforce.es.outputs import kind_indices, output_id, rollup_of, stored_documents, write_documents
 from mailforce.es.scoring import last_scoring_date, scoring_for
 from mailforce.es.suppressions import OUTPUT_KINDS, record_suppressions as record_suppressions_io, write_audit
@@ -75,7 +76,8 @@ def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
 def _naming_query(values: Sequence[str], domains: Sequence[str]) -> dict[str, Any]:
     should: list[dict[str, Any]] = []
     if values:
-        should += [{"terms": {field: list(values)}} for field in ("from_addresses", "to_addresses", "cc_addresses")]
+        should += [{"terms": {field: list(values)}}
+                   for field in ("from_addresses", "to_addresses", "cc_addresses", "participants")]
     if domains:
         should.append({"terms": {"domains": list(domains)}})
     return {"bool": {"should": should, "minimum_should_match": 1}}
@@ -120,7 +122,8 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
     for hit in _roles_naming(es, settings, request):
         source = hit["_source"]
         erased = erased_roles_document(source, suppressions, updated_at)
-        if not erased.removed_entries:
+        # an erased address of an internal domain holds no role, but leaves the message's audience
+        if not erased.removed_entries and (erased.document or {}).get("participants") == source.get("participants"):
             continue
         entries_removed += erased.removed_entries
         domains.update(erased.domains_before)
@@ -136,6 +139,9 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
                          "roles documents left with no address")
     refresh(es, settings.roles_index)
     moved = _move_key_dates(es, settings, sorted(message_ids), updated_at, domains)
+    # an erased address may have been a mailbox's own, or have made one stand out: its owners again
+    owners = identify_owners(es, settings, sorted(accounts), run_id=None)
+    domains.update(owners.domains)
     log.info("Erasure of %s and %s: %s removed from %s; %s rewritten, %s deleted (no address left); "
              "%s of other copies moved; %s and %s to recompute",
              plural(len(request.addresses), "address", "addresses"), plural(len(request.domains), "domain"),

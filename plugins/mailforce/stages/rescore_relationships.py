@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.ids import document_id
 from mailforce.core.rollups import connection_entry
-from mailforce.core.strength import best_connected, calendar_date, strength
+from mailforce.core.strength import STRENGTH_FIELDS, best_connected, calendar_date, relationship_strength
 from mailforce.core.summaries import RescoreResult
 from mailforce.core.wording import plural
 from mailforce.es.reads import scan_sorted
@@ -29,8 +29,7 @@ from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RELATIONSHIP_FIELDS = ["account", "email_address", "domain", "from_count", "to_count", "cc_count",
-                       "total_count", "latest_engagement_date", "automated", "strength"]
+RELATIONSHIP_FIELDS = ["account", "email_address", "domain", "total_count", "strength", *STRENGTH_FIELDS]
 
 
 def run_scoring_date(window_end: datetime, last: date | None) -> date:
@@ -68,12 +67,7 @@ def rescore_relationships(es, settings: Settings, window_end: datetime) -> Resco
         address_changed = False
         for relationship in group:
             read += 1
-            score = strength(
-                from_count=relationship["from_count"], to_count=relationship["to_count"],
-                cc_count=relationship["cc_count"], latest_engagement_date=relationship["latest_engagement_date"],
-                scoring_date=scoring_date, half_life_days=settings.strength_half_life_days,
-                automated=bool(relationship.get("automated")),
-            )
+            score = relationship_strength(relationship, scoring_date, settings.strength_half_life_days)
             pair = (relationship["account"], relationship["domain"])
             strongest[pair] = max(strongest[pair], score)
             entries.append(connection_entry(relationship["account"], score, relationship["total_count"]))

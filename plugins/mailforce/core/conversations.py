@@ -1,0 +1,146 @@
+"""Conversations, not co-occurrence: each mailbox's own addresses, direct exchange and its audience,
+and robots recognised by behaviour (pure; docs/SEMANTICS.md, "Conversations").
+
+A relationship used to be co-occurrence: an address CC'd on mail a mailbox merely received counted
+like one the mailbox wrote to. Knowing the mailbox's own addresses (its *owner* addresses: a setting,
+or inferred from its mail) tells a direct exchange apart: the owner wrote to the address, or the
+address wrote to the owner. A message weighs by its audience, in integer millionths
+(`AUDIENCE_UNIT // audience`), so that adding a window's figures and recomputing over all time agree
+to the unit: a mail to fifty people is not fifty relationships.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+AUDIENCE_UNIT = 1_000_000  # a message to one recipient weighs this much in `direct_weight`
+OWNER_CANDIDATES = 3  # addresses kept as evidence on the account statistics document
+DEFAULT_BROADCAST_MIN_MESSAGES = 20
+DEFAULT_BROADCAST_MIN_AUDIENCE = 10
+
+OWNER_FROM_SETTING = "setting"
+OWNER_INFERRED = "inferred"
+OWNER_UNKNOWN = "none"
+
+REASON_PATTERN = "pattern"
+REASON_HEADER = "header"
+REASON_BROADCAST = "broadcast"
+
+
+def participation_fields(senders: Iterable[str], recipients: Iterable[str]) -> dict[str, Any]:
+    """A roles document's view of who wrote a message and who it went to, the domain filters aside."""
+    sender_list, recipient_list = sorted(set(senders)), sorted(set(recipients))
+    return {
+        "sender_addresses": sender_list,
+        "recipient_addresses": recipient_list,
+        "participants": sorted(set(sender_list) | set(recipient_list)),
+        "audience": len(recipient_list),
+    }
+
+
+def audience_weight(audience: int) -> int:
+    """What one direct message to `audience` recipients weighs, in millionths of a message."""
+    return AUDIENCE_UNIT // audience if audience > 0 else 0
+
+
+@dataclass(frozen=True)
+class OwnerEvidence:
+    """How many of an account's messages (with a roles document) each address is on: the top ones."""
+
+    messages: int = 0
+    candidates: tuple[tuple[str, int], ...] = ()  # (address, messages), most messages first, then address
+
+    def to_document(self) -> dict[str, Any]:
+        return {"messages": self.messages,
+                "candidates": [{"email_address": address, "messages": count} for address, count in self.candidates]}
+
+
+def ranked_candidates(counts: Mapping[str, int], limit: int = OWNER_CANDIDATES) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
+
+
+def inferred_owner(evidence: OwnerEvidence) -> str | None:
+    """The address on the most of the account's messages, when it is on at least half of them and
+    on more than any other address; None otherwise (no address stands out as the mailbox's own: a
+    tie is not broken by guessing, the setting `account_addresses` decides)."""
+    if not evidence.candidates:
+        return None
+    address, count = evidence.candidates[0]
+    runner_up = evidence.candidates[1][1] if len(evidence.candidates) > 1 else 0
+    return address if 2 * count >= evidence.messages and count > runner_up else None
+
+
+def owner_fields(configured: Iterable[str], evidence: OwnerEvidence) -> dict[str, Any]:
+    """The owner fields of an account statistics document: the setting's addresses when it names
+    the account, else the inferred one (if any); the evidence always."""
+    configured = sorted(set(configured))
+    if configured:
+        addresses, source = configured, OWNER_FROM_SETTING
+    else:
+        owner = inferred_owner(evidence)
+        addresses, source = ([owner], OWNER_INFERRED) if owner else ([], OWNER_UNKNOWN)
+    return {"owner_addresses": addresses, "owner_source": source, "owner_evidence": evidence.to_document()}
+
+
+@dataclass(frozen=True)
+class DirectExchange:
+    """What one message of an account says of one address of it: exchanged directly, which way."""
+
+    address_wrote: bool  # the address is a sender and an owner address a recipient
+    owner_wrote: bool  # an owner address is a sender and the address a recipient
+
+    @property
+    def direct(self) -> bool:
+        return self.address_wrote or self.owner_wrote
+
+
+NO_EXCHANGE = DirectExchange(False, False)
+
+
+def direct_exchange(roles: Iterable[str], senders: Iterable[str], recipients: Iterable[str],
+                    owners: frozenset[str], address: str) -> DirectExchange:
+    """`roles`: the roles `address` holds on the message; an owner address exchanges nothing with itself."""
+    if not owners or address in owners:
+        return NO_EXCHANGE
+    roles = set(roles)
+    return DirectExchange(
+        address_wrote="From" in roles and not owners.isdisjoint(recipients),
+        owner_wrote=bool(roles & {"To", "CC"}) and not owners.isdisjoint(senders),
+    )
+
+
+@dataclass(frozen=True)
+class BroadcastRule:
+    """An address is a broadcaster when it sent at least `min_messages` messages each to at least
+    `min_audience` recipients and no account's owner ever wrote to it."""
+
+    min_messages: int = DEFAULT_BROADCAST_MIN_MESSAGES
+    min_audience: int = DEFAULT_BROADCAST_MIN_AUDIENCE
+
+    def flags(self, broadcast_messages: int, answered_count: int) -> bool:
+        return broadcast_messages >= self.min_messages and answered_count == 0
+
+
+def automated_reason(*, pattern: bool, header: bool, broadcast: bool) -> str | None:
+    """The first rule that flags an address: its name (`pattern`, `header`), then its behaviour."""
+    if pattern:
+        return REASON_PATTERN
+    if header:
+        return REASON_HEADER
+    if broadcast:
+        return REASON_BROADCAST
+    return None
+
+
+def no_owners(account: str) -> frozenset[str]:
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class Conversations:
+    """What a rollup needs to tell conversations apart: each account's owner addresses (looked up
+    once each), and the broadcast rule's audience."""
+
+    owners_of: Callable[[str], frozenset[str]] = no_owners
+    broadcast: BroadcastRule = field(default_factory=BroadcastRule)

@@ -1,0 +1,159 @@
+"""Each mailbox's own (owner) addresses in Elasticsearch: the evidence from the roles index, the owner
+fields of the account statistics documents, and the accounts whose owners changed.
+
+The owner stage (`stages/identify_account_owners.py`) and the erasure share it; the compile reads the
+owners through `OwnerDirectory` (docs/SEMANTICS.md, "Conversations").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from mailforce.core.batches import batched
+from mailforce.core.conversations import (
+    OWNER_CANDIDATES,
+    OwnerEvidence,
+    owner_fields,
+    ranked_candidates,
+)
+from mailforce.core.ids import document_id
+from mailforce.es.reads import fetch_documents, scan, search, successful_runs
+from mailforce.es.writes import bulk_write
+from mailforce.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ACCOUNTS_PER_QUERY = 100
+# Terms asked per account and per shard: the exact counts of these candidates are then counted
+# with filters, so the evidence is exact whenever the owner is among them (it is on half the mail).
+CANDIDATE_SHARD_SIZE = 1_000
+CANDIDATES_ASKED = OWNER_CANDIDATES + 7
+OWNER_FIELDS = ("owner_addresses", "owner_source", "owner_evidence", "owner_run_id")
+
+
+def owner_evidence(es, settings: Settings, accounts: Sequence[str]) -> dict[str, OwnerEvidence]:
+    """Per account: its roles documents, and the addresses on most of them (exact counts)."""
+    evidence = {account: OwnerEvidence() for account in accounts}
+    if not accounts or not es.indices.exists(index=settings.roles_index):
+        return evidence
+    for batch in batched(sorted(accounts), ACCOUNTS_PER_QUERY):
+        response = search(
+            es, "owner candidates", index=settings.roles_index, size=0,
+            query={"bool": {"filter": [{"terms": {"account": list(batch)}}]}},
+            aggs={"by_account": {
+                "terms": {"field": "account", "size": len(batch)},
+                "aggs": {"candidates": {"terms": {"field": "participants", "size": CANDIDATES_ASKED,
+                                                  "shard_size": CANDIDATE_SHARD_SIZE}}},
+            }},
+        )
+        for bucket in response["aggregations"]["by_account"]["buckets"]:
+            account = bucket["key"]
+            candidates = [candidate["key"] for candidate in bucket["candidates"]["buckets"]]
+            evidence[account] = OwnerEvidence(
+                messages=int(bucket["doc_count"]),
+                candidates=ranked_candidates(_exact_counts(es, settings, account, candidates)))
+    return evidence
+
+
+def _exact_counts(es, settings: Settings, account: str, addresses: Sequence[str]) -> dict[str, int]:
+    if not addresses:
+        return {}
+    response = search(
+        es, "owner candidates' counts", index=settings.roles_index, size=0,
+        query={"bool": {"filter": [{"term": {"account": account}}]}},
+        aggs={"exact": {"filters": {"filters": {
+            str(position): {"term": {"participants": address}} for position, address in enumerate(addresses)}}}},
+    )
+    buckets = response["aggregations"]["exact"]["buckets"]
+    return {address: int(buckets[str(position)]["doc_count"]) for position, address in enumerate(addresses)}
+
+
+def stored_owner_fields(es, settings: Settings, accounts: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+    """Per account, the owner fields of its statistics document (None: no document yet)."""
+    stored: dict[str, dict[str, Any] | None] = {}
+    for batch in batched(sorted(accounts), settings.lookup_batch_size):
+        found = fetch_documents(es, settings.account_stats_index, [document_id(account) for account in batch])
+        for account in batch:
+            document = found.get(document_id(account))
+            stored[account] = None if document is None else {
+                name: document[name] for name in OWNER_FIELDS if name in document}
+    return stored
+
+
+@dataclass(frozen=True)
+class OwnerChanges:
+    """What identifying the owners of some accounts found: whose owners changed, and the domains
+    their stored relationships live in (to recompute: every direct figure depends on the owners)."""
+
+    changed_accounts: tuple[str, ...] = ()
+    domains: Mapping[str, int] = field(default_factory=dict)  # domain -> messages of those accounts there
+    accounts_written: int = 0
+
+
+def identify_owners(es, settings: Settings, accounts: Iterable[str], run_id: str | None) -> OwnerChanges:
+    """Infer (or take from the setting) the owner addresses of these accounts and of the accounts the
+    setting names; write them with their evidence to the account statistics documents.
+
+    An account's owners count as changed when they differ from the stored ones, when none are stored,
+    or when the run that stored them did not succeed (it may have died before recomputing); then
+    `owner_run_id` becomes this run, and the account's domains are returned for recomputation.
+    `run_id=None` (the erasure, which recomputes those domains itself) keeps the stored `owner_run_id`.
+    """
+    configured = settings.owner_addresses_by_account
+    stored = stored_owner_fields(es, settings, sorted(set(accounts) | set(configured)))
+    # an account the setting names but that has no statistics yet gets them with its first mail
+    wanted = sorted(account for account in stored if account in set(accounts) or stored[account] is not None)
+    evidence = owner_evidence(es, settings, wanted)
+    runs = successful_runs(es, settings, [(stored[account] or {}).get("owner_run_id", "") for account in wanted])
+    changed: list[str] = []
+    updates: list[tuple[str, dict[str, Any]]] = []
+    for account in wanted:
+        fields = owner_fields(configured.get(account, ()), evidence[account])
+        previous = stored[account] or {}
+        if (previous.get("owner_addresses") != fields["owner_addresses"]
+                or previous.get("owner_source") != fields["owner_source"]
+                or previous.get("owner_run_id") not in runs):
+            changed.append(account)
+            fields["owner_run_id"] = run_id if run_id is not None else previous.get("owner_run_id", "")
+        updates.append((account, {"account": account, **fields}))
+    written = bulk_write(es, ({"_op_type": "update", "_index": settings.account_stats_index,
+                               "_id": document_id(account), "doc": fields, "doc_as_upsert": True}
+                              for account, fields in updates), settings.bulk_chunk, "owner addresses")
+    return OwnerChanges(changed_accounts=tuple(changed), domains=domains_of_accounts(es, settings, changed),
+                        accounts_written=written)
+
+
+def domains_of_accounts(es, settings: Settings, accounts: Sequence[str]) -> dict[str, int]:
+    """The domains these accounts' stored engagement documents name, with their messages there."""
+    domains: Counter = Counter()
+    if not accounts or not es.indices.exists(index=settings.engagements_index):
+        return {}
+    for batch in batched(sorted(accounts), settings.lookup_batch_size):
+        for hit in scan(es, settings.engagements_index,
+                        {"query": {"terms": {"account": list(batch)}}, "_source": ["domain", "total_count"]},
+                        settings.scan_page_size, settings.scroll_keep_alive, "domains of accounts whose owners changed"):
+            domains[hit["_source"]["domain"]] += max(1, int(hit["_source"].get("total_count") or 0))
+    return dict(domains)
+
+
+class OwnerDirectory:
+    """account -> its owner addresses, as the account statistics documents hold them (looked up once
+    per account); an account without stored owners is identified on the spot, without writing."""
+
+    def __init__(self, es, settings: Settings) -> None:
+        self.es, self.settings = es, settings
+        self.known: dict[str, frozenset[str]] = {}
+
+    def __call__(self, account: str) -> frozenset[str]:
+        if account not in self.known:
+            stored = stored_owner_fields(self.es, self.settings, [account])[account] or {}
+            if "owner_addresses" in stored:
+                self.known[account] = frozenset(stored["owner_addresses"] or ())
+            else:
+                configured = self.settings.owner_addresses_by_account.get(account, ())
+                fields = owner_fields(configured, owner_evidence(self.es, self.settings, [account])[account])
+                self.known[account] = frozenset(fields["owner_addresses"])
+        return self.known[account]

@@ -1,0 +1,174 @@
+"""Conversations, not co-occurrence (docs/SEMANTICS.md, "Conversations"): each mailbox's own addresses,
+direct exchange weighed by its audience, and robots recognised by behaviour, on the Enron mail."""
+
+from __future__ import annotations
+
+
+import pytest
+from elasticsearch import helpers
+
+from mailforce.tools.loader import load_mail
+from oracle import Coverage
+from support import FAR_FUTURE_RUN_END, assert_matches_oracle, read_source, run, small_settings
+
+EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
+
+
+@pytest.fixture(scope="module")
+def enron(osmem_server, enron_corpus):
+    """The Enron mail loaded and run once, in a clone of the module's own; the tests below only read it."""
+    from mailforce.es.client import ClientOptions, build_client
+
+    settings = small_settings()
+    clone = osmem_server.clone()
+    es = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
+    try:
+        load_mail(es, [enron_corpus], index=settings.source_index)
+        source = read_source(es, settings)
+        run(es, settings, "enron-conversations")
+        yield es, settings, source
+    finally:
+        es.close()
+        clone.close()
+
+
+def documents(es, index: str) -> list[dict]:
+    es.indices.refresh(index=index)
+    return [hit["_source"] for hit in helpers.scan(es, index=index, query={"query": {"match_all": {}}})]
+
+
+def test_every_mailbox_knows_its_own_address_with_the_evidence(enron):
+    es, settings, source = enron
+    statistics = documents(es, settings.account_stats_index)
+    inferred = [document for document in statistics if document["owner_source"] == "inferred"]
+    assert len(inferred) >= 30, [document["account"] for document in statistics if document["owner_source"] != "inferred"]
+    for document in inferred:
+        evidence = document["owner_evidence"]
+        top = evidence["candidates"][0]
+        assert document["owner_addresses"] == [top["email_address"]]
+        assert 2 * top["messages"] >= evidence["messages"]
+        assert len(evidence["candidates"]) == 1 or evidence["candidates"][1]["messages"] < top["messages"]
+    for document in sorted(statistics, key=lambda document: document["account"]):
+        print("%s: %s (%s) %s" % (document["account"], document["owner_addresses"], document["owner_source"],
+                 document["owner_evidence"]))
+
+
+def test_the_owner_of_a_mailbox_has_no_relationship_strength_with_it(enron):
+    es, settings, _ = enron
+    relationships = documents(es, settings.relationships_index)
+    owners = [relationship for relationship in relationships if relationship["owner"]]
+    assert owners, "the mailboxes' own addresses are outside addresses of theirs on this corpus"
+    assert all(relationship["strength"] == 0 and relationship["direct_count"] == 0 for relationship in owners)
+
+
+def test_nobody_a_mailbox_wrote_to_is_flagged_as_a_broadcaster(enron):
+    es, settings, source = enron
+    contacts = {document["email_address"]: document for document in documents(es, settings.contacts_index)}
+    relationships = documents(es, settings.relationships_index)
+    written_to = {relationship["email_address"] for relationship in relationships if relationship["direct_to_count"]}
+    broadcasters = sorted((address for address, contact in contacts.items()
+                           if contact["automated_reason"] == "broadcast"),
+                          key=lambda address: -contacts[address]["broadcast_messages"])
+    assert not written_to & set(broadcasters)
+    for address in broadcasters:
+        contact = contacts[address]
+        assert contact["broadcast_messages"] >= settings.broadcast_min_messages and contact["answered_count"] == 0
+        print("broadcast: %s (%d messages to %d+ recipients, %d accounts)" % (address,
+                 contact["broadcast_messages"], settings.broadcast_min_audience, contact["accounts_count"]))
+    reasons = {}
+    for contact in contacts.values():
+        reasons[contact["automated_reason"]] = reasons.get(contact["automated_reason"], 0) + 1
+    print("automated reasons: %s" % reasons)
+    for contact in sorted(contacts.values(), key=lambda contact: -contact["broadcast_messages"])[:25]:
+        print("sent to many: %s %d answered %d accounts %d reason %s" % (
+            contact["email_address"], contact["broadcast_messages"], contact["answered_count"],
+            contact["accounts_count"], contact["automated_reason"]))
+
+
+def test_a_mailbox_address_set_by_hand_and_a_lower_broadcast_threshold_match_the_oracle(enron, osmem_server):
+    """The setting wins over the inference (a setting change alone recomputes the account's domains);
+    with broadcasters at 10 large mailings, what is flagged is listed and none of it was written to."""
+    from dataclasses import replace
+
+    from mailforce.es.client import ClientOptions, build_client
+    from support import load_source
+
+    es, settings, source = enron
+    statistics = {document["account"]: document for document in documents(es, settings.account_stats_index)}
+    account = "kean-s"
+    other = statistics[account]["owner_evidence"]["candidates"][1]["email_address"]
+    lower = replace(settings, broadcast_min_messages=10)
+    configured = replace(lower, account_addresses=(f"{account}={other}",))
+    clone = osmem_server.clone()
+    client = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
+    try:
+        load_source(client, configured, source)
+        run(client, lower, "inferred-first")
+        run(client, configured, "set-by-hand")  # no new mail: the setting alone changes the account's owners
+        expected = assert_matches_oracle(client, configured, source, [EVERYTHING])
+        assert expected["account_stats"][account]["owner_addresses"] == [other]
+        assert expected["account_stats"][account]["owner_source"] == "setting"
+        flagged = {address: contact for address, contact in expected["contacts"].items()
+                   if contact["automated_reason"] == "broadcast"}
+        written_to = {address for (_, address), relationship in expected["relationships"].items()
+                      if relationship["direct_to_count"]}
+        print("broadcast at 10:", {address: contact["broadcast_messages"] for address, contact in flagged.items()})
+        assert flagged and not written_to & set(flagged)
+    finally:
+        client.close()
+        clone.close()
+
+
+# --- the rules on their own (no engine) -------------------------------------------------------
+
+
+def test_a_list_whose_local_part_has_dots_is_its_own_list_id():
+    """SEMANTICS.md rule 3: local part + "." + domain equals the List-Id. The first dot of the list id
+    is not the `@`: kevin.presto@enron.com is the list `kevin.presto.enron.com`."""
+    from mailforce.core.automated import header_flagged_addresses
+    from oracle import list_id_address_forms
+
+    source = {"list_id": "Presto <Kevin.Presto.Enron.com>"}
+    roles = {("kevin.presto@enron.com", "To"), ("kevin@presto.enron.com", "CC"), ("jim@acme.com", "To")}
+    assert header_flagged_addresses(source, roles) == {"kevin.presto@enron.com", "kevin@presto.enron.com"}
+    assert list_id_address_forms(source) == {"kevin.presto.enron.com"}  # the oracle reads it the same way
+    assert header_flagged_addresses({"list_id": ["x", "<announce.acme.com>"]}, {("announce@acme.com", "CC")}) == {
+        "announce@acme.com"}
+    assert header_flagged_addresses(source, {("kevin.presto@enron.com", "From")}) == set()  # the list never sends
+
+
+def test_direct_exchange_needs_the_owner_on_the_other_side():
+    from mailforce.core.conversations import direct_exchange
+
+    owners = frozenset({"jim@kunaico.com"})
+    to_jim = direct_exchange({"From"}, ["bob@acme.com"], ["jim@kunaico.com", "carol@acme.com"], owners, "bob@acme.com")
+    assert (to_jim.address_wrote, to_jim.owner_wrote) == (True, False)
+    from_jim = direct_exchange({"CC"}, ["jim@kunaico.com"], ["bob@acme.com"], owners, "bob@acme.com")
+    assert (from_jim.address_wrote, from_jim.owner_wrote) == (False, True)
+    # CC'd on mail the mailbox merely received: co-occurrence, not conversation
+    assert not direct_exchange({"CC"}, ["pete@acme.com"], ["jim@kunaico.com", "bob@acme.com"], owners,
+                               "bob@acme.com").direct
+    assert not direct_exchange({"To"}, ["jim@kunaico.com"], ["jim@kunaico.com"], owners, "jim@kunaico.com").direct
+    assert not direct_exchange({"From"}, ["bob@acme.com"], ["jim@kunaico.com"], frozenset(), "bob@acme.com").direct
+
+
+def test_owner_inference_wants_half_the_mail_and_no_tie():
+    from mailforce.core.conversations import OwnerEvidence, inferred_owner, owner_fields
+
+    assert inferred_owner(OwnerEvidence(10, (("jim@k.com", 5), ("bob@a.com", 4)))) == "jim@k.com"
+    assert inferred_owner(OwnerEvidence(10, (("jim@k.com", 4), ("bob@a.com", 3)))) is None  # under half
+    assert inferred_owner(OwnerEvidence(4, (("jim@k.com", 4), ("bob@a.com", 4)))) is None  # a tie
+    assert inferred_owner(OwnerEvidence()) is None
+    fields = owner_fields(["b@k.com", "a@k.com"], OwnerEvidence(4, (("jim@k.com", 4),)))
+    assert (fields["owner_addresses"], fields["owner_source"]) == (["a@k.com", "b@k.com"], "setting")
+
+
+def test_broadcast_needs_many_large_mailings_and_no_answer():
+    from mailforce.core.conversations import BroadcastRule, automated_reason
+
+    rule = BroadcastRule(min_messages=20, min_audience=10)
+    assert rule.flags(20, 0) and not rule.flags(19, 0) and not rule.flags(604, 1)
+    assert automated_reason(pattern=True, header=True, broadcast=True) == "pattern"
+    assert automated_reason(pattern=False, header=True, broadcast=True) == "header"
+    assert automated_reason(pattern=False, header=False, broadcast=True) == "broadcast"
+    assert automated_reason(pattern=False, header=False, broadcast=False) is None
