@@ -172,3 +172,53 @@ def test_broadcast_needs_many_large_mailings_and_no_answer():
     assert automated_reason(pattern=False, header=True, broadcast=True) == "header"
     assert automated_reason(pattern=False, header=False, broadcast=True) == "broadcast"
     assert automated_reason(pattern=False, header=False, broadcast=False) is None
+
+
+def mail(doc_id: str, account: str, date: str, sender: str, to: list[str], cc: list[str] | None = None) -> dict:
+    source = {"account": account, "messageId": f"<{doc_id}@x>", "date": date, "from": {"address": sender},
+              "to": {"address": to}}
+    if cc:
+        source["cc"] = {"address": cc}
+    return {"_id": doc_id, "_source": source}
+
+
+def test_an_owner_found_by_later_mail_then_erased_keeps_every_figure_exact(es):
+    """The owner is internal (kunaico.com) yet counts; it stands out only once new mail breaks a tie,
+    which recomputes a domain the new mail does not touch; erasing it recomputes again."""
+    from dataclasses import replace
+
+    from mailforce.stages.erase import erase
+    from support import load_source
+
+    settings = replace(small_settings(), internal_domains=("kunaico.com",))
+    first = [mail("m1", "jim", "2001-05-01T10:00:00Z", "jim@kunaico.com", ["sue@globex.org"]),
+             mail("m2", "jim", "2001-05-02T10:00:00Z", "sue@globex.org", ["jim@kunaico.com"], ["ann@kunaico.com"])]
+    later = [mail("m3", "jim", "2001-06-01T10:00:00Z", "jim@kunaico.com", ["tom@acme.com"] + [
+        f"p{number}@initech.com" for number in range(11)])]
+    load_source(es, settings, first)
+    run(es, settings, "tied", run_end=utc_of("2001-05-31T00:00:00Z"))
+    tied = assert_matches_oracle(es, settings, first, [EVERYTHING])
+    assert tied["account_stats"]["jim"]["owner_source"] == "none"  # jim@ and sue@ are on 2 of 2 each
+    assert tied["relationships"][("jim", "sue@globex.org")]["strength"] == 0
+
+    load_source(es, settings, later)
+    run(es, settings, "stands-out")
+    found = assert_matches_oracle(es, settings, first + later, [EVERYTHING])
+    assert found["account_stats"]["jim"]["owner_addresses"] == ["jim@kunaico.com"]
+    sue = found["relationships"][("jim", "sue@globex.org")]  # globex.org: recomputed, not in the new mail
+    assert (sue["direct_from_count"], sue["direct_to_count"], sue["direct_weight"]) == (1, 1, 1_500_000)
+    # a message to twelve people weighs floor(1,000,000 / 12) = 83,333 for each of them
+    assert found["relationships"][("jim", "tom@acme.com")]["direct_weight"] == 83_333
+
+    erase(es, settings, {"addresses": ["jim@kunaico.com"], **ERASURE_REQUEST})
+    erased = assert_matches_oracle(es, settings, first + later, [EVERYTHING], erased_addresses=["jim@kunaico.com"])
+    assert erased["account_stats"]["jim"]["owner_addresses"] != ["jim@kunaico.com"]
+
+
+ERASURE_REQUEST = {"reason": "a test of the owner's erasure", "requested_by": "dpo@kunaico.com"}
+
+
+def utc_of(text: str):
+    from support import utc
+
+    return utc(text)

@@ -49,26 +49,33 @@ def owner_evidence(es, settings: Settings, accounts: Sequence[str]) -> dict[str,
                                                   "shard_size": CANDIDATE_SHARD_SIZE}}},
             }},
         )
-        for bucket in response["aggregations"]["by_account"]["buckets"]:
+        buckets = response["aggregations"]["by_account"]["buckets"]
+        candidates = {bucket["key"]: [candidate["key"] for candidate in bucket["candidates"]["buckets"]]
+                      for bucket in buckets}
+        exact = _exact_counts(es, settings, candidates)
+        for bucket in buckets:
             account = bucket["key"]
-            candidates = [candidate["key"] for candidate in bucket["candidates"]["buckets"]]
             evidence[account] = OwnerEvidence(
                 messages=int(bucket["doc_count"]),
-                candidates=ranked_candidates(_exact_counts(es, settings, account, candidates)))
+                candidates=ranked_candidates({address: exact[(account, address)] for address in candidates[account]}))
     return evidence
 
 
-def _exact_counts(es, settings: Settings, account: str, addresses: Sequence[str]) -> dict[str, int]:
-    if not addresses:
+def _exact_counts(es, settings: Settings, candidates: Mapping[str, Sequence[str]]) -> dict[tuple[str, str], int]:
+    """(account, address) -> the account's roles documents naming the address: one filters aggregation
+    (exact, whatever the shards) for every candidate of a batch of accounts."""
+    pairs = [(account, address) for account, addresses in candidates.items() for address in addresses]
+    if not pairs:
         return {}
     response = search(
         es, "owner candidates' counts", index=settings.roles_index, size=0,
-        query={"bool": {"filter": [{"term": {"account": account}}]}},
+        query={"bool": {"filter": [{"terms": {"account": sorted(candidates)}}]}},
         aggs={"exact": {"filters": {"filters": {
-            str(position): {"term": {"participants": address}} for position, address in enumerate(addresses)}}}},
+            str(position): {"bool": {"filter": [{"term": {"account": account}}, {"term": {"participants": address}}]}}
+            for position, (account, address) in enumerate(pairs)}}}},
     )
     buckets = response["aggregations"]["exact"]["buckets"]
-    return {address: int(buckets[str(position)]["doc_count"]) for position, address in enumerate(addresses)}
+    return {pair: int(buckets[str(position)]["doc_count"]) for position, pair in enumerate(pairs)}
 
 
 def stored_owner_fields(es, settings: Settings, accounts: Sequence[str]) -> dict[str, dict[str, Any] | None]:
