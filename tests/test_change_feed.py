@@ -12,6 +12,7 @@ from elasticsearch import helpers
 
 from driver import run_once, run_stages
 from mailforce.core.changes import BAND_NONE, Bands, change_document
+from mailforce.core.dates import format_utc
 from mailforce.core.run_params import RunRequest
 from mailforce.settings import Settings, SettingsError
 from mailforce.stages.erase import erase
@@ -21,6 +22,7 @@ from mailforce.tools.synthetic import dirty_corpus
 from oracle import Coverage, FeedStep, assert_changes_equal, expected_changes, read_changes
 from support import load_source, read_source, run, utc
 from test_erasure import REQUEST, chosen_erasures, new_mail_from
+from test_late_mail import T0, harvest  # noqa: F401 (a fixture: the seeded harvester simulation)
 
 UTC = timezone.utc
 
@@ -163,6 +165,26 @@ def test_late_mail_counted_by_a_reconciliation_crosses_bands_as_the_oracle_says(
     without_reconciliation = expected_changes(everything, steps[:2] + steps[3:], half_life_days=90)
     assert feed != without_reconciliation  # the reconciliation's mail made crossings of its own
     assert {"mail", "time"} <= causes(feed)
+
+
+def test_arrival_windows_over_a_harvest_with_lags_record_what_the_oracle_finds(es, settings, harvest):
+    """Hourly runs windowed on the arrival stamp (tests/test_late_mail.py's harvester): a run counts
+    every message that has arrived and is dated by its end, so the oracle's run k covers exactly
+    that; a run four months later decays what they built."""
+    settings = replace(settings, arrival_field="indexed_at")
+    loaded: dict[str, dict] = {}
+    steps = []
+    for hour in list(range(1, 17)) + [24 * 120]:
+        run_end = T0 + timedelta(hours=hour)
+        batch = [{"_id": identifier, "_source": dict(source, indexed_at=format_utc(arrival))}
+                 for identifier, source, arrival in harvest if arrival <= run_end and identifier not in loaded]
+        load_source(es, settings, batch)
+        loaded.update((document["_id"], document) for document in batch)
+        run_once(es, settings, RunRequest(), run_end, f"scheduled-{hour:04d}")
+        steps.append(FeedStep(coverage=Coverage(window_end=run_end), visible=list(loaded.values())))
+    feed = assert_feed_matches(es, settings, list(loaded.values()), steps)
+    assert causes(feed) == {"mail", "time"}
+    assert any(document["cause"] == "mail" and document["from_band"] != BAND_NONE for document in feed.values())
 
 
 def test_erasure_removes_the_crossings_of_the_erased_and_later_runs_never_bring_them_back(es, settings):
