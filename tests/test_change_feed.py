@@ -313,3 +313,22 @@ def test_the_digest_posts_each_account_its_relationships_gone_cold_and_never_log
             logs += log_file.read_text(errors="replace")
     assert "ann@acme.com: warm -> cold" in logs and "Posted the digests of 1 account" in logs
     assert "very-secret-4711" not in logs
+
+
+def test_an_audit_index_from_before_the_feed_gets_its_counts_and_the_erasure_goes_through(es, settings):
+    from mailforce.es.indices import create_index
+    from mailforce.es.suppressions import AUDIT_PROPERTIES
+
+    documents = dirty_corpus()[:200]
+    load_source(es, settings, documents)
+    run(es, settings, "before", run_end=utc("2001-07-01T00:00:00Z"))
+    counts = {"properties": {kind: {"type": "integer"} for kind in ("roles", "engagements", "account_stats", "domains",
+                                                                    "relationships", "contacts", "timeline")}}
+    create_index(es, settings, settings.erasure_audit_index, {**AUDIT_PROPERTIES, "removed": counts, "rewritten": counts},
+                 shards=1)  # as the version before the feed created it (strict)
+    addresses, domain = chosen_erasures(es, settings)
+    record = erase(es, settings, {"addresses": addresses, "domains": [domain], **REQUEST})
+    assert record["removed"]["changes"] > 0
+    es.indices.refresh(index=settings.erasure_audit_index)
+    [stored] = [hit["_source"] for hit in helpers.scan(es, index=settings.erasure_audit_index)]
+    assert stored["removed"]["changes"] == record["removed"]["changes"]
