@@ -1,11 +1,12 @@
 """Stage 5 (mapped, one per partition): bring its domains' output documents up to date.
 
 For each domain: account engagements, relationships, contacts, timeline months and the domain
-document (docs/SEMANTICS.md), and the change feed's crossings of the relationships it changes (recorded
-before the relationships are written, so a retry records them again). A domain none of whose window messages was counted before adds the
-window's new mail to the stored documents (reading only this run's roles documents; a copy marked
-`counted_elsewhere` adds to its mailbox's figures only, see `DomainRollup`); the others,
-and every domain of a retried task, are recomputed over all time and only what changed is written.
+document (docs/SEMANTICS.md), and the change feed's crossings of the relationships it changes
+(recorded before the relationships are written, so a retry records them again). A domain none of
+whose window messages was counted before adds the window's new mail to the stored documents
+(reading only this run's roles documents; a copy marked `counted_elsewhere` adds to its mailbox's
+figures only, see `DomainRollup`); the others, and every domain of a retried task, are recomputed
+over all time and only what changed is written.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def compile_domain_partition(
     if added:
         written += compile_domains(es, settings, added, run_id, add_window=True, scoring=scoring,
                                    work_by_domain=work)
-    for index in kind_indices(settings).values():  # later stages search what was written
+    # later stages (and the digest) search what was written
+    for index in [*kind_indices(settings).values(), settings.changes_index]:
         refresh(es, index)
     how = []
     if added:
