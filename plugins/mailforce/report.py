@@ -616,6 +616,7 @@ def figure_automated(share: dict[str, Any]) -> dict[str, Any]:
     return _figure(traces, {"height": 320, "legend": {"orientation": "h", "y": -0.05}, "margin": {"l": 10, "r": 10, "t": 20, "b": 20}})
 
 
+COOLING_MIN_HEIGHT = 260  # pixels: a chart of one or two accounts stays readable
 COOLING_COLOURS = {"strong": "#1d4ed8", "warm": "#f59e0b", "cooling": "#60a5fa", "cold": "#1e3a8a"}
 
 
@@ -629,7 +630,7 @@ def figure_cooling(cooling: dict[str, Any]) -> dict[str, Any]:
                      marker_color=COOLING_COLOURS[band], hovertemplate="%{y}: %{x} to " + band + "<extra></extra>")
               for band in ("warm", "cooling", "cold") if any(band in bands for bands in per_account.values())]
     return _figure(traces, {
-        "barmode": "stack", "legend": LEGEND_ON_TOP, "height": 120 + 26 * len(accounts),
+        "barmode": "stack", "legend": LEGEND_ON_TOP, "height": max(COOLING_MIN_HEIGHT, 120 + 26 * len(accounts)),
         "xaxis": {"title": {"text": "relationships down a band this month"}},
         "yaxis": {"categoryorder": "array", "categoryarray": accounts, "autorange": "reversed"},
     })
