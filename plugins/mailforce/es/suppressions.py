@@ -22,7 +22,7 @@ DATE = {"type": "date", "format": "strict_date_optional_time"}
 INTEGER = {"type": "integer"}
 SUPPRESSIONS_PROPERTIES = {
     "kind": KEYWORD,  # "address" or "domain"
-    "value": KEYWORD,  # the normalised address, or the lower-case domain
+    "value": KEYWORD,  # the normalised address, or the lower-case domain or organisation
     "reason": TEXT,
     "requested_by": KEYWORD,
     "requested_at": DATE,
@@ -38,6 +38,7 @@ AUDIT_PROPERTIES = {
     "reason": TEXT,
     "addresses": KEYWORD,
     "domains": KEYWORD,
+    "organizations": KEYWORD,  # written only when the erasure names organisations
     "removed": PER_INDEX_COUNTS,  # output kind -> documents deleted
     "rewritten": PER_INDEX_COUNTS,  # output kind -> documents rewritten without the erased
     "indices": {"type": "object", "enabled": False},  # output kind -> its index name
@@ -65,12 +66,13 @@ def ensure_erasure_indices(es, settings: Settings, which: Iterable[str] | None =
 
 
 def read_suppressions(es, settings: Settings) -> Suppressions:
-    """Every erased address and domain (one scan; a missing index means nothing was erased)."""
+    """Every erased address, domain and organisation (one scan; a missing index means nothing was
+    erased); an erased organisation covers every host whose organisation it is under the settings."""
     if not es.indices.exists(index=settings.suppressions_index):
         return Suppressions()
     hits = scan(es, settings.suppressions_index, {"query": {"match_all": {}}, "_source": ["kind", "value"]},
                 settings.scan_page_size, settings.scroll_keep_alive, "suppressions")
-    return suppressions_of(hit["_source"] for hit in hits)
+    return suppressions_of((hit["_source"] for hit in hits), settings.organizations.organization_of)
 
 
 def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
@@ -94,6 +96,13 @@ def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
 
 def write_audit(es, settings: Settings, document: dict[str, Any]) -> str:
     ensure_erasure_indices(es, settings, [settings.erasure_audit_index])
+    if not document.get("organizations"):
+        document = {key: value for key, value in document.items() if key != "organizations"}
+    else:  # an audit index from before organisations: the field is added (needs `manage` on it, once)
+        mapping = es.indices.get_mapping(index=settings.erasure_audit_index)
+        if not any("organizations" in (body.get("mappings", {}).get("properties") or {}) for body in mapping.values()):
+            es.indices.put_mapping(index=settings.erasure_audit_index,
+                                   properties={"organizations": AUDIT_PROPERTIES["organizations"]})
     identifier = document["erasure_id"] or document_id("erasure", document["requested_at"])
     bulk_write(es, index_actions(settings.erasure_audit_index, [(identifier, document)]), 1, "erasure audit")
     refresh(es, settings.erasure_audit_index)
