@@ -268,10 +268,29 @@ def test_late_copies_counted_elsewhere_keep_organisations_exact(seed):
 # --- the pipeline against the oracle --------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def enron_documents(osmem_server, enron_corpus):
+    """The Enron mail as source documents, parsed once for the module (in a clone of its own)."""
+    from mailforce.es.client import ClientOptions, build_client
+    from support import small_settings
+
+    settings = small_settings()
+    clone = osmem_server.clone()
+    es = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
+    try:
+        load_mail(es, [enron_corpus], index=settings.source_index)
+        yield read_source(es, settings)
+    finally:
+        es.close()
+        clone.close()
+
+
 @pytest.fixture
-def enron(es, settings, enron_corpus):
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    return read_source(es, settings)
+def enron(es, settings, enron_documents):
+    from support import load_source
+
+    load_source(es, settings, enron_documents)
+    return enron_documents
 
 
 def test_organisation_figures_count_messages_once_across_hosts(es, settings, enron):
@@ -323,6 +342,9 @@ def test_changing_the_overrides_regroups_exactly_and_back(es, settings, enron):
     stats = es.search(index=settings.runtime_stats_index, size=10, sort=[{"run_date": "desc"}])["hits"]["hits"]
     assert stats[0]["_source"]["organization_overrides"] == sorted(OVERRIDES)
     assert stats[0]["_source"]["public_suffix_list_version"] == psl_version()
+    assert stats[0]["_source"]["organizations_changed"] is True  # the audit trail: what changed, when
+    assert stats[0]["_source"]["previous_organization_overrides"] == []
+    assert "organizations_changed" not in stats[1]["_source"]
     run(es, settings, "plain-again")
     assert_matches_oracle(es, settings, enron, [EVERYTHING])
     before = raw_outputs(es, settings)

@@ -221,6 +221,9 @@ RUNTIME_STATS_PROPERTIES = {
     "public_suffix_list_version": KEYWORD,  # the list organisations were computed with
     "organization_overrides": KEYWORD,  # the setting's host=organization entries in force
     "organizations_fingerprint": KEYWORD,  # of both: a change regroups the hosts it moves
+    "organizations_changed": BOOLEAN,  # this run applied a change of either (the audit trail) ...
+    "previous_organization_overrides": KEYWORD,  # ... from these overrides
+    "previous_public_suffix_list_version": KEYWORD,  # ... and this list version
     "relationships_rescored": INTEGER,
     "duration_seconds": FLOAT,
     "updated_at": DATE,

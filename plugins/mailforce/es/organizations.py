@@ -24,11 +24,34 @@ log = logging.getLogger(__name__)
 TERMS_PER_QUERY = 1_000
 
 
-def organizations_record(settings: Settings) -> dict[str, Any]:
-    """What a run's runtime-stats record says about how organisations were computed."""
-    return {"public_suffix_list_version": psl_version(),
-            "organization_overrides": list(settings.organization_overrides),
-            "organizations_fingerprint": settings.organizations.fingerprint}
+def organizations_record(es, settings: Settings) -> dict[str, Any]:
+    """What a run's runtime-stats record says about how organisations were computed; the run that
+    first applies a change (an override, a list version) also says what was in force before: the
+    runtime stats are the overrides' audit trail (docs/SEMANTICS.md, "Organisations")."""
+    record: dict[str, Any] = {"public_suffix_list_version": psl_version(),
+                              "organization_overrides": list(settings.organization_overrides),
+                              "organizations_fingerprint": settings.organizations.fingerprint}
+    previous = last_organizations_record(es, settings)
+    if previous is not None and previous.get("organizations_fingerprint") != record["organizations_fingerprint"]:
+        record["organizations_changed"] = True
+        record["previous_organization_overrides"] = list(previous.get("organization_overrides") or ())
+        record["previous_public_suffix_list_version"] = previous.get("public_suffix_list_version")
+    return record
+
+
+def last_organizations_record(es, settings: Settings) -> dict[str, Any] | None:
+    """The organisations' part of the last successful run's record (None on a fresh cluster)."""
+    try:
+        response = search(
+            es, "the last run's organisations", index=settings.runtime_stats_index, size=1,
+            source=["organizations_fingerprint", "organization_overrides", "public_suffix_list_version"],
+            query={"bool": {"filter": [{"exists": {"field": "run_date"}}]}},
+            sort=[{"run_date": {"order": "desc"}}],
+        )
+    except NotFoundError:
+        return None
+    hits = response["hits"]["hits"]
+    return hits[0]["_source"] if hits else None
 
 
 def rescore_organizations(es, settings: Settings, names: Sequence[str], updated_at: str) -> int:

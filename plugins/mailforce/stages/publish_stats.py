@@ -14,6 +14,6 @@ from mailforce.settings import Settings
 def publish_stats(es, settings: Settings, stats: RunStats) -> RunStats:
     """Write the record of this successful run (with what its organisations were computed with:
     the next run regroups hosts when that changes); returns it."""
-    stats = RunStats(document={**stats.document, **organizations_record(settings)})
+    stats = RunStats(document={**stats.document, **organizations_record(es, settings)})
     publish_runtime_stats(es, settings, stats)
     return stats
