@@ -387,3 +387,26 @@ def test_erasing_an_organisation_erases_every_host_under_it_and_keeps_later_host
     run(es, settings, "after", run_end=datetime(2031, 1, 1, tzinfo=UTC))
     assert_matches_oracle(es, settings, enron + later, [Coverage(window_end=datetime(2031, 1, 1, tzinfo=UTC))],
                           erased_organizations=["pge.com"])
+
+
+def test_outputs_written_before_organisations_are_regrouped_by_the_next_run(es, settings, enron):
+    from elasticsearch import helpers
+
+    run(es, settings, "before")
+    # As the previous version left them: no organisation index, fields, months or fingerprint.
+    es.indices.delete(index=settings.organizations_index)
+    dropped = ("organization", "organization_kind", "public_suffix_list_version", "organization_overrides",
+               "organizations_fingerprint")
+    for index in (settings.engagements_index, settings.relationships_index, settings.contacts_index,
+                  settings.domains_index, settings.timeline_index, settings.runtime_stats_index):
+        es.indices.refresh(index=index)
+        actions = []
+        for hit in helpers.scan(es, index=index):
+            if hit["_source"].get("scope") == "organization":
+                actions.append({"_op_type": "delete", "_index": index, "_id": hit["_id"]})
+            else:
+                source = {key: value for key, value in hit["_source"].items() if key not in dropped}
+                actions.append({"_index": index, "_id": hit["_id"], "_source": source})
+        helpers.bulk(es, actions, raise_on_error=True, refresh=True)
+    run(es, settings, "upgraded")  # no new mail: the regrouping alone
+    assert_matches_oracle(es, settings, enron, [EVERYTHING])
