@@ -55,14 +55,30 @@ def erasure_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def ensure_erasure_indices(es, settings: Settings, which: Iterable[str] | None = None) -> list[str]:
-    """Create the suppression and audit indices (explicit, strict mappings) when missing."""
+    """Create the suppression and audit indices (explicit, strict mappings) when missing; an audit
+    index created before an output kind existed (the change feed, the organisations) gets that kind's
+    counts added, and the `organizations` erased."""
     created = []
     for name, properties in erasure_mappings(settings).items():
         if which is not None and name not in which:
             continue
-        if not es.indices.exists(index=name) and create_index(es, settings, name, properties, shards=1):
-            created.append(name)
+        if not es.indices.exists(index=name):
+            if create_index(es, settings, name, properties, shards=1):
+                created.append(name)
+        elif name == settings.erasure_audit_index:
+            _add_missing_counts(es, name)
     return created
+
+
+def _add_missing_counts(es, index: str) -> None:
+    """Per-kind count fields the stored audit mapping lacks (strict: a new kind's count would be refused)."""
+    stored = next(iter(es.indices.get_mapping(index=index).body.values()), {}).get("mappings", {}).get("properties", {})
+    missing = {field: PER_INDEX_COUNTS for field in ("removed", "rewritten")
+               if set(OUTPUT_KINDS) - set(stored.get(field, {}).get("properties", {}))}
+    if "organizations" not in stored:  # an audit index from before organisations could be erased
+        missing["organizations"] = AUDIT_PROPERTIES["organizations"]
+    if missing:
+        es.indices.put_mapping(index=index, properties=missing)
 
 
 def read_suppressions(es, settings: Settings) -> Suppressions:
@@ -96,13 +112,8 @@ def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
 
 def write_audit(es, settings: Settings, document: dict[str, Any]) -> str:
     ensure_erasure_indices(es, settings, [settings.erasure_audit_index])
-    if not document.get("organizations"):
+    if not document.get("organizations"):  # an erasure naming no organisation reads as before them
         document = {key: value for key, value in document.items() if key != "organizations"}
-    else:  # an audit index from before organisations: the field is added (needs `manage` on it, once)
-        mapping = es.indices.get_mapping(index=settings.erasure_audit_index)
-        if not any("organizations" in (body.get("mappings", {}).get("properties") or {}) for body in mapping.values()):
-            es.indices.put_mapping(index=settings.erasure_audit_index,
-                                   properties={"organizations": AUDIT_PROPERTIES["organizations"]})
     identifier = document["erasure_id"] or document_id("erasure", document["requested_at"])
     bulk_write(es, index_actions(settings.erasure_audit_index, [(identifier, document)]), 1, "erasure audit")
     refresh(es, settings.erasure_audit_index)

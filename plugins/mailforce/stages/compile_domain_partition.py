@@ -2,11 +2,12 @@
 
 For each domain: account engagements, relationships, contacts, timeline months and the domain
 document (docs/SEMANTICS.md); for each organisation (every host of it is in the same partition and
-chunk), its document and months. A domain none of whose window messages was counted before adds
-the window's new mail to the stored documents (reading only this run's roles documents; a copy
-marked `counted_elsewhere` adds to its mailbox's figures only, see `DomainRollup`); the others,
-and every domain of a retried task, are recomputed over all time with every host of their
-organisations, and only what changed is written.
+chunk), its document and months; and the change feed's crossings of the relationships it changes
+(recorded before the relationships are written, so a retry records them again). A domain none of
+whose window messages was counted before adds the window's new mail to the stored documents
+(reading only this run's roles documents; a copy marked `counted_elsewhere` adds to its mailbox's
+figures only, see `DomainRollup`); the others, and every domain of a retried task, are recomputed
+over all time with every host of their organisations, and only what changed is written.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import logging
 import time
 from typing import Mapping, Sequence
 
+from mailforce.core.changes import CAUSE_MAIL
 from mailforce.core.dates import format_utc, utc_now
+from mailforce.core.kinds import CHANGES
 from mailforce.core.org_rollups import add_organizations, finished_organizations, window_organizations
 from mailforce.core.organizations import organization_chunks
 from mailforce.core.partitions import Partition
@@ -29,6 +32,7 @@ from mailforce.core.rollups import (
 )
 from mailforce.core.summaries import CompileResult, WrittenCounts
 from mailforce.core.wording import plural
+from mailforce.es.changes import record_relationship_changes
 from mailforce.es.organizations import delete_stale_months
 from mailforce.es.outputs import (
     kind_indices,
@@ -58,10 +62,12 @@ def recompute_domains(es, settings: Settings, domains: Sequence[str], scoring: S
     documents = finished_documents(rollup, scoring)
     finished_organizations(rollup, documents, scoring)
     stored, _ = stored_documents(es, settings, vars(documents))
+    changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
+                                          scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
     written = write_documents(es, settings, documents, updated_at, stored=stored)
     months = {output_id("timeline", month) for month in documents.timeline if month["scope"] == "organization"}
     delete_stale_months(es, settings, [document["organization"] for document in documents.organizations], months)
-    return rollup.messages_read, written
+    return rollup.messages_read, {**written, CHANGES.name: changes}
 
 
 def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id: str, scoring: Scoring,
@@ -98,8 +104,10 @@ def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id
     versions["timeline"].update(organization_versions["timeline"])
     documents = add_to_stored(new, stored, scoring)
     add_organizations(new_organizations, stored_organizations, documents, organizations, scoring)
+    changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
+                                          scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
     written = write_documents(es, settings, documents, updated_at, versions=versions)
-    return rollup.messages_read, written, reasons
+    return rollup.messages_read, {**written, CHANGES.name: changes}, reasons
 
 
 def compile_domains(es, settings: Settings, domains: Sequence[str], run_id: str, *, add_window: bool,
@@ -150,7 +158,8 @@ def compile_domain_partition(
     if added:
         written += compile_domains(es, settings, added, run_id, add_window=True, scoring=scoring,
                                    work_by_domain=work)
-    for index in kind_indices(settings).values():  # later stages search what was written
+    # later stages (and the digest) search what was written
+    for index in [*kind_indices(settings).values(), settings.changes_index]:
         refresh(es, index)
     how = []
     if added:
