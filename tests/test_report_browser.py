@@ -27,7 +27,8 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
-CHARTS = ("domains", "contacts", "timeline", "best-connected", "strength", "automated", "runs", "cooling")
+CHARTS = ("companies", "companies-best-connected", "domains", "contacts", "timeline", "best-connected", "strength",
+          "automated", "runs", "cooling")
 
 
 def _unavailable(message: str) -> None:
