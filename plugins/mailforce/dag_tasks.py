@@ -184,7 +184,9 @@ def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any])
 
 
 def list_domains(extraction: Mapping[str, Any]) -> list[dict[str, Any]]:
-    partitions = list_domains_stage(ExtractionSummary.from_xcom(extraction), load_settings())
+    settings = load_settings()
+    with elasticsearch(settings) as es:
+        partitions = list_domains_stage(ExtractionSummary.from_xcom(extraction), settings, es)
     return [partition.to_xcom() for partition in partitions]
 
 

@@ -43,7 +43,7 @@ def count_window_in_process(es, settings: Settings, fetched: FetchedWindow, run_
     """Every counting stage on a fixed window, in `COUNTING_STAGES` order; returns the published record."""
     window = fetched.window
     extraction = step("extract_message_roles", lambda: extract_message_roles(es, settings, window, run_id))
-    partitions = step("list_domains", lambda: list_domains(extraction, settings))
+    partitions = step("list_domains", lambda: list_domains(extraction, settings, es))
     rescored = step("rescore_relationships", lambda: rescore_relationships(es, settings, window.window_end))
     scoring = scoring_for(settings, date.fromisoformat(rescored.scoring_date))
     compiled = [step("compile_domain_partition", lambda partition=partition: compile_domain_partition(
