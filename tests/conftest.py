@@ -1,5 +1,4 @@
-"""Shared fixtures: a real osmem-server per session, a fresh clone per test, Airflow set up once, and
-one Airflow UI stack (`airflow standalone`) per session for the tests that drive it.
+"""Shared fixtures: a real osmem-server per session, a fresh clone per test, Airflow set up once.
 
 Airflow reads its configuration when first imported, so the environment is set here, before any
 test module imports it.
@@ -83,27 +82,6 @@ def _root_logging_restored():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-
-
-@pytest.fixture(scope="session")
-def _ui_stack_of_the_session(tmp_path_factory):
-    """One `scripts/ui.sh start` for every test that needs the stack; stopped at the end of the session,
-    where it must leave no process and no engine behind (a failure there is an error at teardown)."""
-    from ui_stack import start_ui, stop_ui_and_check_nothing_is_left
-
-    ui = start_ui(tmp_path_factory.mktemp("ui") / "airflow-ui")
-    try:
-        yield ui
-    finally:
-        stop_ui_and_check_nothing_is_left(ui)
-
-
-@pytest.fixture
-def ui_stack(_ui_stack_of_the_session):
-    """The session's UI stack with the mail loaded and no run remembered in the engine: each test's run
-    is a first, full run, whichever test ran before (Airflow's own run history is kept)."""
-    _ui_stack_of_the_session.forget_earlier_runs()
-    return _ui_stack_of_the_session
 
 
 # The modules that take minutes start first: with one worker per core (scripts/test.sh, pytest-xdist

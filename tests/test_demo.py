@@ -62,7 +62,7 @@ def describe(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_demo_runs_the_dag_through_airflow_and_reports_every_output_index(tmp_path):
     home = tmp_path / "airflow-demo"
-    result, seconds = run_demo("--home", str(home))
+    result, _ = run_demo("--home", str(home))
 
     assert result.returncode == 0, describe(result)
     output = result.stdout
@@ -123,7 +123,6 @@ def test_demo_runs_the_dag_through_airflow_and_reports_every_output_index(tmp_pa
     # INFO handler on the root logger; the demo replaces it).
     noise = [line for line in (output + result.stderr).splitlines() if "elastic_transport" in line or "[info" in line]
     assert not noise, noise[:5]
-    assert seconds < 120, f"the demo took {seconds:.0f} s"
 
 
 def test_demo_exits_non_zero_with_the_task_error_when_the_run_fails(tmp_path):

@@ -106,4 +106,5 @@ def test_every_summary_survives_its_xcom_form():
     assert Partition.from_xcom(partition.to_xcom()).recompute_domains == partition.recompute_domains
     assert compiled.to_xcom() == {"label": "1/1 acme.com", "roles_read": 5, "engagements_written": 1,
                                   "relationships_written": 4, "contacts_written": 0, "timeline_written": 2,
-                                  "domains_written": 0}  # the flat XCom form every reader knows
+                                  "domains_written": 0, "organizations_written": 0,
+                                  "changes_written": 0}  # the flat XCom form every reader knows

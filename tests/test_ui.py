@@ -1,5 +1,6 @@
 """The Airflow UI without Docker (scripts/ui.sh): `airflow standalone` with the embedded engine, one
-stack for this module (tests/ui_stack.py), stopped with nothing left running when the session ends.
+stack for this module (tests/ui_stack.py), stopped with nothing left running when the module ends (not
+the session: an idle stack would take CPU from every later module on its worker).
 
 Through the REST API v2, the way a user or an outside system would: trigger with a conf, wait, read
 the mapped task labels, read the outputs.
@@ -31,11 +32,33 @@ from mailforce import DAG_ID
 from mailforce.tools.embedded import daemon_pid
 from mailforce.tools.airflow_stack import AirflowApi
 from test_report_browser import CHROMIUM_FLAGS, browser_path
-from ui_stack import ROOT, describe, free_port, log_tail, wait_for_run
+from ui_stack import (
+    ROOT, StartedUi, describe, free_port, log_tail, start_ui, stop_ui_and_check_nothing_is_left, wait_for_run,
+)
 
 SAMPLE_ACCOUNTS = {"kunai-ann", "kunai-jim", "kunai-ken", "kunai-raj", "kunai-sara"}
 EXCLUDED = "kunai-raj"
 PARTITION_LABEL = re.compile(r"^(\d+)/(\d+) (\S+).*\((\d+)% of work\)$")
+
+
+@pytest.fixture(scope="module")
+def _ui_stack_of_the_module(tmp_path_factory):
+    """One `scripts/ui.sh start` for the tests that need the stack, started on first use; stopped when
+    the module ends, where it must leave no process and no engine behind (a failure there is an error
+    at teardown)."""
+    ui = start_ui(tmp_path_factory.mktemp("ui") / "airflow-ui")
+    try:
+        yield ui
+    finally:
+        stop_ui_and_check_nothing_is_left(ui)
+
+
+@pytest.fixture
+def ui_stack(_ui_stack_of_the_module) -> StartedUi:
+    """The module's UI stack with the mail loaded and no run remembered in the engine: each test's run
+    is a first, full run, whichever test ran before (Airflow's own run history is kept)."""
+    _ui_stack_of_the_module.forget_earlier_runs()
+    return _ui_stack_of_the_module
 
 
 def search_all(es, index: str) -> list[dict[str, Any]]:
@@ -45,7 +68,7 @@ def search_all(es, index: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_ui_stack_runs_a_dag_triggered_through_the_rest_api(ui_stack):
-    # Started once for the session (conftest.py); its clean stop is checked when the session ends.
+    # Started once for the module; its clean stop is checked when the module ends.
     assert ui_stack.url == f"http://localhost:{ui_stack.stack.environment['UI_PORT']}"
     api = AirflowApi(ui_stack.url, "admin", ui_stack.password)
 
@@ -132,7 +155,7 @@ def test_a_new_user_triggers_a_run_in_the_browser_and_sees_labels_and_summary(tm
     shots_dir = Path(os.environ.get("UI_SCREENSHOT_DIR") or tmp_path / "screenshots")
     shots_dir.mkdir(parents=True, exist_ok=True)
     shots: list[Path] = []
-    ui = request.getfixturevalue("ui_stack")  # the session's stack, started on first use
+    ui = request.getfixturevalue("ui_stack")  # the module's stack, started on first use
     url, password, api = ui.url, ui.password, ui.api()
     try:
         with sync_playwright() as playwright:

@@ -1,6 +1,6 @@
 """The Airflow UI stack of `scripts/ui.sh` (`airflow standalone` with the embedded engine) for the tests
-that need one (tests/test_ui.py: the REST API and the browser share one start per session, the
-`ui_stack` fixture in conftest.py), stopped, and checked to leave nothing running, at the end.
+that need one (tests/test_ui.py: the REST API and the browser share one start, the module's
+`ui_stack` fixture), stopped, and checked to leave nothing running, when that module ends.
 
 Starting it costs about a minute on two cores; deselect its tests with ``-m "not slow"``. Its
 ``free_port`` and ``describe`` serve tests/test_deployed.py's stack too.
