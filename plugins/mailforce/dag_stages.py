@@ -4,9 +4,13 @@
 from what the outputs miss (`reconcile_window`); from there both run the same tasks, with the same
 ids, lineage and documentation:
 
-    extract_message_roles -> list_domains -> compile_domain_partition (mapped, one per partition)
-    rescore_relationships ---------------------^        |-> bulk_index_account_statistics -> publish_stats
-                                                        |-> announce_outputs ----------------^
+    plan_extraction_slices -> extract_message_roles (mapped, one per slice of message ids) -> list_domains
+    list_domains -> compile_domain_partition (mapped, one per partition)
+    rescore_relationships ---^        |-> bulk_index_account_statistics -> publish_stats
+                                      |-> announce_outputs ----------------^
+
+The extraction's slices (`mailforce.core.extraction_slices`: one for an hourly run, more for a large
+window) are merged by every task that reads the extraction (`dag_tasks.merged_extraction`).
 
 The rescoring's result (its scoring date) is an input of every compile instance: the date travels as
 data, not as an ordering edge. `publish_stats` gives the lease back, after every other task. The same
@@ -39,16 +43,32 @@ COMPILE_DOC = (
 )
 
 
+@task(task_display_name="Plan extraction slices")
+def plan_extraction_slices(window: dict[str, Any]) -> list[dict[str, Any]]:
+    """Count the window's source documents; one extraction slice (a range of message ids) per
+    `min_slice_documents`, at most `max_extraction_slices`: an hourly run is one slice."""
+    return dag_tasks.plan_extraction_slices(get_current_context(), window)
+
+
+EXTRACT_DOC = (
+    "Read one slice of the window's messages once (a range of message ids, so every copy of a message, in "
+    "every mailbox, is in one slice; one slice for a small window) and write the roles fact table and the "
+    "ledger. Clear one mapped instance to retry just that slice."
+)
+
+
+# Mapped: the outlet is recorded by each slice (a declared asset, not an alias: no race).
 @task(task_display_name="Extract message roles", inlets=[source_asset(DEPLOY_SETTINGS)],
-      outlets=[ASSETS["roles"]], multiple_outputs=False)
-def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
-    """Read the window's messages once; write the roles fact table."""
-    return dag_tasks.extract_message_roles(get_current_context(), window)
+      outlets=[ASSETS["roles"]], multiple_outputs=False, map_index_template="{{ slice_label }}", doc_md=EXTRACT_DOC)
+def extract_message_roles(window: dict[str, Any], extraction_slice: dict[str, Any]) -> dict[str, Any]:
+    context = get_current_context()
+    context["slice_label"] = extraction_slice.get("label", "")  # type: ignore[typeddict-unknown-key]
+    return dag_tasks.extract_message_roles(context, window, extraction_slice)
 
 
 @task(task_display_name="List domains")
-def list_domains(extraction: dict[str, Any]) -> list[dict[str, Any]]:
-    """Touched domains -> partitions balanced by work."""
+def list_domains(extraction: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The slices' summaries merged; touched domains -> partitions balanced by work."""
     return dag_tasks.list_domains(extraction)
 
 
@@ -74,7 +94,7 @@ def compile_domain_partition(window: dict[str, Any], rescored: dict[str, Any],
 # a failed partition still stops both.
 @task(task_display_name="Bulk index account statistics", trigger_rule=TriggerRule.NONE_FAILED,
       outlets=[ASSETS["account_stats"]])
-def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
+def bulk_index_account_statistics(extraction: list[dict[str, Any]], compiled: list[dict[str, Any]]) -> int:
     """Per account seen in the window: distinct addresses per role."""
     return dag_tasks.index_account_statistics(extraction, get_current_context())
 
@@ -91,7 +111,7 @@ def announce_outputs(compiled: list[dict[str, Any]], rescored: dict[str, Any]) -
 # return would otherwise be split into one XCom per key (multiple_outputs is inferred).
 @task(task_display_name="Publish stats", trigger_rule=TriggerRule.NONE_FAILED, outlets=[ASSETS["runtime_stats"]],
       multiple_outputs=False)
-def publish_stats(window: dict[str, Any], extraction: dict[str, Any], compiled: list[dict[str, Any]],
+def publish_stats(window: dict[str, Any], extraction: list[dict[str, Any]], compiled: list[dict[str, Any]],
                   rescored: dict[str, Any], accounts_written: int) -> dict[str, Any]:
     """Write the runtime-stats record (the watermark moves only now) and give the lease back."""
     return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, rescored, accounts_written)
@@ -99,7 +119,8 @@ def publish_stats(window: dict[str, Any], extraction: dict[str, Any], compiled: 
 
 def count_window(window) -> None:
     """Add the counting stages to the DAG being defined, downstream of the task that fixed `window`."""
-    extraction = extract_message_roles(window)
+    slices = plan_extraction_slices(window)
+    extraction = extract_message_roles.partial(window=window).expand(extraction_slice=slices)
     partitions = list_domains(extraction)
     rescored = rescore_relationships(window)
     compiled = compile_domain_partition.partial(window=window, rescored=rescored).expand(partition=partitions)

@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mailforce.assets import output_assets
 from mailforce.core.dates import utc_now
+from mailforce.core.extraction_slices import ExtractionSlice, merge_extractions
 from mailforce.core.partitions import Partition
 from mailforce.core.run_params import RunKind, RunParamsError, parse_run_params
 from mailforce.core.run_stats import outputs_written, runtime_stats
@@ -33,6 +34,7 @@ from mailforce.stages.fetch_watermark import fetch_watermark as fetch_watermark_
 from mailforce.stages.fetch_watermark import unknown_accounts
 from mailforce.stages.index_account_statistics import index_account_statistics as account_statistics_stage
 from mailforce.stages.list_domains import list_domains as list_domains_stage
+from mailforce.stages.plan_extraction_slices import plan_extraction_slices as plan_slices_stage
 from mailforce.stages.publish_stats import publish_stats as publish_stats_stage
 from mailforce.stages.rescore_relationships import rescore_relationships as rescore_stage
 
@@ -170,19 +172,36 @@ def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
     return replace(fetched, unknown_accounts={param: tuple(names) for param, names in unknown.items()}).to_xcom()
 
 
-def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any]) -> dict[str, Any]:
+def plan_extraction_slices(context: Mapping[str, Any], window: Mapping[str, Any]) -> list[dict[str, Any]]:
     settings = load_settings()
     with elasticsearch(settings) as es:
         renew_lease(es, settings, context)
-        summary = extract_stage(es, settings, FetchedWindow.from_xcom(window).window, context["run_id"])
+        planned = plan_slices_stage(es, settings, FetchedWindow.from_xcom(window).window)
+    return [extraction_slice.to_xcom() for extraction_slice in planned]
+
+
+def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any],
+                          extraction_slice: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    settings = load_settings()
+    with elasticsearch(settings) as es:
+        renew_lease(es, settings, context)
+        summary = extract_stage(es, settings, FetchedWindow.from_xcom(window).window, context["run_id"],
+                                extraction_slice=ExtractionSlice.from_xcom(extraction_slice))
     record_asset_event(context, "roles", summary.roles_written, messages=summary.messages,
                        accounts=summary.accounts_count, late_messages=summary.late_messages,
                        source_index=settings.source_index)
     return summary.to_xcom()
 
 
-def list_domains(extraction: Mapping[str, Any]) -> list[dict[str, Any]]:
-    partitions = list_domains_stage(ExtractionSummary.from_xcom(extraction), load_settings())
+def merged_extraction(extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> ExtractionSummary:
+    """The whole window's summary from the mapped extraction's results (or one result)."""
+    if isinstance(extraction, Mapping):
+        return ExtractionSummary.from_xcom(extraction)
+    return merge_extractions([ExtractionSummary.from_xcom(result) for result in mapped_results(extraction)])
+
+
+def list_domains(extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    partitions = list_domains_stage(merged_extraction(extraction), load_settings())
     return [partition.to_xcom() for partition in partitions]
 
 
@@ -239,11 +258,11 @@ def rescore_relationships(window: Mapping[str, Any], context: Mapping[str, Any] 
     return result.to_xcom()
 
 
-def index_account_statistics(extraction: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> int:
+def index_account_statistics(extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]], context: Mapping[str, Any] | None = None) -> int:
     settings = load_settings()
     with elasticsearch(settings) as es:
         renew_lease(es, settings, context)
-        written = account_statistics_stage(es, settings, ExtractionSummary.from_xcom(extraction).accounts)
+        written = account_statistics_stage(es, settings, merged_extraction(extraction).accounts)
     record_asset_event(context or {}, "account_stats", written)
     return written
 
@@ -261,7 +280,7 @@ def run_started_at(context: Mapping[str, Any], fetched: FetchedWindow) -> dateti
 def publish_stats(
     context: Mapping[str, Any],
     window: Mapping[str, Any],
-    extraction: Mapping[str, Any],
+    extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     compiled: Sequence[Mapping[str, Any]],
     rescored: Mapping[str, Any],
     accounts_written: int,
@@ -270,7 +289,7 @@ def publish_stats(
     fetched = FetchedWindow.from_xcom(window)
     run_started = run_started_at(context, fetched)
     stats = runtime_stats(
-        context["run_id"], fetched.window, ExtractionSummary.from_xcom(extraction), compile_results(compiled),
+        context["run_id"], fetched.window, merged_extraction(extraction), compile_results(compiled),
         RescoreResult.from_xcom(rescored), accounts_written, run_started, utc_now(),
     )
     with elasticsearch(settings) as es:

@@ -4,7 +4,7 @@
 DAGs (tests/test_dag.py checks the two orders agree); the tests' driver and the benchmark run them
 here through `count_window_in_process`, calling the same stage functions with the same typed
 summaries. A `step` hook sees every stage by name (the benchmark times them; the driver stops a run
-half-way); partitions are compiled one after another, as first attempts.
+half-way); extraction slices and partitions run one after another, partitions as first attempts.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import date
 from typing import Callable, TypeVar
 
 from mailforce.core.dates import utc_now
+from mailforce.core.extraction_slices import merge_extractions
 from mailforce.core.run_stats import outputs_written, runtime_stats
 from mailforce.core.summaries import FetchedWindow, RunStats
 from mailforce.es.scoring import scoring_for
@@ -21,11 +22,13 @@ from mailforce.stages.compile_domain_partition import compile_domain_partition
 from mailforce.stages.extract_message_roles import extract_message_roles
 from mailforce.stages.index_account_statistics import index_account_statistics
 from mailforce.stages.list_domains import list_domains
+from mailforce.stages.plan_extraction_slices import plan_extraction_slices
 from mailforce.stages.publish_stats import publish_stats
 from mailforce.stages.rescore_relationships import rescore_relationships
 
-# The task ids of the counting stages, in the order they run (the compile once per partition).
-COUNTING_STAGES = ("extract_message_roles", "list_domains", "rescore_relationships", "compile_domain_partition",
+# The task ids of the counting stages, in the order they run (the extraction once per slice, the
+# compile once per partition).
+COUNTING_STAGES = ("plan_extraction_slices", "extract_message_roles", "list_domains", "rescore_relationships", "compile_domain_partition",
                    "bulk_index_account_statistics", "announce_outputs", "publish_stats")
 
 T = TypeVar("T")
@@ -38,10 +41,15 @@ def run_step(name: str, call: Callable[[], T]) -> T:
 
 
 def count_window_in_process(es, settings: Settings, fetched: FetchedWindow, run_id: str, *,
-                            step: Step = run_step) -> RunStats:
-    """Every counting stage on a fixed window, in `COUNTING_STAGES` order; returns the published record."""
+                            step: Step = run_step, slices: int | None = None) -> RunStats:
+    """Every counting stage on a fixed window, in `COUNTING_STAGES` order; returns the published record.
+
+    `slices` forces the number of extraction slices (else the window's size decides, as in the DAG)."""
     window = fetched.window
-    extraction = step("extract_message_roles", lambda: extract_message_roles(es, settings, window, run_id))
+    planned = step("plan_extraction_slices", lambda: plan_extraction_slices(es, settings, window, slices=slices))
+    extractions = [step("extract_message_roles", lambda extraction_slice=extraction_slice: extract_message_roles(
+        es, settings, window, run_id, extraction_slice=extraction_slice)) for extraction_slice in planned]
+    extraction = merge_extractions(extractions)
     partitions = step("list_domains", lambda: list_domains(extraction, settings))
     rescored = step("rescore_relationships", lambda: rescore_relationships(es, settings, window.window_end))
     scoring = scoring_for(settings, date.fromisoformat(rescored.scoring_date))
