@@ -141,6 +141,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also, on fresh clones in this process: the product's own client CPU per message per "
                              "stage and the engine's CPU apart, and the extraction with 1 then 2 slices in "
                              "parallel processes (the speedup)")
+    parser.add_argument("--stage-cpu-only", action="store_true",
+                        help="only --stage-cpu's figures (load, then fresh clones in this process; no Airflow run)")
     parser.add_argument("--scale-only", action="store_true",
                         help="only the memory curve: on the loaded engine itself (no clones, no floor), the full "
                              "run and the incremental run through airflow dags test, with the peak RSS of the "
@@ -876,15 +878,18 @@ def cpu_by_stage(url: str, settings: Settings, cutoff: datetime | None, engine_p
     request = RunRequest(to_date=cutoff) if cutoff else RunRequest()
     fetched = measured("fetch_watermark", lambda: fetch_watermark(es, settings, request, datetime.now(UTC)))
     document = count_window_in_process(es, settings, fetched, run_id, step=measured, slices=slices).to_xcom()
+    # The ledger is written too (one record per counted message), though the run's record does not list it.
+    es.indices.refresh(index=settings.ledger_index)
+    by_index = {**(document.get("documents_written") or {}), "ledger": es.count(index=settings.ledger_index)["count"]}
     es.close()
     messages = max(int(document.get("emails_processed") or 0), 1)
-    written = sum((document.get("documents_written") or {}).values())
+    written = sum(by_index.values())
     per_message = lambda seconds: round(seconds * 1e6 / messages, 1)  # noqa: E731
     return {
         "messages": messages,
         "source_documents": document.get("source_documents"),
         "documents_written": written,
-        "documents_written_by_index": document.get("documents_written") or {},
+        "documents_written_by_index": by_index,
         "documents_per_message": round(written / messages, 3),
         "stages": {name: {"wall_seconds": round(entry["wall"], 3), "client_cpu_seconds": round(entry["client"], 3),
                           "engine_cpu_seconds": round(entry["engine"], 3),
@@ -950,9 +955,10 @@ def stage_cpu(server, settings: Settings, split: "CorpusSplit") -> dict[str, Any
     """On fresh clones: the client/engine CPU per stage of a full run (one slice, the default
     settings otherwise), and the extraction with 1 then 2 slices in parallel processes."""
     clone = server.clone()
+    load_before = os.getloadavg()[0]
     try:
         log("stage CPU: a full run in this process, CPU per stage")
-        result = {"full": cpu_by_stage(clone.url, settings, split.cutoff, server.pid, "bench-cpu", slices=1)}
+        result = {"load_average_before": round(load_before, 2), "full": cpu_by_stage(clone.url, settings, split.cutoff, server.pid, "bench-cpu", slices=1)}
     finally:
         clone.close()
     sweep = []
@@ -960,8 +966,28 @@ def stage_cpu(server, settings: Settings, split: "CorpusSplit") -> dict[str, Any
         log(f"stage CPU: the extraction with {slices} slice(s) in parallel processes")
         sweep.append(parallel_extraction(server, settings, split.cutoff, slices))
     result["extraction_slices"] = sweep
+    result["load_average_after"] = round(os.getloadavg()[0], 2)
     result["extraction_speedup_1_to_2"] = round(sweep[0]["wall_seconds"] / max(sweep[1]["wall_seconds"], 1e-9), 2)
     return result
+
+
+def stage_cpu_scenario(arguments: argparse.Namespace, messages: int, heavy_share: float) -> dict[str, Any]:
+    """`--stage-cpu-only`: load the corpus, then `stage_cpu` (no Airflow run)."""
+    from osmem_server import OsmemServer
+
+    spec = corpus_spec(arguments, messages, heavy_share)
+    settings = Settings(internal_domains=(spec.company_domain,), max_partitions=max(arguments.partitions), schedule=None)
+    split = plan_split(spec, arguments.incremental_fraction)
+    server = OsmemServer.start(japanese=False)
+    try:
+        base = client_for(server.url)
+        load_source(base, settings.source_index, split)
+        base.close()
+        log(f"stage CPU: loaded {split.loaded} source documents in {split.load_seconds:.1f} s")
+        return {"scenario": f"{messages}msg-heavy{heavy_share:g}", "code": code_version(),
+                "source_documents": split.loaded, "stage_cpu": stage_cpu(server, settings, split)}
+    finally:
+        server.close()
 
 
 def stage_cpu_report(result: dict[str, Any]) -> str:
@@ -976,7 +1002,9 @@ def stage_cpu_report(result: dict[str, Any]) -> str:
              table(rows, ["stage", "wall", "client CPU µs/msg", "engine CPU µs/msg"]),
              "Extraction with slices in parallel processes: " + ", ".join(
                  f"{entry['slices']} slice(s) {entry['wall_seconds']:.2f} s" for entry in sweep)
-             + f"; speedup 1 -> 2 slices {result['extraction_speedup_1_to_2']:.2f}x"]
+             + f"; speedup 1 -> 2 slices {result['extraction_speedup_1_to_2']:.2f}x",
+             f"Load average (1 min) before / after: {result.get('load_average_before', '-')} / "
+             f"{result.get('load_average_after', '-')} on {os.cpu_count()} CPUs (wall figures need a quiet machine)"]
     return "\n".join(lines) + "\n"
 
 
@@ -1570,6 +1598,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         airflow.migrate()
         for messages, heavy_share in itertools.product(arguments.messages, arguments.heavy_domain_share):
+            if arguments.stage_cpu_only:
+                result = stage_cpu_scenario(arguments, messages, heavy_share)
+                results.append(result)
+                print(f"=== Stage CPU {result['scenario']} ===\nCode measured: {result['code']}\n"
+                      + stage_cpu_report(result["stage_cpu"]), flush=True)
+                continue
             if arguments.scale_only:
                 result = scale_scenario(arguments, airflow, messages, heavy_share)
                 results.append(result)
@@ -1578,7 +1612,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run_scenario(arguments, airflow, messages, heavy_share)
             results.append(result)
             print(report(result), flush=True)
-        if len(results) > 1 and not arguments.scale_only:
+        if len(results) > 1 and not (arguments.scale_only or arguments.stage_cpu_only):
             print("=== Comparison (peak RSS: the airflow dags test process; growth: within one stage) ===")
             print(comparison(results), flush=True)
         if arguments.json:

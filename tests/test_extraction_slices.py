@@ -53,6 +53,19 @@ def test_slices_cover_the_id_space_once_at_the_sample_quantiles():
     assert len(plan_slices(["<a>", "<b>", "<c>"], 8)) == 3  # never more slices than distinct ids
 
 
+def test_the_account_statistics_are_split_among_the_slices_by_account_range():
+    ids = [f"<{number:04d}@x>" for number in range(100)]
+    accounts = [f"kunai-{number % 10}" for number in range(100)]
+    slices = plan_slices(ids, 4, accounts)
+    every = [f"kunai-{number}" for number in range(10)] + ["a", "zzz", ""]
+    assert all(sum(item.owns_account(account) for item in slices) == 1 for account in every)
+    assert all(any(item.owns_account(f"kunai-{n}") for n in range(10)) for item in slices)  # balanced: none empty
+    few = plan_slices(ids, 4, ["kunai-1"] * 100)  # one account: one slice writes it, the others none
+    assert sum(item.owns_account("kunai-1") for item in few) == 1
+    assert [item.accounts_label for item in few].count("4/4 no account") == 1
+    assert all(WHOLE_WINDOW.owns_account(account) for account in every)
+
+
 def test_a_slice_query_keeps_the_window_and_the_last_slice_holds_documents_without_an_id():
     window = {"match_all": {}}
     first, middle, last = slices_between(["<k>", "<t>"])

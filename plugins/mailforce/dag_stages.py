@@ -10,7 +10,8 @@ ids, lineage and documentation:
                                       |-> announce_outputs ----------------^
 
 The extraction's slices (`mailforce.core.extraction_slices`: one for an hourly run, more for a large
-window) are merged by every task that reads the extraction (`dag_tasks.merged_extraction`).
+window) are merged by every task that reads the extraction (`dag_tasks.merged_extraction`); the
+account statistics are mapped over the same slices, each writing the accounts of its account range.
 
 The rescoring's result (its scoring date) is an input of every compile instance: the date travels as
 data, not as an ordering edge. `publish_stats` gives the lease back, after every other task. The same
@@ -90,13 +91,22 @@ def compile_domain_partition(window: dict[str, Any], rescored: dict[str, Any],
     return dag_tasks.compile_domain_partition(context, window, partition, rescored)
 
 
+ACCOUNT_STATISTICS_DOC = (
+    "Per account seen in the window: distinct addresses per role, summed from its engagement documents. "
+    "Mapped like the extraction, one instance per slice (an hourly run: one); each writes the accounts of "
+    "its account range. Clear one instance to retry just that range."
+)
+
+
 # "none_failed": a window without mail maps no partition (skipped), yet its stats are published;
 # a failed partition still stops both.
 @task(task_display_name="Bulk index account statistics", trigger_rule=TriggerRule.NONE_FAILED,
-      outlets=[ASSETS["account_stats"]])
-def bulk_index_account_statistics(extraction: list[dict[str, Any]], compiled: list[dict[str, Any]]) -> int:
-    """Per account seen in the window: distinct addresses per role."""
-    return dag_tasks.index_account_statistics(extraction, get_current_context())
+      outlets=[ASSETS["account_stats"]], map_index_template="{{ accounts_label }}", doc_md=ACCOUNT_STATISTICS_DOC)
+def bulk_index_account_statistics(extraction: list[dict[str, Any]], compiled: list[dict[str, Any]],
+                                  extraction_slice: dict[str, Any]) -> int:
+    context = get_current_context()
+    context["accounts_label"] = extraction_slice.get("accounts_label", "")  # type: ignore[typeddict-unknown-key]
+    return dag_tasks.index_account_statistics(extraction, context, extraction_slice)
 
 
 @task(task_display_name="Announce outputs", trigger_rule=TriggerRule.NONE_FAILED,
@@ -112,7 +122,7 @@ def announce_outputs(compiled: list[dict[str, Any]], rescored: dict[str, Any]) -
 @task(task_display_name="Publish stats", trigger_rule=TriggerRule.NONE_FAILED, outlets=[ASSETS["runtime_stats"]],
       multiple_outputs=False)
 def publish_stats(window: dict[str, Any], extraction: list[dict[str, Any]], compiled: list[dict[str, Any]],
-                  rescored: dict[str, Any], accounts_written: int) -> dict[str, Any]:
+                  rescored: dict[str, Any], accounts_written: list[int]) -> dict[str, Any]:
     """Write the runtime-stats record (the watermark moves only now) and give the lease back."""
     return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, rescored, accounts_written)
 
@@ -124,7 +134,8 @@ def count_window(window) -> None:
     partitions = list_domains(extraction)
     rescored = rescore_relationships(window)
     compiled = compile_domain_partition.partial(window=window, rescored=rescored).expand(partition=partitions)
-    accounts_written = bulk_index_account_statistics(extraction, compiled)
+    accounts_written = bulk_index_account_statistics.partial(extraction=extraction, compiled=compiled).expand(
+        extraction_slice=slices)
     announced = announce_outputs(compiled, rescored)
     published = publish_stats(window, extraction, compiled, rescored, accounts_written)
     announced >> published  # the lease, given back by publish_stats, covers every task of the run

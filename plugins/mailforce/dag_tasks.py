@@ -258,11 +258,15 @@ def rescore_relationships(window: Mapping[str, Any], context: Mapping[str, Any] 
     return result.to_xcom()
 
 
-def index_account_statistics(extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]], context: Mapping[str, Any] | None = None) -> int:
+def index_account_statistics(extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]], context: Mapping[str, Any] | None = None,
+                             extraction_slice: Mapping[str, Any] | None = None) -> int:
+    """The statistics of the run's accounts in this slice's account range (every account: one slice)."""
     settings = load_settings()
     with elasticsearch(settings) as es:
         renew_lease(es, settings, context)
-        written = account_statistics_stage(es, settings, merged_extraction(extraction).accounts)
+        owned = ExtractionSlice.from_xcom(extraction_slice).owns_account
+        written = account_statistics_stage(es, settings, [account for account in merged_extraction(extraction).accounts
+                                                          if owned(account)])
     record_asset_event(context or {}, "account_stats", written)
     return written
 
@@ -283,14 +287,16 @@ def publish_stats(
     extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     compiled: Sequence[Mapping[str, Any]],
     rescored: Mapping[str, Any],
-    accounts_written: int,
+    accounts_written: int | Sequence[int],
 ) -> dict[str, Any]:
     settings = load_settings()
     fetched = FetchedWindow.from_xcom(window)
     run_started = run_started_at(context, fetched)
     stats = runtime_stats(
         context["run_id"], fetched.window, merged_extraction(extraction), compile_results(compiled),
-        RescoreResult.from_xcom(rescored), accounts_written, run_started, utc_now(),
+        RescoreResult.from_xcom(rescored),
+        accounts_written if isinstance(accounts_written, int) else sum(mapped_results(accounts_written)),
+        run_started, utc_now(),
     )
     with elasticsearch(settings) as es:
         renew_lease(es, settings, context)
@@ -320,3 +326,24 @@ def reconcile_window(context: Mapping[str, Any]) -> dict[str, Any]:
             return reconcile_stage(es, settings).to_xcom()
         except UnusableSetting as error:
             raise setting_error(error) from None
+
+
+def plan_history_chunks(context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The history DAG's first task: one `mailforce_engagements` conf (`to_date`) per chunk still to load."""
+    from mailforce.core.dates import format_utc, parse_param_date
+    from mailforce.core.history import HistoryError
+    from mailforce.stages.plan_history_chunks import plan_history_chunks as plan_stage
+
+    settings = settings_or_fail()
+    params = context.get("params") or {}
+    run_end = run_end_from_context(context)
+    try:
+        until = parse_param_date(params["until"], "until") if params.get("until") else run_end
+        if until > run_end:
+            raise HistoryError(f"param 'until' ({format_utc(until)}) is after this run's end ({format_utc(run_end)})")
+        with elasticsearch(settings) as es:
+            ends = plan_stage(es, settings, until.replace(microsecond=0), str(params.get("chunk") or "month"))
+    except (HistoryError, ValueError) as error:
+        raise param_error(error) from None
+    return [{"to_date": format_utc(end)} for end in ends]
+

@@ -26,8 +26,8 @@ from mailforce.stages.plan_extraction_slices import plan_extraction_slices
 from mailforce.stages.publish_stats import publish_stats
 from mailforce.stages.rescore_relationships import rescore_relationships
 
-# The task ids of the counting stages, in the order they run (the extraction once per slice, the
-# compile once per partition).
+# The task ids of the counting stages, in the order they run (the extraction and the account
+# statistics once per slice, the compile once per partition).
 COUNTING_STAGES = ("plan_extraction_slices", "extract_message_roles", "list_domains", "rescore_relationships", "compile_domain_partition",
                    "bulk_index_account_statistics", "announce_outputs", "publish_stats")
 
@@ -55,8 +55,9 @@ def count_window_in_process(es, settings: Settings, fetched: FetchedWindow, run_
     scoring = scoring_for(settings, date.fromisoformat(rescored.scoring_date))
     compiled = [step("compile_domain_partition", lambda partition=partition: compile_domain_partition(
         es, settings, partition, run_id, add_window=True, scoring=scoring)) for partition in partitions]
-    accounts_written = step("bulk_index_account_statistics",
-                            lambda: index_account_statistics(es, settings, extraction.accounts))
+    accounts_written = sum(step("bulk_index_account_statistics", lambda extraction_slice=extraction_slice: (
+        index_account_statistics(es, settings, [account for account in extraction.accounts
+                                                if extraction_slice.owns_account(account)]))) for extraction_slice in planned)
     step("announce_outputs", lambda: outputs_written(compiled, rescored))  # asset events exist only in Airflow
     stats = runtime_stats(run_id, window, extraction, compiled, rescored, accounts_written, fetched.run_started,
                           utc_now())

@@ -14,6 +14,11 @@ last slice. A multi-valued messageId (not a Message-ID, but a source may hold on
 of every slice holding one of its values; it belongs to the slice of its smallest value (the value
 the scan sorts it by), and the others drop it (`ExtractionSlice.owns`).
 
+The account statistics of a run are split the same way, one task per slice (an hourly run: one): each
+slice also carries a range of account ids, `accounts_from <= account < accounts_to`, cut at the
+quantiles of the accounts of the same sample, and writes the statistics of the run's accounts in it
+(`ExtractionSlice.owns_account`); the ranges cover every account id once.
+
 How many: `slice_count` from the window's source documents (a count first), at most the setting
 `max_extraction_slices`, one per `min_slice_documents` (an hourly run is one slice). Where the
 boundaries go: quantiles of a sample of the window's message ids (`plan_slices`); a skewed sample
@@ -41,6 +46,8 @@ class ExtractionSlice:
     of: int = 1
     lower: str | None = None
     upper: str | None = None
+    accounts_from: str | None = None  # the account statistics this slice's task writes: from (inclusive) ...
+    accounts_to: str | None = None  # ... to (exclusive); None: unbounded
 
     @property
     def whole(self) -> bool:
@@ -87,14 +94,32 @@ class ExtractionSlice:
         smallest = min(values)
         return (self.lower is None or smallest >= self.lower) and (self.upper is None or smallest < self.upper)
 
+    def owns_account(self, account: str) -> bool:
+        """Whether this slice's task writes the statistics of this account."""
+        return ((self.accounts_from is None or account >= self.accounts_from)
+                and (self.accounts_to is None or account < self.accounts_to))
+
+    @property
+    def accounts_label(self) -> str:
+        """The account range, for the Airflow UI (the statistics task's map index)."""
+        if self.accounts_from is None and self.accounts_to is None:
+            return f"{self.number}/{self.of} every account"
+        if self.accounts_from == "" and self.accounts_to == "":
+            return f"{self.number}/{self.of} no account"
+        return (f"{self.number}/{self.of} accounts {'start' if self.accounts_from is None else _short(self.accounts_from)}"
+                f" .. {'end' if self.accounts_to is None else _short(self.accounts_to)}")
+
     def to_xcom(self) -> dict[str, Any]:
-        return {"number": self.number, "of": self.of, "lower": self.lower, "upper": self.upper, "label": self.label}
+        return {"number": self.number, "of": self.of, "lower": self.lower, "upper": self.upper,
+                "accounts_from": self.accounts_from, "accounts_to": self.accounts_to, "label": self.label,
+                "accounts_label": self.accounts_label}
 
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any] | None) -> "ExtractionSlice":
         if not data:
             return cls()
-        return cls(number=int(data["number"]), of=int(data["of"]), lower=data.get("lower"), upper=data.get("upper"))
+        return cls(number=int(data["number"]), of=int(data["of"]), lower=data.get("lower"), upper=data.get("upper"),
+                   accounts_from=data.get("accounts_from"), accounts_to=data.get("accounts_to"))
 
 
 WHOLE_WINDOW = ExtractionSlice()
@@ -109,26 +134,39 @@ def slice_count(source_documents: int, max_slices: int, min_slice_documents: int
     return max(1, min(max_slices, source_documents // max(min_slice_documents, 1)))
 
 
-def plan_slices(sample: Iterable[str], count: int) -> list[ExtractionSlice]:
-    """`count` slices (fewer when the sample has fewer distinct ids) bounded at the sample's quantiles."""
+def _quantiles(values: Sequence[str], count: int) -> list[str]:
+    """Up to `count - 1` increasing cut points of sorted `values` (duplicates weigh as often as they occur)."""
+    cuts: list[str] = []
+    for number in range(1, count):
+        candidate = values[min(len(values) - 1, (len(values) * number) // count)]
+        if candidate != values[0] and (not cuts or candidate > cuts[-1]):
+            cuts.append(candidate)
+    return cuts
+
+
+def plan_slices(sample: Iterable[str], count: int, accounts: Iterable[str] = ()) -> list[ExtractionSlice]:
+    """`count` slices (fewer when the sample has fewer distinct ids) bounded at the sample's quantiles;
+    their account ranges at the quantiles of the sampled documents' accounts."""
     ids = sorted({value for value in sample if isinstance(value, str)})
     if count <= 1 or len(ids) < 2:
         return [WHOLE_WINDOW]
-    boundaries: list[str] = []
-    for number in range(1, count):
-        candidate = ids[min(len(ids) - 1, (len(ids) * number) // count)]
-        if candidate != ids[0] and (not boundaries or candidate > boundaries[-1]):
-            boundaries.append(candidate)
-    return slices_between(boundaries)
+    boundaries = _quantiles(ids, count)
+    return slices_between(boundaries, _quantiles(sorted(a for a in accounts if isinstance(a, str)), len(boundaries) + 1)
+                          if accounts else ())
 
 
-def slices_between(boundaries: Sequence[str]) -> list[ExtractionSlice]:
-    """The slices cut at these increasing message ids (none: one slice, the whole window)."""
+def slices_between(boundaries: Sequence[str], account_cuts: Sequence[str] = ()) -> list[ExtractionSlice]:
+    """The slices cut at these increasing message ids (none: one slice, the whole window); the
+    account cuts (at most one fewer than the slices) split the account statistics among them."""
     if not boundaries:
         return [WHOLE_WINDOW]
     edges: list[str | None] = [None, *boundaries, None]
     count = len(edges) - 1
-    return [ExtractionSlice(number=number + 1, of=count, lower=edges[number], upper=edges[number + 1])
+    cuts = list(account_cuts)[:count - 1]
+    ranges: list[tuple[str | None, str | None]] = list(zip([None, *cuts], [*cuts, None]))
+    ranges += [("", "")] * (count - len(ranges))  # more slices than account ranges: these write none
+    return [ExtractionSlice(number=number + 1, of=count, lower=edges[number], upper=edges[number + 1],
+                            accounts_from=ranges[number][0], accounts_to=ranges[number][1])
             for number in range(count)]
 
 

@@ -202,19 +202,23 @@ def count_window_documents(es, index: str, window: Window) -> int:
     return count(es, index, window.source_query(), "window source documents")
 
 
-def sample_message_ids(es, index: str, window: Window, size: int) -> list[str]:
-    """Up to `size` message ids of the window's source documents, in index order (cheap: one page,
-    no sort on the field), for the extraction slices' boundaries."""
+def sample_message_ids(es, index: str, window: Window, size: int) -> tuple[list[str], list[str]]:
+    """(message ids, accounts) of up to `size` of the window's source documents, in index order
+    (cheap: one page, no sort on a field), for the extraction slices' boundaries."""
     response = search(es, f"message id sample of {index}", index=index, size=size, query=window.source_query(),
-                      sort=["_doc"], source=[MESSAGE_ID_FIELD])
+                      sort=["_doc"], source=[MESSAGE_ID_FIELD, "account"])
     values: list[str] = []
+    accounts: list[str] = []
     for hit in response["hits"]["hits"]:
-        value = (hit.get("_source") or {}).get(MESSAGE_ID_FIELD)
+        source = hit.get("_source") or {}
+        value = source.get(MESSAGE_ID_FIELD)
         if isinstance(value, str):
             values.append(value)
         elif isinstance(value, list):
             values.extend(item for item in value if isinstance(item, str))
-    return values
+        if isinstance(source.get("account"), str):
+            accounts.append(source["account"])
+    return values, accounts
 
 
 def count_undated(es, index: str, window: Window) -> int:

@@ -2,8 +2,9 @@
 
 A count of the window's source documents first (cheap); one slice per `min_slice_documents`, at most
 `max_extraction_slices`: an hourly run is one slice and reads nothing more. A larger window samples
-message ids once (one page) and cuts the id space at the sample's quantiles
-(`mailforce.core.extraction_slices`, which says why slicing by message id is exact).
+message ids (and their accounts) once, one page, and cuts the id space at the sample's quantiles
+(`mailforce.core.extraction_slices`, which says why slicing by message id is exact); the account
+statistics are split among the same slices by account ranges.
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ def plan_extraction_slices(es, settings: Settings, window: Window, *, slices: in
         wanted = slice_count(documents, settings.max_extraction_slices, settings.min_slice_documents)
     else:
         documents, wanted = -1, max(1, slices)
-    planned = [WHOLE_WINDOW] if wanted == 1 else plan_slices(
-        sample_message_ids(es, settings.source_index, window, SAMPLE_SIZE), wanted)
+    if wanted == 1:
+        planned = [WHOLE_WINDOW]
+    else:
+        message_ids, accounts = sample_message_ids(es, settings.source_index, window, SAMPLE_SIZE)
+        planned = plan_slices(message_ids, wanted, accounts)
     size = "" if documents < 0 else f" ({plural(documents, 'source document')})"
     log.info("Window %s%s: extraction in %s%s", describe_window(window), size, plural(len(planned), "slice"),
              "" if len(planned) == 1 else ": " + "; ".join(item.label for item in planned))
