@@ -37,6 +37,9 @@ held which role; and a runtime-stats record per run that doubles as the incremen
 7. `announce_outputs`: one asset event per output index the compile and the rescoring wrote, with
    the documents written in its extras; skipped when they wrote nothing, so no downstream DAG wakes.
    Recorded once per run, not by the mapped instances (docs/TROUBLESHOOTING.md says why).
+   `announce_changes` does the same for the change feed (`search-relationship-changes`: one document
+   per relationship crossing a strength band, which the compile and the rescoring record), only when
+   the run recorded a crossing; the example DAG `mailforce_cold_digest` is scheduled on it.
 8. `publish_stats`: writes the runtime-stats record, which moves the watermark (not for backfills),
    gives the lease back, and writes the **run summary**: one line (window, messages, accounts,
    domains, late mail, documents written, duration of the whole run including retries) in the XCom

@@ -14,8 +14,9 @@ allowed lateness, or by a harvester that stamps no arrival time), over all time 
    differs, the ids; the slices holding mail no run counted become this run's window.
 2. the same stages as the main DAG (`plan_extraction_slices`, `extract_message_roles` ... `publish_stats`, wired once in
    `mailforce.dag_stages`), on that window: missing messages are counted exactly as a normal run
-   counts them; what was already counted costs a lookup only. `announce_outputs` records the asset
-   events of what it wrote, like the main DAG.
+   counts them; what was already counted costs a lookup only. `announce_outputs` and
+   `announce_changes` record the asset events of what it wrote, like the main DAG (late mail that
+   moves a relationship into another strength band is a crossing of the reconciliation's run).
 
 `publish_stats` gives the lease back. Its runtime-stats record has `reconciliation: true`, `late_messages` (what it found),
 `late_accounts` and `late_days`; it never moves the watermark. See docs/LATE_MAIL.md.

@@ -23,6 +23,7 @@ DATA_VIEWS = {
     "mailforce-dv-runtime-stats": ("search-runtime-stats", "window_end", "Mailforce: pipeline runs"),
     "mailforce-dv-message-roles": ("search-message-roles", "date", "Mailforce: message roles"),
     "mailforce-dv-accounts": ("search-accounts_statistics_simple", None, "Mailforce: account statistics"),
+    "mailforce-dv-changes": ("search-relationship-changes", "scoring_date", "Mailforce: relationship changes"),
 }
 
 
@@ -138,9 +139,10 @@ def objects() -> list[dict]:
               "contacts": metric("sum", "documents_written.contacts", "Contacts written"),
               "timeline": metric("sum", "documents_written.engagement_timeline", "Timeline documents written"),
               "domains": metric("sum", "documents_written.domains_engagements", "Domain documents written"),
+              "changes": metric("sum", "documents_written.relationship_changes", "Band crossings recorded"),
               "duration": metric("max", "duration_seconds", "Longest duration (s)")},
              "lnsDatatable", table(["window_end", "runs", "messages", "late", "roles", "relationships", "contacts",
-                                     "timeline", "domains", "duration"])),
+                                     "timeline", "domains", "changes", "duration"])),
         lens("mailforce-lens-pipeline-late", "Pipeline health: late mail and duration",
              "Late messages counted and the longest run duration, per window-end period.",
              "mailforce-dv-runtime-stats",
@@ -163,6 +165,22 @@ def objects() -> list[dict]:
               "account": terms("account", "Account", "messages", 10),
               "messages": metric("count", "___records___", "Messages")},
              "lnsXY", bars("date", ["messages"], "bar_stacked", split="account")),
+        lens("mailforce-lens-gone-cold", "Relationships gone cold per account",
+             "Per mailbox, the relationships that crossed into the cold band in the period (the change feed, "
+             "search-relationship-changes, went_cold: a relationship that existed before).",
+             "mailforce-dv-changes",
+             {"account": terms("account", "Account", "relationships", 20),
+              "relationships": metric("count", "___records___", "Relationships gone cold")},
+             "lnsXY", bars("account", ["relationships"]), query="went_cold : true"),
+        lens("mailforce-lens-band-crossings", "Band crossings by scoring date",
+             "Relationships crossing a strength band per period, by the band they reached (new relationships "
+             "left out): cold and cooling growing means relationships are fading.",
+             "mailforce-dv-changes",
+             {"scoring_date": histogram("scoring_date", "Scoring date"),
+              "to_band": terms("to_band", "Band reached", "crossings", 4),
+              "crossings": metric("count", "___records___", "Crossings")},
+             "lnsXY", bars("scoring_date", ["crossings"], "bar_stacked", split="to_band"),
+             query="not from_band : \"none\""),
     ]
     layout = []
     for number, panel in enumerate(panels):
@@ -177,8 +195,9 @@ def objects() -> list[dict]:
         "attributes": {
             "title": "Mailforce engagements",
             "description": "Relationship intelligence from the Mailforce Engagements DAG: strongest relationships, "
-                           "contacts, domains by month, and pipeline health. The time picker filters each panel on "
-                           "the date of the activity it shows (see docs/KIBANA.md in the Mailforce repository).",
+                           "contacts, domains by month, relationships crossing strength bands, and pipeline "
+                           "health. The time picker filters each panel on the date of the activity it shows "
+                           "(see docs/KIBANA.md in the Mailforce repository).",
             "panelsJSON": json.dumps(panels_json, separators=(",", ":")),
             "optionsJSON": json.dumps({"useMargins": True, "syncColors": False, "syncCursor": True,
                                        "syncTooltips": False, "hidePanelTitles": False}, separators=(",", ":")),

@@ -1189,3 +1189,167 @@ def _describe_entry_list_differences(expected: list, actual: list, path: str) ->
     if order_expected != order_actual:
         lines.append(f"{path}: order expected {order_expected[:10]}, got {order_actual[:10]}")
     return lines
+
+
+# --------------------------------------------------------------------------------------------------
+# The change feed (SEMANTICS.md, "Strength bands and the change feed")
+# --------------------------------------------------------------------------------------------------
+
+# The default band thresholds: strong from 60, warm from 30, cooling from 10 (inclusive); below: cold.
+DEFAULT_BANDS: tuple[int, int, int] = (60, 30, 10)
+BAND_ORDER = ("none", "cold", "cooling", "warm", "strong")  # weakest first; "none": no relationship
+CHANGE_FIELDS: tuple[str, ...] = (
+    "account", "email_address", "domain", "scoring_date", "from_band", "to_band", "direction", "went_cold",
+    "cause", "strength_before", "strength", "from_count", "to_count", "cc_count", "total_count",
+    "first_engagement_date", "latest_engagement_date", "two_way", "automated",
+)
+_EVERY_COVERED = Coverage(window_end=datetime(9999, 1, 1, tzinfo=UTC))
+
+
+def band(strength_value: int | None, bands: tuple[int, int, int] = DEFAULT_BANDS) -> str:
+    """The band of a stored strength (``None``: no relationship)."""
+    if strength_value is None:
+        return "none"
+    strong_from, warm_from, cooling_from = bands
+    for name, lower in (("strong", strong_from), ("warm", warm_from), ("cooling", cooling_from)):
+        if strength_value >= lower:
+            return name
+    return "cold"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedStep:
+    """One step of the history the feed records, in order: a successful run (``coverage``; the
+    source documents it could see, ``visible``, all of them when None; its ``window_end``, the
+    coverage's when None) or an erasure (``erased_addresses`` / ``erased_domains``, no coverage)."""
+
+    coverage: Coverage | None = None
+    visible: Sequence[Mapping[str, Any]] | None = None
+    window_end: datetime | None = None
+    erased_addresses: tuple[str, ...] = ()
+    erased_domains: tuple[str, ...] = ()
+
+
+def expected_changes(
+    source_docs: Iterable[Mapping[str, Any]],
+    steps: Iterable[FeedStep],
+    internal_domains: Iterable[str] = (),
+    allowed_domains: Iterable[str] = (),
+    *,
+    bands: tuple[int, int, int] = DEFAULT_BANDS,
+    half_life_days: float = DEFAULT_HALF_LIFE_DAYS,
+    automated_patterns: Iterable[str] | None = None,
+    automated_patterns_extra: Iterable[str] = (),
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    """The feed after ``steps``, keyed by (account, email_address, scoring_date, from_band, to_band).
+
+    Brute force: the relationships (this module's own, from every document some run covered so far)
+    are computed after each step at its scoring date; a run first moves the scoring date (the UTC
+    date of its window end, never backwards), which compares the relationships before it at the old
+    and the new date (cause ``time``), then counts its mail, which compares them at the new date
+    before and after (cause ``mail``; a new relationship comes from ``none``); an erasure compares
+    them before and after at the same date (cause ``erasure``), and every entry of an erased address
+    or domain goes. A key seen twice keeps its last document.
+    """
+    source_docs = list(source_docs)
+    covered: dict[str, Mapping[str, Any]] = {}
+    erased_addresses: set[str] = set()
+    erased_domains: set[str] = set()
+    scoring_day: Date | None = None
+    state: dict[tuple[str, str], dict[str, Any]] = {}
+    feed: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    def relationships(day: Date) -> dict[tuple[str, str], dict[str, Any]]:
+        return expected_outputs(
+            list(covered.values()), [_EVERY_COVERED], internal_domains, allowed_domains, kinds=("relationships",),
+            half_life_days=half_life_days, scoring_date=day, automated_patterns=automated_patterns,
+            automated_patterns_extra=automated_patterns_extra, erased_addresses=sorted(erased_addresses),
+            erased_domains=sorted(erased_domains),
+        )["relationships"]
+
+    def record(before: Mapping[tuple[str, str], Mapping[str, Any]], after: Mapping[tuple[str, str], Mapping[str, Any]],
+               day: Date, cause: str, *, new_ones: bool) -> None:
+        for key, relationship in sorted(after.items()):
+            if key not in before and not new_ones:
+                continue
+            strength_before = before[key]["strength"] if key in before else None
+            from_band, to_band = band(strength_before, bands), band(relationship["strength"], bands)
+            if from_band == to_band:
+                continue
+            document = {name: relationship[name] for name in (
+                "account", "email_address", "domain", "from_count", "to_count", "cc_count", "total_count",
+                "first_engagement_date", "latest_engagement_date", "two_way", "automated", "strength")}
+            document.update({
+                "scoring_date": f"{day.isoformat()}T00:00:00Z", "from_band": from_band, "to_band": to_band,
+                "direction": "up" if BAND_ORDER.index(to_band) > BAND_ORDER.index(from_band) else "down",
+                "went_cold": to_band == "cold" and from_band != "none", "cause": cause,
+                "strength_before": strength_before,
+            })
+            feed[change_key(document)] = document
+
+    for step in steps:
+        if step.coverage is None:  # an erasure
+            erased_addresses |= set(_normalised_erasures(step.erased_addresses))
+            erased_domains |= {domain.strip().lower() for domain in step.erased_domains}
+            if scoring_day is not None:
+                after = relationships(scoring_day)
+                record(state, after, scoring_day, "erasure", new_ones=False)
+                state = after
+            for key in [key for key, document in feed.items()
+                        if document["email_address"] in erased_addresses or document["domain"] in erased_domains]:
+                del feed[key]
+            continue
+        end_day = as_utc(step.window_end or step.coverage.window_end).date()
+        day = end_day if scoring_day is None else max(scoring_day, end_day)
+        if state and day != scoring_day:
+            rescored = relationships(day)
+            record(state, rescored, day, "time", new_ones=False)
+            state = rescored
+        for document in (source_docs if step.visible is None else step.visible):
+            source = document.get("_source") or {}
+            account, moment = source.get("account"), parse_date(source.get("date"))
+            if isinstance(account, str) and account and moment is not None \
+                    and step.coverage.covers_source(account, moment, source):
+                covered[str(document["_id"])] = document
+        after = relationships(day)
+        record(state, after, day, "mail", new_ones=True)
+        state, scoring_day = after, day
+    return feed
+
+
+def change_key(document: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(document.get(name) for name in ("account", "email_address", "scoring_date", "from_band", "to_band"))
+
+
+def read_changes(es: Any, index: str) -> dict[tuple[str, ...], dict[str, Any]]:
+    """The feed index's documents, keyed like ``expected_changes``, on ``CHANGE_FIELDS`` (a missing
+    index is empty; a key twice raises AssertionError)."""
+    from elasticsearch.helpers import scan
+
+    documents: dict[tuple[str, ...], dict[str, Any]] = {}
+    if not es.indices.exists(index=index):
+        return documents
+    es.indices.refresh(index=index)
+    for hit in scan(es, index=index, query={"query": {"match_all": {}}}):
+        document = {name: hit["_source"].get(name) for name in CHANGE_FIELDS}
+        key = change_key(document)
+        assert key not in documents, f"{index}: the crossing {key!r} is stored twice"
+        documents[key] = document
+    return documents
+
+
+def assert_changes_equal(actual: Mapping[tuple, Mapping[str, Any]], expected: Mapping[tuple, Mapping[str, Any]],
+                         examples: int = 5) -> None:
+    """Raise AssertionError with counts and a few readable examples of each difference."""
+    missing = sorted(key for key in expected if key not in actual)
+    unexpected = sorted(key for key in actual if key not in expected)
+    differing = sorted(key for key in expected if key in actual and dict(actual[key]) != dict(expected[key]))
+    if missing or unexpected or differing:
+        lines = [f"changes: expected {len(expected)}, actual {len(actual)}; missing {len(missing)}, "
+                 f"unexpected {len(unexpected)}, differing {len(differing)}"]
+        lines += [f"  missing {key!r}: {expected[key]!r}" for key in missing[:examples]]
+        lines += [f"  unexpected {key!r}: {actual[key]!r}" for key in unexpected[:examples]]
+        for key in differing[:examples]:
+            lines.append(f"  differs {key!r}:")
+            lines += [f"      {line}" for line in describe_differences(expected[key], actual[key])[:12]]
+        raise AssertionError("the change feed differs from the oracle:\n" + "\n".join(lines))

@@ -24,6 +24,7 @@ STAGES = {
     "rescore_relationships",
     "bulk_index_account_statistics",
     "announce_outputs",
+    "announce_changes",
     "publish_stats",
 }
 
@@ -96,7 +97,10 @@ def test_stages_run_in_order(dag):
     assert "publish_stats" in downstream["compile_domain_partition"]
     assert "publish_stats" in downstream["bulk_index_account_statistics"]
     assert "publish_stats" in downstream["announce_outputs"]  # the lease, given back last, covers it
-    for task_id in ("publish_stats", "announce_outputs", "bulk_index_account_statistics"):
+    assert "announce_changes" in downstream["compile_domain_partition"]
+    assert "announce_changes" in downstream["rescore_relationships"]
+    assert "publish_stats" in downstream["announce_changes"]
+    for task_id in ("publish_stats", "announce_outputs", "announce_changes", "bulk_index_account_statistics"):
         assert dag.get_task(task_id).trigger_rule == "none_failed", task_id
     # the scoring date reaches every compile instance as data from the rescoring
     compile_task = dag.get_task("compile_domain_partition")
@@ -150,6 +154,7 @@ def test_every_output_index_is_an_asset_produced_by_the_dag(dag):
         "search-engagement-timeline": {"announce_outputs"},
         "search-accounts_statistics_simple": {"bulk_index_account_statistics"},
         "search-runtime-stats": {"publish_stats"},
+        "search-relationship-changes": {"announce_changes"},
     }
     for task in dag.tasks:
         outlets = task.outlets or getattr(task, "partial_kwargs", {}).get("outlets") or []
@@ -255,9 +260,11 @@ def test_a_run_that_wrote_nothing_announces_nothing_and_still_publishes(dag, con
     assert again.state == "success"
     states = {ti.task_id: ti.state for ti in again.get_task_instances()}
     assert states["announce_outputs"] == "skipped" and states["publish_stats"] == "success", states
+    assert states["announce_changes"] == "skipped", states
     names = {name for name, _, _ in asset_events_of(again)}
     assert not names & {"search-accounts-engagements", "search-relationships", "search-contacts",
-                        "search-engagement-timeline", "search-domains-engagements"}, names
+                        "search-engagement-timeline", "search-domains-engagements",
+                        "search-relationship-changes"}, names
     assert "search-runtime-stats" in names
     assert {name for name, _, _ in asset_events_of(first)} >= {"search-relationships", "search-engagement-timeline"}
 
@@ -330,6 +337,11 @@ def test_unknown_accounts_warn_and_the_run_summary_says_so_in_one_line(dag, conn
         extra = by_index[name][0][1]
         assert extra["documents_written"] == stats["documents_written"][kind] > 0, (name, extra)
     assert by_index["search-runtime-stats"][0][1]["summary"] == summary
+    # the change feed: its own event, once, with the crossings the run recorded (all new relationships)
+    [(task_id, extra)] = by_index["search-relationship-changes"]
+    assert task_id == "announce_changes" and extra["index"] == "search-relationship-changes"
+    assert extra["documents_written"] == stats["documents_written"]["relationship_changes"] > 0
+    assert extra["scoring_date"] == stats["scoring_date"][:10]
 
 
 def test_unknown_conf_key_fails_the_first_task_with_its_name(dag, connection_to_engine, es):

@@ -28,6 +28,7 @@ TIME_FIELDS = {
     "search-runtime-stats": "window_end",
     "search-message-roles": "date",
     "search-accounts_statistics_simple": None,  # no activity date: the time picker leaves it alone
+    "search-relationship-changes": "scoring_date",
 }
 RECORDS = "___records___"  # Lens's document count
 
@@ -134,6 +135,9 @@ def check(objects: list[dict]) -> list[str]:
         ("search-runtime-stats", "sum", "documents_written.relationships"),
         ("search-runtime-stats", "max", "duration_seconds"),
         ("search-domains-engagements", "sum", "total_emails"),
+        ("search-relationship-changes", "terms", "account"),  # relationships gone cold per account
+        ("search-relationship-changes", "date_histogram", "scoring_date"),  # band crossings over time
+        ("search-runtime-stats", "sum", "documents_written.relationship_changes"),
     ]
     for item in wanted:
         if item not in used:

@@ -36,6 +36,9 @@ MAPPINGS = {
                       "strength": INTEGER, "automated": BOOLEAN},
     "timeline": {"scope": KEYWORD, "account": KEYWORD, "domain": KEYWORD, "month": DATE, "messages": INTEGER,
                  "from_count": INTEGER, "to_count": INTEGER, "cc_count": INTEGER},
+    "changes": {"account": KEYWORD, "email_address": KEYWORD, "scoring_date": DATE, "from_band": KEYWORD,
+                "to_band": KEYWORD, "direction": KEYWORD, "cause": KEYWORD, "strength_before": INTEGER,
+                "strength": INTEGER, "total_count": INTEGER, "latest_engagement_date": DATE},
     "runs": {"run_id": KEYWORD, "run_date": DATE, "window_start": DATE, "window_end": DATE, "emails_processed": INTEGER,
              "late_messages": INTEGER, "backfill": BOOLEAN, "duration_seconds": {"type": "float"}},
 }
@@ -62,6 +65,15 @@ RUNS = [  # (run_id, run_date, window_end, emails_processed, late_messages, back
 ]
 
 
+CHANGES = [  # (account, address, scoring_date, from_band, to_band, strength_before, strength)
+    ("kunai-jim", "sue@acme.com", "2001-06-02T00:00:00Z", "cooling", "cold", 10, 9),
+    ("kunai-jim", "bob@acme.com", "2001-06-01T00:00:00Z", "strong", "warm", 60, 59),
+    ("kunai-ann", "ann@beta.org", "2001-06-02T00:00:00Z", "warm", "cooling", 30, 29),
+    ("kunai-ann", "old@beta.org", "2001-05-30T00:00:00Z", "warm", "cooling", 30, 29),  # last month: not this month's
+    ("kunai-ann", "new@beta.org", "2001-06-02T00:00:00Z", "none", "strong", None, 70),  # up: not cooling
+]
+
+
 def index_names(settings) -> dict[str, str]:
     return {
         "domains": settings.domains_index,
@@ -70,6 +82,7 @@ def index_names(settings) -> dict[str, str]:
         "relationships": report.index_name(settings, "relationships_index"),
         "timeline": report.index_name(settings, "timeline_index"),
         "runs": settings.runtime_stats_index,
+        "changes": report.index_name(settings, "changes_index"),
     }
 
 
@@ -96,6 +109,11 @@ def sample_documents() -> dict[str, list[dict[str, Any]]]:
         "runs": [{"run_id": run_id, "run_date": run_date, "window_start": None, "window_end": window_end,
                   "emails_processed": processed, "late_messages": late, "backfill": backfill, "duration_seconds": 4.5, **updated}
                  for run_id, run_date, window_end, processed, late, backfill in RUNS],
+        "changes": [{"account": account, "email_address": address, "scoring_date": day, "from_band": before_band,
+                     "to_band": band, "direction": "up" if before is None else "down", "cause": "time",
+                     "strength_before": before, "strength": after, "total_count": 7,
+                     "latest_engagement_date": "2001-01-09T10:00:00Z", **updated}
+                    for account, address, day, before_band, band, before, after in CHANGES],
     }
 
 
@@ -164,7 +182,8 @@ def test_the_report_draws_each_chart_from_the_output_indices(es, settings, tmp_p
     assert_offline(parsed)
     assert "no-data" not in re.sub(r"\.no-data", "", document.split("<main>")[1])
     figures = parsed.figures
-    assert set(figures) == {f"figure-{key}" for key in ("domains", "contacts", "timeline", "best-connected", "strength", "automated", "runs")}
+    assert set(figures) == {f"figure-{key}" for key in ("domains", "contacts", "timeline", "best-connected", "strength", "automated", "runs",
+                                                        "cooling")}
 
     bars = figures["figure-domains"]["data"]
     assert [(trace["y"], trace["x"]) for trace in bars] == [(["acme.com", "beta.org", "gamma.net"], [120, 75, 30])]
@@ -201,6 +220,16 @@ def test_the_report_draws_each_chart_from_the_output_indices(es, settings, tmp_p
     assert "2001-06-02T00:00:00" in health  # last window end of a scheduled run: the backfill's is not the watermark
     assert ">235<" in health and ">3<" in health and ">3</div><div class=\"tile-label\">runs" in health
 
+    # relationships cooling this month (the month of the feed's latest scoring date): down a band, June only
+    cooling = {trace["name"]: dict(zip(trace["y"], trace["x"])) for trace in figures["figure-cooling"]["data"]}
+    assert cooling == {"to warm": {"kunai-jim": 1, "kunai-ann": 0}, "to cooling": {"kunai-jim": 0, "kunai-ann": 1},
+                       "to cold": {"kunai-jim": 1, "kunai-ann": 0}}
+    panel = document.split('id="panel-cooling"')[1].split("</section>")[0]
+    assert "3 crossings down a band in 2001-06" in panel
+    listed = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", panel)
+    assert listed == [("kunai-jim", "bob@acme.com", "strong -&gt; warm"), ("kunai-ann", "ann@beta.org", "warm -&gt; cooling"),
+                      ("kunai-jim", "sue@acme.com", "cooling -&gt; cold")]  # strongest before first
+
 
 def test_top_limits_the_domains_and_contacts(es, settings, tmp_path, monkeypatch):
     index_sample(es, settings)
@@ -216,7 +245,7 @@ def test_an_empty_cluster_gives_no_data_panels(es, settings, tmp_path, monkeypat
     parsed = parse(document)
     assert parsed.figures == {}
     assert_offline(parsed)
-    for key in ("domains", "contacts", "timeline", "best-connected", "strength", "automated", "runs"):
+    for key in ("domains", "contacts", "timeline", "best-connected", "strength", "automated", "runs", "cooling"):
         panel = document.split(f'id="panel-{key}"')[1].split("</section>")[0]
         assert f'data-no-data="{key}"' in panel and "No data yet" in panel, key
     assert "<script>" not in document  # nothing to draw: not even plotly.js

@@ -6,7 +6,7 @@ Every asset is declared here, once, in group `mailforce`, and every one is a dec
 of a task, so the dag-processor registers all of them (none is created on the fly).
 
 Lineage: the source index is the extraction's inlet (`source_asset`). Every task that writes records
-an asset event with extras (index, documents written, run id). The compiled outputs (`WRITTEN_KINDS`:
+an asset event with extras (index, documents written, run id). The compiled outputs (`COMPILED_KIND_NAMES`:
 written by the mapped compile and by the daily rescoring) are announced by one task per run,
 `announce_outputs`, never by the mapped instances themselves, and not through an `AssetAlias`:
 
@@ -19,14 +19,16 @@ written by the mapped compile and by the daily rescoring) are announced by one t
   `announce_outputs` is skipped when the run wrote none of the compiled outputs: an unchanged run
   wakes no downstream DAG. Each event's extras say how many documents of that index the run wrote
   (possibly 0 when another compiled output changed).
+- The change feed has a task of its own, `announce_changes`, for the same reason: its event means "a
+  relationship crossed a strength band" (extras: crossings recorded, the scoring date), so
+  it is recorded only when the run recorded a crossing, not whenever any output changed.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Asset
 
-from mailforce.core.kinds import OUTPUT_KINDS
-from mailforce.core.summaries import WRITTEN_KINDS
+from mailforce.core.kinds import CHANGES, COMPILED_KIND_NAMES, OUTPUT_KINDS
 from mailforce.settings import Settings
 
 
@@ -48,4 +50,10 @@ def output_assets(settings: Settings) -> dict[str, Asset]:
 def compiled_assets(settings: Settings) -> list[Asset]:
     """The outlets of `announce_outputs`: the outputs the compile and the rescoring write."""
     assets = output_assets(settings)
-    return [assets[kind] for kind in WRITTEN_KINDS]
+    return [assets[kind] for kind in COMPILED_KIND_NAMES]
+
+
+def changes_asset(settings: Settings) -> Asset:
+    """The change feed (`search-relationship-changes`): the outlet of `announce_changes`, which records
+    an event only when the run recorded a crossing; the example digest DAG is scheduled on it."""
+    return output_assets(settings)[CHANGES.name]

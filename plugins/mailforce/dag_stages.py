@@ -6,8 +6,9 @@ ids, lineage and documentation:
 
     plan_extraction_slices -> extract_message_roles (mapped, one per slice of message ids) -> list_domains
     list_domains -> compile_domain_partition (mapped, one per partition)
-    rescore_relationships ---^        |-> bulk_index_account_statistics -> publish_stats
-                                      |-> announce_outputs ----------------^
+    rescore_relationships ---^        |-> bulk_index_account_statistics (mapped, one per slice) -> publish_stats
+                                      |-> announce_outputs ---------------------------------------^
+                                      |-> announce_changes ---------------------------------------^
 
 The extraction's slices (`mailforce.core.extraction_slices`: one for an hourly run, more for a large
 window) are merged by every task that reads the extraction (`dag_tasks.merged_extraction`); the
@@ -25,7 +26,7 @@ from typing import Any
 from airflow.sdk import TriggerRule, get_current_context, task
 
 from mailforce import dag_tasks
-from mailforce.assets import compiled_assets, output_assets, source_asset
+from mailforce.assets import changes_asset, compiled_assets, output_assets, source_asset
 from mailforce.settings import load_settings
 
 DEPLOY_SETTINGS = load_settings(use_variable=False)  # parse time: environment only, no DB access
@@ -117,6 +118,14 @@ def announce_outputs(compiled: list[dict[str, Any]], rescored: dict[str, Any]) -
     return dag_tasks.announce_outputs(get_current_context(), compiled, rescored)
 
 
+@task(task_display_name="Announce changes", trigger_rule=TriggerRule.NONE_FAILED,
+      outlets=[changes_asset(DEPLOY_SETTINGS)], multiple_outputs=False)
+def announce_changes(compiled: list[dict[str, Any]], rescored: dict[str, Any]) -> int:
+    """The change feed's asset event (crossings recorded, scoring date), once per run; skipped (no
+    event) when no relationship crossed a strength band, so the digest DAG wakes only for a crossing."""
+    return dag_tasks.announce_changes(get_current_context(), compiled, rescored)
+
+
 # One XCom entry for the record (return_value) and one for the person: `run_summary`. A dict
 # return would otherwise be split into one XCom per key (multiple_outputs is inferred).
 @task(task_display_name="Publish stats", trigger_rule=TriggerRule.NONE_FAILED, outlets=[ASSETS["runtime_stats"]],
@@ -137,5 +146,6 @@ def count_window(window) -> None:
     accounts_written = bulk_index_account_statistics.partial(extraction=extraction, compiled=compiled).expand(
         extraction_slice=slices)
     announced = announce_outputs(compiled, rescored)
+    changes = announce_changes(compiled, rescored)
     published = publish_stats(window, extraction, compiled, rescored, accounts_written)
-    announced >> published  # the lease, given back by publish_stats, covers every task of the run
+    [announced, changes] >> published  # the lease, given back by publish_stats, covers every task of the run

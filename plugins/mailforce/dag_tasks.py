@@ -12,17 +12,19 @@ from dataclasses import replace
 from datetime import date, datetime, timezone
 from typing import Any, Mapping, Sequence
 
+from airflow.sdk.bases.hook import BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mailforce.assets import output_assets
 from mailforce.core.dates import utc_now
 from mailforce.core.extraction_slices import ExtractionSlice, merge_extractions
+from mailforce.core.kinds import CHANGES, COMPILED_KIND_NAMES
 from mailforce.core.partitions import Partition
 from mailforce.core.run_params import RunKind, RunParamsError, parse_run_params
 from mailforce.core.run_stats import outputs_written, runtime_stats
 from mailforce.core.setting_checks import UnusableSetting
 from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
-from mailforce.core.wording import run_summary
+from mailforce.core.wording import plural, run_summary
 from mailforce.es.client import MailforceElasticsearchHook
 from mailforce.es.lease import Holder, acquire_lease, release_lease, renew_or_fail
 from mailforce.es.preflight import check_settings
@@ -228,7 +230,8 @@ def announce_outputs(context: Mapping[str, Any], compiled: Sequence[Mapping[str,
                      rescored: Mapping[str, Any]) -> dict[str, int]:
     """One asset event per compiled output, recorded once per run (`mailforce.assets` says why not
     by the mapped instances); skipped when the run wrote none of them, so no downstream DAG wakes."""
-    written = outputs_written(compile_results(compiled), RescoreResult.from_xcom(rescored))
+    every_kind = outputs_written(compile_results(compiled), RescoreResult.from_xcom(rescored))
+    written = {kind: every_kind[kind] for kind in COMPILED_KIND_NAMES}  # the feed is `announce_changes`'s
     if not any(written.values()):
         log.info("Announced nothing: the run wrote no engagement, relationship, contact, timeline or domain "
                  "document, so no asset event is recorded")
@@ -238,6 +241,39 @@ def announce_outputs(context: Mapping[str, Any], compiled: Sequence[Mapping[str,
         record_asset_event(context, kind, count, settings=settings)
     log.info("Announced the outputs written: %s", ", ".join(f"{kind} {count}" for kind, count in written.items()))
     return written
+
+
+def announce_changes(context: Mapping[str, Any], compiled: Sequence[Mapping[str, Any]],
+                     rescored: Mapping[str, Any]) -> int:
+    """The change feed's asset event, once per run, only when the run recorded a band crossing (the
+    example digest DAG is scheduled on it); skipped otherwise."""
+    rescore = RescoreResult.from_xcom(rescored)
+    crossings = outputs_written(compile_results(compiled), rescore)[CHANGES.name]
+    if not crossings:
+        log.info("Announced no change: no relationship crossed a strength band in this run")
+        raise AirflowSkipException("no band crossing: no asset event")
+    record_asset_event(context, CHANGES.name, crossings, scoring_date=rescore.scoring_date)
+    log.info("Announced %s on %s", plural(crossings, "band crossing"), rescore.scoring_date)
+    return crossings
+
+
+def cold_digest(context: Mapping[str, Any]) -> dict[str, int]:
+    """The example digest DAG's task: per account, the relationships that went cold on the scoring
+    dates of the feed events that triggered it (the feed's latest scoring date when run by hand)."""
+    from mailforce.digest import cold_digest as digest, latest_scoring_date, scoring_dates_of
+
+    settings = settings_or_fail()
+    with elasticsearch(settings) as es:
+        scoring_dates = scoring_dates_of(context.get("triggering_asset_events"))
+        if not scoring_dates:
+            latest = latest_scoring_date(es, settings)
+            scoring_dates = [latest] if latest is not None else []
+        if not scoring_dates:
+            log.info("The change feed is empty: no digest")
+            return {}
+        connection = (BaseHook.get_connection(settings.digest_webhook_conn_id)
+                      if settings.digest_webhook_conn_id else None)
+        return digest(es, settings, scoring_dates, connection=connection)
 
 
 def mapped_results(results: Sequence[Any]) -> list[Any]:

@@ -40,6 +40,8 @@ MAX_TOP = 50
 TIMELINE_DOMAINS = 8  # lines in the timeline chart: the first of the top domains
 MAX_RUNS = 200  # pipeline-health chart: the latest runs
 MAX_TIMELINE_DOCS = 5000  # (top domains x months) cap; a domain with 40 years of monthly mail is 480
+MAX_COOLING_ROWS = 50  # "cooling this month": relationships listed under the chart
+MAX_COOLING_ACCOUNTS = 30  # ... and accounts charted
 MAX_ENGAGEMENT_DOCS = 2000  # fallback of "who knows the domain best": (top domain, account) documents
 STRENGTH_BIN = 10
 
@@ -83,6 +85,7 @@ class ReportData:
     strength: dict[str, Any] | NoData = NoData("not queried")
     automated: dict[str, Any] | NoData = NoData("not queried")
     runs: dict[str, Any] | NoData = NoData("not queried")
+    cooling: dict[str, Any] | NoData = NoData("not queried")
 
 
 def _missing(index: str) -> NoData:
@@ -274,6 +277,42 @@ def query_runs(es, index: str, limit: int = MAX_RUNS) -> dict[str, Any] | NoData
     return _guarded(index, run)
 
 
+COOLING_FIELDS = ["account", "email_address", "scoring_date", "from_band", "to_band", "strength_before", "strength",
+                  "total_count", "latest_engagement_date", "cause"]
+
+
+def query_cooling(es, index: str, limit: int = MAX_COOLING_ROWS) -> dict[str, Any] | NoData:
+    """The change feed's crossings down a band (`direction: down`) in the month of its latest scoring
+    date ("this month" of the data): how many per account and band reached, and the first `limit`
+    by the strength they had (strongest first)."""
+
+    def run() -> dict[str, Any] | NoData:
+        latest = _hits(es.search(index=index, size=1, sort=[{"scoring_date": {"order": "desc"}}],
+                                 source=["scoring_date"]))
+        if not latest or not latest[0].get("scoring_date"):
+            return _empty(index)
+        month = str(latest[0]["scoring_date"])[:7]
+        query = {"bool": {"filter": [{"term": {"direction": "down"}},
+                                     {"range": {"scoring_date": {"gte": f"{month}-01T00:00:00Z"}}}]}}
+        response = es.search(
+            index=index, size=limit, query=query, source=COOLING_FIELDS, track_total_hits=True,
+            sort=[{"strength_before": {"order": "desc"}}, {"scoring_date": {"order": "desc"}},
+                  {"email_address": {"order": "asc"}}],
+            aggs={"accounts": {"terms": {"field": "account", "size": MAX_COOLING_ACCOUNTS},
+                               "aggs": {"bands": {"terms": {"field": "to_band", "size": 4}}}}},
+        )
+        per_account = {bucket["key"]: {band["key"]: band["doc_count"] for band in bucket["bands"]["buckets"]}
+                       for bucket in response["aggregations"]["accounts"]["buckets"]}
+        total = response["hits"]["total"]
+        total = total["value"] if isinstance(total, dict) else int(total)
+        if not total:
+            return NoData(f"No relationship went down a strength band in {month}, the month of the latest scoring date.")
+        return {"month": month, "total": total,
+                "per_account": per_account, "rows": _hits(response)}
+
+    return _guarded(index, run)
+
+
 def _epoch_millis_iso(value: Any) -> str | None:
     if value is None:
         return None
@@ -286,7 +325,9 @@ def collect(es, settings: Settings, top: int = DEFAULT_TOP, now: dt.datetime | N
     relationships = index_name(settings, "relationships_index")
     contacts = index_name(settings, "contacts_index")
     timeline = index_name(settings, "timeline_index")
-    names = [settings.domains_index, contacts, relationships, timeline, settings.engagements_index, settings.runtime_stats_index]
+    changes = index_name(settings, "changes_index")
+    names = [settings.domains_index, contacts, relationships, timeline, settings.engagements_index, settings.runtime_stats_index,
+             changes]
     try:
         es.indices.refresh(index=",".join(names), ignore_unavailable=True, allow_no_indices=True)
     except _api_error_types() as error:  # a user allowed to read but not to refresh: the data as it is
@@ -316,6 +357,7 @@ def collect(es, settings: Settings, top: int = DEFAULT_TOP, now: dt.datetime | N
     data.strength = section(relationships, lambda: query_strength_histogram(es, relationships))
     data.automated = section(contacts, lambda: query_automated_share(es, contacts))
     data.runs = section(settings.runtime_stats_index, lambda: query_runs(es, settings.runtime_stats_index))
+    data.cooling = section(changes, lambda: query_cooling(es, changes))
     return data
 
 
@@ -574,6 +616,41 @@ def figure_automated(share: dict[str, Any]) -> dict[str, Any]:
     return _figure(traces, {"height": 320, "legend": {"orientation": "h", "y": -0.05}, "margin": {"l": 10, "r": 10, "t": 20, "b": 20}})
 
 
+COOLING_COLOURS = {"strong": "#1d4ed8", "warm": "#f59e0b", "cooling": "#60a5fa", "cold": "#1e3a8a"}
+
+
+def figure_cooling(cooling: dict[str, Any]) -> dict[str, Any]:
+    """Per account, the relationships that went down a band this month, stacked by the band reached."""
+    import plotly.graph_objects as go
+
+    per_account = cooling["per_account"]
+    accounts = sorted(per_account, key=lambda account: (-sum(per_account[account].values()), account))
+    traces = [go.Bar(name=f"to {band}", orientation="h", y=accounts, x=[per_account[account].get(band, 0) for account in accounts],
+                     marker_color=COOLING_COLOURS[band], hovertemplate="%{y}: %{x} to " + band + "<extra></extra>")
+              for band in ("warm", "cooling", "cold") if any(band in bands for bands in per_account.values())]
+    return _figure(traces, {
+        "barmode": "stack", "legend": LEGEND_ON_TOP, "height": 120 + 26 * len(accounts),
+        "xaxis": {"title": {"text": "relationships down a band this month"}},
+        "yaxis": {"categoryorder": "array", "categoryarray": accounts, "autorange": "reversed"},
+    })
+
+
+def cooling_table(cooling: dict[str, Any]) -> str:
+    """The strongest relationships that went down a band this month, as an HTML table (escaped)."""
+    cells = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in (
+            row.get("account"), row.get("email_address"), f"{row.get('from_band')} -> {row.get('to_band')}",
+            _short_date(row.get("scoring_date")), f"{row.get('strength_before')} -> {row.get('strength')}",
+            _short_date(row.get("latest_engagement_date")))) + "</tr>"
+        for row in cooling["rows"])
+    shown = len(cooling["rows"])
+    more = f" (the {shown} strongest before listed)" if cooling["total"] > shown else ""
+    return (f'<p class="note">{cooling["total"]} crossings down a band in {html.escape(cooling["month"])}, the month of '
+            f"the latest scoring date{more}.</p>"
+            '<table class="cooling"><tr><th>account</th><th>address</th><th>band</th><th>on</th><th>strength</th>'
+            f"<th>last mail</th></tr>{cells}</table>")
+
+
 MINUTE_MS = 60_000
 RUN_AXIS_PAD = dt.timedelta(minutes=5)  # room either side of runs that ran within minutes of each other
 
@@ -692,6 +769,10 @@ def build_panels(data: ReportData) -> list[Panel]:
     panels.append(panel("automated", "Automated addresses",
                         "How much of the address book is no-reply, lists and notifications rather than people?",
                         data.automated, figure_automated))
+    panels.append(panel("cooling", "Relationships cooling this month",
+                        "Which relationships are fading, and whom should someone get back in touch with?",
+                        data.cooling, figure_cooling,
+                        note=cooling_table(data.cooling) if isinstance(data.cooling, dict) else "", wide=True))
     runs_note = ""
     if isinstance(data.runs, dict):
         runs = data.runs
@@ -727,6 +808,8 @@ main { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)
 .tile-label { font-size: 12px; color: #6b7280; }
 table.indices { border-collapse: collapse; font-size: 12px; color: #9ca3af; margin-top: 6px; }
 table.indices td { padding: 0 14px 0 0; }
+table.cooling { border-collapse: collapse; font-size: 12px; margin: 8px 0; width: 100%%; }
+table.cooling th, table.cooling td { text-align: left; padding: 2px 12px 2px 0; border-bottom: 1px solid #e5e7eb; }
 """
 
 RENDER_SCRIPT = """

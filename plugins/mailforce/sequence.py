@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 
 from mailforce.core.dates import utc_now
 from mailforce.core.extraction_slices import merge_extractions
+from mailforce.core.kinds import CHANGES
 from mailforce.core.run_stats import outputs_written, runtime_stats
 from mailforce.core.summaries import FetchedWindow, RunStats
 from mailforce.es.scoring import scoring_for
@@ -28,8 +29,9 @@ from mailforce.stages.rescore_relationships import rescore_relationships
 
 # The task ids of the counting stages, in the order they run (the extraction and the account
 # statistics once per slice, the compile once per partition).
-COUNTING_STAGES = ("plan_extraction_slices", "extract_message_roles", "list_domains", "rescore_relationships", "compile_domain_partition",
-                   "bulk_index_account_statistics", "announce_outputs", "publish_stats")
+COUNTING_STAGES = ("plan_extraction_slices", "extract_message_roles", "list_domains", "rescore_relationships",
+                   "compile_domain_partition", "bulk_index_account_statistics", "announce_outputs", "announce_changes",
+                   "publish_stats")
 
 T = TypeVar("T")
 Step = Callable[[str, Callable[[], T]], T]
@@ -59,6 +61,7 @@ def count_window_in_process(es, settings: Settings, fetched: FetchedWindow, run_
         index_account_statistics(es, settings, [account for account in extraction.accounts
                                                 if extraction_slice.owns_account(account)]))) for extraction_slice in planned)
     step("announce_outputs", lambda: outputs_written(compiled, rescored))  # asset events exist only in Airflow
+    step("announce_changes", lambda: outputs_written(compiled, rescored)[CHANGES.name])
     stats = runtime_stats(run_id, window, extraction, compiled, rescored, accounts_written, fetched.run_started,
                           utc_now())
     step("publish_stats", lambda: publish_stats(es, settings, stats))

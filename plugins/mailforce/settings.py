@@ -33,6 +33,7 @@ class Settings:
     relationships_index: str = "search-relationships"
     contacts_index: str = "search-contacts"
     timeline_index: str = "search-engagement-timeline"
+    changes_index: str = "search-relationship-changes"  # the change feed: one document per band crossing
     internal_domains: tuple[str, ...] = ()
     allowed_domains: tuple[str, ...] = ()
     max_partitions: int = 8
@@ -53,6 +54,13 @@ class Settings:
     index_replicas: int = 1
     domain_top_addresses: int = 100  # address entries listed on a domain document
     strength_half_life_days: int = 90  # recency in relationship strength halves every this many days
+    # Strength bands of the change feed (docs/SEMANTICS.md): strong from, warm from, cooling from; below: cold
+    strength_band_strong: int = 60
+    strength_band_warm: int = 30
+    strength_band_cooling: int = 10
+    # The example digest DAG (`mailforce_cold_digest`): an HTTP connection to post each account's digest to
+    # (a Slack or CRM webhook; empty: the task log only)
+    digest_webhook_conn_id: str = ""
     automated_patterns: tuple[str, ...] = ()  # replaces the default patterns when set
     automated_patterns_extra: tuple[str, ...] = ()  # added to the default patterns
     # Late mail (docs/LATE_MAIL.md): an ingestion-time field of the source to window on (empty: off) ...
@@ -77,6 +85,11 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SettingsError(f"setting {name!r} must be a whole number >= 1, got {value!r}")
+        try:
+            self.strength_bands
+        except ValueError as error:
+            raise SettingsError(f"settings 'strength_band_strong', 'strength_band_warm', 'strength_band_cooling': "
+                                f"{error}") from None
         if not isinstance(self.index_replicas, int) or self.index_replicas < 0:
             raise SettingsError(f"setting 'index_replicas' must be a whole number >= 0, got {self.index_replicas!r}")
         for pattern in self.automated_patterns + self.automated_patterns_extra:
@@ -131,6 +144,14 @@ class Settings:
     def bulk_chunk(self) -> tuple[int, int]:
         """(documents, bytes) per bulk request, for `mailforce.es.writes.bulk_write`."""
         return self.bulk_chunk_size, self.bulk_chunk_bytes
+
+    @property
+    def strength_bands(self):
+        """The change feed's bands (`mailforce.core.changes.Bands`) from the three band settings."""
+        from mailforce.core.changes import Bands  # pure
+
+        return Bands(strong_from=self.strength_band_strong, warm_from=self.strength_band_warm,
+                     cooling_from=self.strength_band_cooling)
 
     @property
     def automated_address_patterns(self) -> tuple[str, ...]:

@@ -194,6 +194,7 @@ class ErasedRoles:
     roles_deleted: int = 0  # left with no address
     entries_removed: int = 0
     key_dates_moved: int = 0
+    changes_deleted: int = 0  # change-feed documents of the erased addresses and domains
 
     def to_xcom(self) -> dict[str, Any]:
         return {**asdict(self), "domains": list(self.domains), "accounts": list(self.accounts)}

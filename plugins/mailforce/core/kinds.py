@@ -151,6 +151,31 @@ TIMELINE_PROPERTIES = {
     "cc_count": INTEGER,
     "updated_at": DATE,
 }
+# The change feed (`mailforce.core.changes`): one document per crossing of a strength band.
+CHANGES_PROPERTIES = {
+    "account": KEYWORD,
+    "email_address": KEYWORD,
+    "domain": KEYWORD,
+    "organization": KEYWORD,  # carried over from the relationship when it has one
+    "person_id": KEYWORD,  # likewise
+    "scoring_date": DATE,
+    "from_band": KEYWORD,
+    "to_band": KEYWORD,
+    "direction": KEYWORD,
+    "went_cold": BOOLEAN,
+    "cause": KEYWORD,
+    "strength_before": INTEGER,
+    "strength": INTEGER,
+    "from_count": INTEGER,
+    "to_count": INTEGER,
+    "cc_count": INTEGER,
+    "total_count": INTEGER,
+    "first_engagement_date": DATE,
+    "latest_engagement_date": DATE,
+    "two_way": BOOLEAN,
+    "automated": BOOLEAN,
+    "updated_at": DATE,
+}
 RUNTIME_STATS_PROPERTIES = {
     "model_version": INTEGER,
     "run_id": KEYWORD,
@@ -241,10 +266,12 @@ TIMELINE = OutputKind("timeline", "timeline_index", TIMELINE_PROPERTIES, "timeli
                       _timeline_key, compiled=True)
 RUNTIME_STATS = OutputKind("runtime_stats", "runtime_stats_index", RUNTIME_STATS_PROPERTIES, "runtime-stats record",
                            None, _fields("run_id"), erasable=False)
+CHANGES = OutputKind("changes", "changes_index", CHANGES_PROPERTIES, "relationship change", "relationship_changes",
+                     _fields("account", "email_address", "scoring_date", "from_band", "to_band"))
 
-# In the order of the seed's outputs (and of `Settings.output_indices`).
+# In the order of the seed's outputs, then the change feed (and of `Settings.output_indices`).
 OUTPUT_KINDS: tuple[OutputKind, ...] = (ROLES, ENGAGEMENTS, ACCOUNT_STATS, DOMAINS, RELATIONSHIPS, CONTACTS,
-                                        TIMELINE, RUNTIME_STATS)
+                                        TIMELINE, RUNTIME_STATS, CHANGES)
 # What the compile writes, in the order it writes them (`DomainDocuments`).
 COMPILED_KINDS: tuple[OutputKind, ...] = (ENGAGEMENTS, RELATIONSHIPS, CONTACTS, TIMELINE, DOMAINS)
 COMPILED_KIND_NAMES: tuple[str, ...] = tuple(kind.name for kind in COMPILED_KINDS)

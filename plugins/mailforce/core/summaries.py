@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from mailforce.core.dates import format_utc, parse_source_date
 from mailforce.core.ids import document_id
-from mailforce.core.kinds import COMPILED_KIND_NAMES, COMPILED_KINDS
+from mailforce.core.kinds import CHANGES, COMPILED_KIND_NAMES, KIND_BY_NAME
 from mailforce.core.roles import ExtractionCounts
 from mailforce.core.window import Window
 
@@ -128,8 +128,10 @@ class ExtractionSummary:
         )
 
 
-WRITTEN_KINDS = COMPILED_KIND_NAMES  # what a compile writes, declared in `mailforce.core.kinds`
-KIND_NOUNS = {kind.name: kind.noun for kind in COMPILED_KINDS}
+# What a compile (and the rescoring) writes, declared in `mailforce.core.kinds`: the compiled kinds, and
+# the change feed's crossings of the relationships they change.
+WRITTEN_KINDS = COMPILED_KIND_NAMES + (CHANGES.name,)
+KIND_NOUNS = {kind: KIND_BY_NAME[kind].noun for kind in WRITTEN_KINDS}
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,7 @@ class RescoreResult:
     contacts_written: int = 0
     engagements_written: int = 0
     domains_written: int = 0
+    changes_written: int = 0  # crossings of a strength band the rescoring recorded
 
     def to_xcom(self) -> dict[str, Any]:
         return asdict(self)

@@ -54,14 +54,27 @@ def erasure_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def ensure_erasure_indices(es, settings: Settings, which: Iterable[str] | None = None) -> list[str]:
-    """Create the suppression and audit indices (explicit, strict mappings) when missing."""
+    """Create the suppression and audit indices (explicit, strict mappings) when missing; an audit
+    index created before an output kind existed (the change feed) gets that kind's counts added."""
     created = []
     for name, properties in erasure_mappings(settings).items():
         if which is not None and name not in which:
             continue
-        if not es.indices.exists(index=name) and create_index(es, settings, name, properties, shards=1):
-            created.append(name)
+        if not es.indices.exists(index=name):
+            if create_index(es, settings, name, properties, shards=1):
+                created.append(name)
+        elif name == settings.erasure_audit_index:
+            _add_missing_counts(es, name)
     return created
+
+
+def _add_missing_counts(es, index: str) -> None:
+    """Per-kind count fields the stored audit mapping lacks (strict: a new kind's count would be refused)."""
+    stored = next(iter(es.indices.get_mapping(index=index).body.values()), {}).get("mappings", {}).get("properties", {})
+    missing = {field: PER_INDEX_COUNTS for field in ("removed", "rewritten")
+               if set(OUTPUT_KINDS) - set(stored.get(field, {}).get("properties", {}))}
+    if missing:
+        es.indices.put_mapping(index=index, properties=missing)
 
 
 def read_suppressions(es, settings: Settings) -> Suppressions:

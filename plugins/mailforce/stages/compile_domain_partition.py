@@ -1,10 +1,12 @@
 """Stage 5 (mapped, one per partition): bring its domains' output documents up to date.
 
 For each domain: account engagements, relationships, contacts, timeline months and the domain
-document (docs/SEMANTICS.md). A domain none of whose window messages was counted before adds the
-window's new mail to the stored documents (reading only this run's roles documents; a copy marked
-`counted_elsewhere` adds to its mailbox's figures only, see `DomainRollup`); the others,
-and every domain of a retried task, are recomputed over all time and only what changed is written.
+document (docs/SEMANTICS.md), and the change feed's crossings of the relationships it changes
+(recorded before the relationships are written, so a retry records them again). A domain none of
+whose window messages was counted before adds the window's new mail to the stored documents
+(reading only this run's roles documents; a copy marked `counted_elsewhere` adds to its mailbox's
+figures only, see `DomainRollup`); the others, and every domain of a retried task, are recomputed
+over all time and only what changed is written.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import time
 from typing import Mapping, Sequence
 
 from mailforce.core.batches import batched_by_work
+from mailforce.core.changes import CAUSE_MAIL
 from mailforce.core.dates import format_utc, utc_now
+from mailforce.core.kinds import CHANGES
 from mailforce.core.partitions import Partition
 from mailforce.core.rollups import (
     Scoring,
@@ -26,6 +30,7 @@ from mailforce.core.rollups import (
 )
 from mailforce.core.summaries import CompileResult, WrittenCounts
 from mailforce.core.wording import plural
+from mailforce.es.changes import record_relationship_changes
 from mailforce.es.outputs import kind_indices, rollup_of, stored_documents, write_documents
 from mailforce.es.writes import refresh
 from mailforce.settings import Settings
@@ -45,7 +50,10 @@ def recompute_domains(es, settings: Settings, domains: Sequence[str], scoring: S
     rollup = rollup_of(es, settings, domains, written_by_run=None)
     documents = finished_documents(rollup, scoring)
     stored, _ = stored_documents(es, settings, vars(documents))
-    return rollup.messages_read, write_documents(es, settings, documents, updated_at, stored=stored)
+    changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
+                                          scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
+    written = write_documents(es, settings, documents, updated_at, stored=stored)
+    return rollup.messages_read, {**written, CHANGES.name: changes}
 
 
 def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id: str, scoring: Scoring,
@@ -67,8 +75,10 @@ def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id
         new = {kind: [document for document in documents if document["domain"] not in reasons]
                for kind, documents in new.items()}
     documents = add_to_stored(new, stored, scoring)
+    changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
+                                          scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
     written = write_documents(es, settings, documents, updated_at, versions=versions)
-    return rollup.messages_read, written, reasons
+    return rollup.messages_read, {**written, CHANGES.name: changes}, reasons
 
 
 def compile_domains(es, settings: Settings, domains: Sequence[str], run_id: str, *, add_window: bool,
@@ -115,7 +125,8 @@ def compile_domain_partition(
     if added:
         written += compile_domains(es, settings, added, run_id, add_window=True, scoring=scoring,
                                    work_by_domain=work)
-    for index in kind_indices(settings).values():  # later stages search what was written
+    # later stages (and the digest) search what was written
+    for index in [*kind_indices(settings).values(), settings.changes_index]:
         refresh(es, index)
     how = []
     if added:

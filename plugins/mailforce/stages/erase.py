@@ -6,9 +6,11 @@ In order, each a plain function (client + settings + typed records -> a typed re
    reconciliation honours at extraction (docs/SEMANTICS.md "Erasure");
 2. `erase_message_roles`: every roles document naming an erased address or domain, rewritten without
    it (deleted when no address is left); the key dates of all copies of those messages recomputed;
+   every change-feed document of an erased address or domain deleted;
 3. `recompute_outputs`: every domain those messages named, recomputed over all time; every output
    document whose natural key is no longer produced (the erased addresses' relationships, contacts,
-   engagements of erased domains, timeline months, domain documents) deleted;
+   engagements of erased domains, timeline months, domain documents) deleted; a remaining relationship
+   whose strength the erasure moves into another band gets a change-feed document (cause `erasure`);
 4. `recompute_account_statistics`: the statistics of every affected account;
 5. `audit`: the audit record (who, when, why, what, and what was removed per output kind).
 
@@ -33,13 +35,15 @@ from mailforce.core.erasure import (
     erased_roles_document,
     parse_erasure_params,
 )
-from mailforce.core.kinds import ERASABLE_KIND_NAMES, KIND_BY_NAME
+from mailforce.core.changes import CAUSE_ERASURE
+from mailforce.core.kinds import CHANGES, ERASABLE_KIND_NAMES, KIND_BY_NAME
 from mailforce.core.rollups import KINDS, finished_documents
 from mailforce.core.strength import calendar_date
 from mailforce.core.wording import plural
 from mailforce.es.preflight import check_settings
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.accounts import write_account_statistics
+from mailforce.es.changes import erase_changes, record_relationship_changes
 from mailforce.es.outputs import kind_indices, output_id, rollup_of, stored_documents, write_documents
 from mailforce.es.scoring import last_scoring_date, scoring_for
 from mailforce.es.suppressions import OUTPUT_KINDS, record_suppressions as record_suppressions_io, write_audit
@@ -136,15 +140,17 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
                          "roles documents left with no address")
     refresh(es, settings.roles_index)
     moved = _move_key_dates(es, settings, sorted(message_ids), updated_at, domains)
+    changes_removed = erase_changes(es, settings, request.addresses, request.domains)
     log.info("Erasure of %s and %s: %s removed from %s; %s rewritten, %s deleted (no address left); "
-             "%s of other copies moved; %s and %s to recompute",
+             "%s of other copies moved; %s deleted; %s and %s to recompute",
              plural(len(request.addresses), "address", "addresses"), plural(len(request.domains), "domain"),
              plural(entries_removed, "role entry", "role entries"), plural(len(message_ids), "message"),
              plural(written, "roles document"), f"{removed:,}", plural(moved, "key date"),
+             plural(changes_removed, "relationship change"),
              plural(len(domains), "domain"), plural(len(accounts), "account"))
     return ErasedRoles(domains=tuple(sorted(domains)), accounts=tuple(sorted(accounts)),
                        roles_rewritten=written + moved, roles_deleted=removed, entries_removed=entries_removed,
-                       key_dates_moved=moved)
+                       key_dates_moved=moved, changes_deleted=changes_removed)
 
 
 def _move_key_dates(es, settings: Settings, message_ids: Sequence[str], updated_at: str, domains: set[str]) -> int:
@@ -195,6 +201,9 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
         rollup = rollup_of(es, settings, chunk, written_by_run=None)
         documents = finished_documents(rollup, scoring)
         stored, _ = stored_documents(es, settings, vars(documents))
+        written[CHANGES.name] += record_relationship_changes(
+            es, settings, stored["relationships"], documents.relationships, scoring_date=scoring.scoring_date,
+            cause=CAUSE_ERASURE, updated_at=updated_at)
         written.update(write_documents(es, settings, documents, updated_at, stored=stored))
         for kind in KINDS:
             refresh(es, indices[kind])
@@ -202,11 +211,11 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
             stale = sorted(_stored_ids(es, settings, indices[kind], chunk) - expected)
             removed[kind] += bulk_write(es, _delete_actions(indices[kind], stale), settings.bulk_chunk,
                                         f"erased {kind}")
-    for index in indices.values():
+    for index in [*indices.values(), settings.changes_index]:
         refresh(es, index)
     log.info("Recomputed %s over all time: wrote %s; deleted %s", plural(len(domains), "domain"),
              dict(written), dict(removed))
-    return RecomputedOutputs(written={kind: written[kind] for kind in KINDS},
+    return RecomputedOutputs(written={kind: written[kind] for kind in KINDS + (CHANGES.name,)},
                              removed={kind: removed[kind] for kind in KINDS})
 
 
@@ -231,9 +240,9 @@ def audit(es, settings: Settings, request: ErasureRequest, roles: ErasedRoles, o
           accounts_changed: int, started: float | None = None) -> dict[str, Any]:
     """Write the audit record; returns it."""
     removed = {"roles": roles.roles_deleted, **{kind: int(outputs.removed.get(kind, 0)) for kind in KINDS},
-               "account_stats": 0}
+               "account_stats": 0, CHANGES.name: roles.changes_deleted}
     rewritten = {"roles": roles.roles_rewritten, **{kind: int(outputs.written.get(kind, 0)) for kind in KINDS},
-                 "account_stats": int(accounts_changed)}
+                 "account_stats": int(accounts_changed), CHANGES.name: int(outputs.written.get(CHANGES.name, 0))}
     document = audit_document(
         request, {kind: removed[kind] for kind in OUTPUT_KINDS}, {kind: rewritten[kind] for kind in OUTPUT_KINDS},
         output_indices_by_kind(settings), len(roles.domains), len(roles.accounts), format_utc(utc_now()),

@@ -4,7 +4,8 @@ Strength decays with the calendar date (docs/SEMANTICS.md), so the runs of one d
 this stage does nothing but one lookup. On the first run of a new day it reads every relationship
 once, sorted by address, and rewrites only the relationships whose integer strength changed, the
 contacts whose best-connected accounts those change, the engagement documents whose strongest
-relationship changed, and the domains ranking those accounts.
+relationship changed, and the domains ranking those accounts; and, before those, one change-feed
+document per relationship whose new strength is in another band (`mailforce.core.changes`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from datetime import date, datetime
 from itertools import groupby
 from typing import Any, Iterator
 
+from mailforce.core.changes import CARRIED_FIELDS, CAUSE_TIME, change_document
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.ids import document_id
 from mailforce.core.rollups import connection_entry
 from mailforce.core.strength import best_connected, calendar_date, strength
 from mailforce.core.summaries import RescoreResult
 from mailforce.core.wording import plural
+from mailforce.es.changes import write_changes
 from mailforce.es.reads import scan_sorted
 from mailforce.es.scoring import best_connected_by_engagement, last_scoring_date
 from mailforce.es.writes import bulk_write, refresh
@@ -30,7 +33,8 @@ from mailforce.settings import Settings
 log = logging.getLogger(__name__)
 
 RELATIONSHIP_FIELDS = ["account", "email_address", "domain", "from_count", "to_count", "cc_count",
-                       "total_count", "latest_engagement_date", "automated", "strength"]
+                       "total_count", "first_engagement_date", "latest_engagement_date", "automated", "two_way",
+                       "strength", *CARRIED_FIELDS]
 
 
 def run_scoring_date(window_end: datetime, last: date | None) -> date:
@@ -58,6 +62,8 @@ def rescore_relationships(es, settings: Settings, window_end: datetime) -> Resco
     strongest: dict[tuple[str, str], int] = defaultdict(int)
     changed_pairs: set[tuple[str, str]] = set()
     relationship_changes: list[tuple[str, dict[str, Any]]] = []
+    bands = settings.strength_bands
+    crossings: list[dict[str, Any]] = []  # the rescored relationships whose band changed
     contact_changes: list[tuple[str, dict[str, Any]]] = []
     read = 0
     hits = scan_sorted(es, settings.relationships_index, {"match_all": {}},
@@ -82,9 +88,15 @@ def rescore_relationships(es, settings: Settings, window_end: datetime) -> Resco
                 changed_pairs.add(pair)
                 relationship_changes.append((document_id(relationship["account"], address),
                                              {"strength": score, "updated_at": updated_at}))
+                if bands.of(score) != bands.of(relationship.get("strength")):
+                    crossings.append(change_document({**relationship, "strength": score},
+                                                     strength_before=relationship.get("strength"), bands=bands,
+                                                     scoring_date=scoring_date, cause=CAUSE_TIME))
         if address_changed:
             contact_changes.append((document_id(address),
                                     {"best_connected_accounts": best_connected(entries), "updated_at": updated_at}))
+    # The feed first: a retry after a failure in between reads the same stored strengths again.
+    changes_written = write_changes(es, settings, crossings, updated_at)
     relationships_written = bulk_write(es, _updates(settings.relationships_index, iter(relationship_changes)),
                                        settings.bulk_chunk, "rescored relationships")
     contacts_written = bulk_write(es, _updates(settings.contacts_index, iter(contact_changes)),
@@ -102,15 +114,18 @@ def rescore_relationships(es, settings: Settings, window_end: datetime) -> Resco
                                                                      "updated_at": updated_at})
                                               for domain in domains)),
         settings.bulk_chunk, "rescored domains")
-    for index in (settings.relationships_index, settings.contacts_index, settings.domains_index):
+    for index in (settings.relationships_index, settings.contacts_index, settings.domains_index,
+                  settings.changes_index):
         refresh(es, index)
     log.info(
-        "Rescored %s for %s (last scored %s) in %.1f s: time changed %s, "
+        "Rescored %s for %s (last scored %s) in %.1f s: time changed %s (%s), "
         "the best-connected accounts of %s and %s",
         plural(read, "relationship"), scoring_date.isoformat(), last.isoformat(), time.monotonic() - started,
-        plural(relationships_written, "strength"), plural(contacts_written, "contact"),
+        plural(relationships_written, "strength"), plural(changes_written, "band crossing"),
+        plural(contacts_written, "contact"),
         plural(domains_written, "domain"),
     )
     return RescoreResult(scoring_date=scoring_date.isoformat(), rescored=True, relationships_read=read,
                          relationships_written=relationships_written, contacts_written=contacts_written,
-                         engagements_written=engagements_written, domains_written=domains_written)
+                         engagements_written=engagements_written, domains_written=domains_written,
+                         changes_written=changes_written)
