@@ -108,14 +108,14 @@ def comparable(stats: dict) -> dict:
 
 
 def test_the_runtime_stats_and_outputs_of_a_window_do_not_depend_on_its_slices(osmem_server):
-    """The same corpus, first half then the rest, with 1, 2 and 8 slices: identical records and
-    outputs (the oracle), and the plan really cut the windows."""
+    """The same corpus, first half then the rest, with 1 and 8 slices: identical records and outputs
+    (the oracle), and the plan really cut the windows (2 slices: the marked scenarios of other modules)."""
     from mailforce.es.client import ClientOptions, build_client
 
     documents = list(iter_corpus(CorpusSpec(seed=31, messages=300, accounts=4, correspondent_domains=20, dirt=0.1,
                                             cross_account_duplicate_rate=0.3)))
     records = {}
-    for slices in (1, 2, 8):
+    for slices in (1, 8):
         clone = osmem_server.clone()
         es = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
         try:
@@ -131,7 +131,6 @@ def test_the_runtime_stats_and_outputs_of_a_window_do_not_depend_on_its_slices(o
         finally:
             es.close()
             clone.close()
-    assert records[2] == records[1]
     assert records[8] == records[1]
 
 
