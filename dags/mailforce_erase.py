@@ -1,12 +1,13 @@
 """
 ### Mailforce erasure
 
-Removes addresses and domains from every output of `mailforce_engagements` (roles entries,
-engagements, account statistics, domain totals, relationships, contacts, timeline), recomputes the
+Removes addresses, domains and organisations from every output of `mailforce_engagements` (roles
+entries, engagements, account statistics, domain and organisation totals, relationships, contacts,
+timeline), recomputes the
 figures they were part of, adds them to the suppression index every later run and reconciliation
 honours, and writes an audit record. See docs/ERASURE.md.
 
-**Form** (Trigger DAG w/ config): `addresses`, `domains` (at least one value in all), `reason` and
+**Form** (Trigger DAG w/ config): `addresses`, `domains`, `organizations` (at least one value in all), `reason` and
 `requested_by` (both required). Bad values fail the first task with a clear message, before any write.
 
 **Stages** (`plugins/mailforce/stages/erase.py`)
@@ -61,6 +62,11 @@ def _client():
         "domains": Param([], type="array", items={"type": "string", "minLength": 3},
                          title="Domains to erase",
                          description="Whole domains, one per line (acme.com erases every address @acme.com)."),
+        "organizations": Param([], type="array", items={"type": "string", "minLength": 3},
+                               title="Organisations to erase",
+                               description="Whole organisations, one per line (enron.com erases every address of "
+                                           "every host whose organisation is enron.com, ect.enron.com included, "
+                                           "and of hosts seen later)."),
         "reason": Param("", type="string", minLength=1, title="Reason",
                         description="Why (e.g. the request's reference): kept in the audit record."),
         "requested_by": Param("", type="string", minLength=1, title="Requested by",

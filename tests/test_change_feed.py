@@ -270,6 +270,27 @@ class _Webhook:
         self.server.server_close()
 
 
+def test_the_digest_reads_the_scoring_dates_of_its_triggering_events_and_builds_the_webhook_url():
+    from types import SimpleNamespace
+
+    from mailforce.digest import scoring_dates_of, webhook_url
+
+    events = {"asset": [SimpleNamespace(extra={"scoring_date": "2002-06-30"}), SimpleNamespace(extra={}),
+                        SimpleNamespace(extra={"scoring_date": "2002-06-29"}), SimpleNamespace(extra=None)]}
+    assert scoring_dates_of(events) == [date(2002, 6, 29), date(2002, 6, 30)]
+    assert scoring_dates_of(None) == []
+
+    def connection(**fields):
+        return SimpleNamespace(**{"conn_id": "hook", "host": None, "schema": None, "port": None, "password": None,
+                                  **fields})
+
+    assert webhook_url(connection(host="https://hooks.slack.com/", password="/services/T/B/x")) == \
+        "https://hooks.slack.com/services/T/B/x"
+    assert webhook_url(connection(host="crm.example", port=8443)) == "https://crm.example:8443"
+    with pytest.raises(ValueError, match="'hook' has no host"):
+        webhook_url(connection())
+
+
 def test_the_digest_dag_is_scheduled_on_the_feed_and_an_example_with_retries(digest_dag):
     assets = list(digest_dag.timetable.asset_condition.objects)
     assert [asset.name for asset in assets] == ["search-relationship-changes"]

@@ -152,6 +152,7 @@ def test_every_output_index_is_an_asset_produced_by_the_dag(dag):
         "search-relationships": {"announce_outputs"},
         "search-contacts": {"announce_outputs"},
         "search-engagement-timeline": {"announce_outputs"},
+        "search-organizations": {"announce_outputs"},
         "search-accounts_statistics_simple": {"bulk_index_account_statistics"},
         "search-runtime-stats": {"publish_stats"},
         "search-relationship-changes": {"announce_changes"},

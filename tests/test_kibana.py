@@ -25,6 +25,7 @@ TIME_FIELDS = {
     "search-contacts": "latest_contact_date",
     "search-engagement-timeline": "month",
     "search-domains-engagements": "latest_contact_date",
+    "search-organizations": "latest_contact_date",
     "search-runtime-stats": "window_end",
     "search-message-roles": "date",
     "search-accounts_statistics_simple": None,  # no activity date: the time picker leaves it alone
@@ -127,6 +128,8 @@ def check(objects: list[dict]) -> list[str]:
         problems.append("no dashboard object")
     wanted = [
         ("search-relationships", "max", "strength"),  # top relationships by strength
+        ("search-organizations", "sum", "total_emails"),  # top companies (issue 23)
+        ("search-relationships", "terms", "organization"),  # who knows each company best
         ("search-contacts", "max", "accounts_count"),  # contacts by accounts
         ("search-engagement-timeline", "date_histogram", "month"),  # domain timeline by month
         ("search-engagement-timeline", "terms", "domain"),

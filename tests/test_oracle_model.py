@@ -6,13 +6,18 @@ out in the comments (see tests/test_strength.py for the formula).
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timezone
 from typing import Any
 
 import pytest
 
 import oracle
-from oracle import Coverage, assert_outputs_equal, expected_outputs, size_violations
+from oracle import Coverage, assert_outputs_equal, size_violations
+
+# The per-domain documents as they were written by hand before organisations: the organisation
+# labels and months are tested by hand in tests/test_organizations.py.
+expected_outputs = functools.partial(oracle.expected_outputs, label_organizations=False)
 
 UTC = timezone.utc
 INTERNAL = ("kunaico.com",)

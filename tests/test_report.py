@@ -36,6 +36,11 @@ MAPPINGS = {
                       "strength": INTEGER, "automated": BOOLEAN},
     "timeline": {"scope": KEYWORD, "account": KEYWORD, "domain": KEYWORD, "month": DATE, "messages": INTEGER,
                  "from_count": INTEGER, "to_count": INTEGER, "cc_count": INTEGER},
+    "organizations": {"organization": KEYWORD, "kind": KEYWORD, "domains": KEYWORD, "total_emails": INTEGER,
+                      "total_from": INTEGER, "total_to": INTEGER, "total_cc": INTEGER, "addresses_count": INTEGER,
+                      "accounts": KEYWORD, "first_contact_date": DATE, "latest_contact_date": DATE,
+                      "best_connected_accounts": {"properties": {"account": KEYWORD, "strength": INTEGER,
+                                                                 "total_count": INTEGER}}},
     "changes": {"account": KEYWORD, "email_address": KEYWORD, "scoring_date": DATE, "from_band": KEYWORD,
                 "to_band": KEYWORD, "direction": KEYWORD, "cause": KEYWORD, "strength_before": INTEGER,
                 "strength": INTEGER, "total_count": INTEGER, "latest_engagement_date": DATE},
@@ -47,6 +52,11 @@ DOMAINS = [  # (domain, total_emails, best_connected_accounts)
     ("acme.com", 120, [{"account": "kunai-jim", "strength": 81, "total_count": 90}, {"account": "kunai-ann", "strength": 40, "total_count": 35}]),
     ("beta.org", 75, [{"account": "kunai-ann", "strength": 66, "total_count": 70}]),
     ("gamma.net", 30, [{"account": "kunai-bob", "strength": 12, "total_count": 30}]),
+]
+ORGANIZATIONS = [  # (organization, kind, domains, total_emails, best_connected_accounts); gmail.com ranks no one
+    ("gmail.com", "personal", ["gmail.com"], 500, None),
+    ("acme.com", "company", ["acme.com", "mail.acme.com"], 130, [{"account": "kunai-jim", "strength": 85, "total_count": 95}]),
+    ("beta.org", "company", ["beta.org"], 75, [{"account": "kunai-ann", "strength": 66, "total_count": 70}]),
 ]
 CONTACTS = [  # (address, total_count, automated)
     ("jim@acme.com", 100, False),
@@ -82,6 +92,7 @@ def index_names(settings) -> dict[str, str]:
         "relationships": report.index_name(settings, "relationships_index"),
         "timeline": report.index_name(settings, "timeline_index"),
         "runs": settings.runtime_stats_index,
+        "organizations": settings.organizations_index,
         "changes": report.index_name(settings, "changes_index"),
     }
 
@@ -106,6 +117,11 @@ def sample_documents() -> dict[str, list[dict[str, Any]]]:
                     # a per-account document: never part of the domain-wide timeline
                     + [{"scope": "account", "account": "kunai-jim", "domain": "acme.com", "month": "2001-03-01T00:00:00Z",
                         "messages": 999, "from_count": 0, "to_count": 0, "cc_count": 0, **updated}],
+        "organizations": [{"organization": name, "kind": kind, "domains": domains, "total_emails": total,
+                           "total_from": total, "total_to": 0, "total_cc": 0, "addresses_count": 2, "accounts": ["kunai-jim"],
+                           "first_contact_date": "2001-01-03T10:00:00Z", "latest_contact_date": "2001-04-20T10:00:00Z",
+                           **({"best_connected_accounts": best} if best else {}), **updated}
+                          for name, kind, domains, total, best in ORGANIZATIONS],
         "runs": [{"run_id": run_id, "run_date": run_date, "window_start": None, "window_end": window_end,
                   "emails_processed": processed, "late_messages": late, "backfill": backfill, "duration_seconds": 4.5, **updated}
                  for run_id, run_date, window_end, processed, late, backfill in RUNS],
@@ -182,8 +198,17 @@ def test_the_report_draws_each_chart_from_the_output_indices(es, settings, tmp_p
     assert_offline(parsed)
     assert "no-data" not in re.sub(r"\.no-data", "", document.split("<main>")[1])
     figures = parsed.figures
-    assert set(figures) == {f"figure-{key}" for key in ("domains", "contacts", "timeline", "best-connected", "strength", "automated", "runs",
+    assert set(figures) == {f"figure-{key}" for key in ("companies", "companies-best-connected", "domains", "contacts",
+                                                        "timeline", "best-connected", "strength", "automated", "runs",
                                                         "cooling")}
+
+    companies = figures["figure-companies"]["data"]  # companies only: gmail.com, personal, is not ranked
+    assert [(trace["y"], trace["x"]) for trace in companies] == [(["acme.com", "beta.org"], [130, 75])]
+    known = figures["figure-companies-best-connected"]["data"][0]
+    assert known["y"] == ["acme.com", "beta.org"]
+    assert {(company, account): value for company, row in zip(known["y"], known["z"])
+            for account, value in zip(known["x"], row) if value is not None} == {
+        ("acme.com", "kunai-jim"): 85, ("beta.org", "kunai-ann"): 66}
 
     bars = figures["figure-domains"]["data"]
     assert [(trace["y"], trace["x"]) for trace in bars] == [(["acme.com", "beta.org", "gamma.net"], [120, 75, 30])]
@@ -245,7 +270,8 @@ def test_an_empty_cluster_gives_no_data_panels(es, settings, tmp_path, monkeypat
     parsed = parse(document)
     assert parsed.figures == {}
     assert_offline(parsed)
-    for key in ("domains", "contacts", "timeline", "best-connected", "strength", "automated", "runs", "cooling"):
+    for key in ("companies", "companies-best-connected", "domains", "contacts", "timeline", "best-connected", "strength",
+                "automated", "runs", "cooling"):
         panel = document.split(f'id="panel-{key}"')[1].split("</section>")[0]
         assert f'data-no-data="{key}"' in panel and "No data yet" in panel, key
     assert "<script>" not in document  # nothing to draw: not even plotly.js

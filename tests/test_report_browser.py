@@ -27,7 +27,7 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
-CHARTS = ("domains", "contacts", "timeline", "best-connected", "strength", "automated", "runs")
+CHARTS = ("domains", "contacts", "timeline", "best-connected", "strength", "automated", "runs", "cooling")
 
 
 def _unavailable(message: str) -> None:
@@ -108,6 +108,7 @@ def test_every_chart_renders_in_headless_chromium(es, settings, tmp_path, monkey
     assert rendered["strength"]["bars"] >= 6  # the non-empty bins
     assert rendered["automated"]["slices"] == 4
     assert rendered["runs"]["bars"] == 3 and rendered["runs"]["lines"] == 1
+    assert rendered["cooling"]["bars"] >= 3  # to warm, to cooling, to cold
     assert page.locator(".no-data").count() == 0
 
     assert not problems, problems

@@ -121,3 +121,29 @@ def test_json_output_is_pure_json_with_the_logs_on_stderr(small_run, es_url):
     done = run_command(domain, "--url", es_url, "--engine", "osmem", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["subject"] == domain
+
+
+def test_an_organisation_prints_its_ranking_over_all_of_its_domains(small_run, es_url, capsys):
+    companies = {name: doc for name, doc in small_run["organizations"].items() if doc["kind"] == "company"}
+    name, document = max(companies.items(), key=lambda item: (len(item[1]["accounts"]), item[0]))
+    code, out, _ = who_knows(es_url, capsys, name, "--organization", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert (result["kind"], result["domains"], result["messages"]) == ("organization", document["domains"],
+                                                                       document["total_emails"])
+    assert [(row["account"], row["strength"], row["messages"]) for row in result["ranked"]] == [
+        (entry["account"], entry["strength"], entry["total_count"]) for entry in document["best_connected_accounts"]]
+    for row in result["ranked"]:
+        mine = [r for r in small_run["relationships"].values() if r["account"] == row["account"] and r["organization"] == name]
+        assert row["relationships"] == len(mine) and row["latest"] == max(r["latest_engagement_date"] for r in mine)
+    code, _, err = who_knows(es_url, capsys, "no-such-organisation.example", "--organization")
+    assert code == 1 and "no organisation document" in err
+
+
+def test_a_personal_provider_ranks_no_one_and_says_why():
+    from mailforce.tools.who_knows import render
+
+    text = render({"kind": "organization", "subject": "gmail.com", "organization_kind": "personal",
+                   "domains": ["gmail.com"], "messages": 12, "addresses": 9, "accounts": 3,
+                   "first": "2001-01-01T00:00:00Z", "latest": "2001-05-01T00:00:00Z", "ranked": []})
+    assert "personal mail provider: nobody knows it as a whole" in text

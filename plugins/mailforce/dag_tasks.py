@@ -203,7 +203,9 @@ def merged_extraction(extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]
 
 
 def list_domains(extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    partitions = list_domains_stage(merged_extraction(extraction), load_settings())
+    settings = load_settings()
+    with elasticsearch(settings) as es:
+        partitions = list_domains_stage(merged_extraction(extraction), settings, es)
     return [partition.to_xcom() for partition in partitions]
 
 

@@ -7,6 +7,7 @@ events, writes one digest per account to the task log, and, when the setting `di
 names an HTTP connection, posts each digest there as JSON `{"account", "scoring_dates", "text",
 "relationships"}` (Slack's incoming webhooks read `text`; a CRM reads the rest).
 
+A retried task posts its digests again (a webhook receiver keys them by account and scoring dates).
 The connection: `host` the webhook's base URL (`https://hooks.slack.com`), `password` its secret path
 (`services/T000/B000/XXXX`), both kept by Airflow; neither is ever logged. A team copies this module
 and the DAG file to send the digest anywhere else.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.error
 import urllib.request
 from collections import defaultdict
 from datetime import date

@@ -79,6 +79,8 @@ class ReportData:
     generated_at: str
     indices: dict[str, int | None] = field(default_factory=dict)  # name -> documents (None: missing)
     domains: list[dict[str, Any]] | NoData = NoData("not queried")
+    companies: list[dict[str, Any]] | NoData = NoData("not queried")  # organisations of kind "company"
+    companies_best_connected: dict[str, Any] | NoData = NoData("not queried")
     contacts: list[dict[str, Any]] | NoData = NoData("not queried")
     timeline: list[dict[str, Any]] | NoData = NoData("not queried")
     best_connected: dict[str, Any] | NoData = NoData("not queried")
@@ -151,6 +153,26 @@ def query_top_domains(es, index: str, top: int) -> list[dict[str, Any]] | NoData
     fields = ["domain", "total_emails", "total_from", "total_to", "total_cc", "addresses_count", "accounts",
               "first_contact_date", "latest_contact_date", "best_connected_accounts"]
     return _top_documents(es, index, top, fields=fields, key="domain", measure="total_emails")
+
+
+def query_top_companies(es, index: str, top: int) -> list[dict[str, Any]] | NoData:
+    """The top organisations of kind "company" by distinct messages (personal providers such as
+    gmail.com are not companies and rank no accounts); each row also carries `domain` = the
+    organisation, so the domain figures draw it."""
+    fields = ["organization", "kind", "domains", "total_emails", "total_from", "total_to", "total_cc",
+              "addresses_count", "accounts", "first_contact_date", "latest_contact_date", "best_connected_accounts"]
+
+    def run() -> list[dict[str, Any]] | NoData:
+        response = es.search(
+            index=index, size=top, source=fields,
+            query={"bool": {"filter": [{"term": {"kind": "company"}}, {"exists": {"field": "total_emails"}}]}},
+            sort=[{"total_emails": {"order": "desc", "unmapped_type": "long"}},
+                  {"organization": {"order": "asc", "unmapped_type": "keyword"}}],
+        )
+        rows = [{**row, "domain": row["organization"]} for row in _hits(response) if row.get("organization")]
+        return rows or NoData(f"No data yet: no company in {index}.")
+
+    return _guarded(index, run)
 
 
 def query_top_contacts(es, index: str, top: int) -> list[dict[str, Any]] | NoData:
@@ -325,9 +347,10 @@ def collect(es, settings: Settings, top: int = DEFAULT_TOP, now: dt.datetime | N
     relationships = index_name(settings, "relationships_index")
     contacts = index_name(settings, "contacts_index")
     timeline = index_name(settings, "timeline_index")
+    organizations = index_name(settings, "organizations_index")
     changes = index_name(settings, "changes_index")
     names = [settings.domains_index, contacts, relationships, timeline, settings.engagements_index, settings.runtime_stats_index,
-             changes]
+             changes, organizations]
     try:
         es.indices.refresh(index=",".join(names), ignore_unavailable=True, allow_no_indices=True)
     except _api_error_types() as error:  # a user allowed to read but not to refresh: the data as it is
@@ -342,6 +365,9 @@ def collect(es, settings: Settings, top: int = DEFAULT_TOP, now: dt.datetime | N
             return _empty(index)
         return query()
 
+    data.companies = section(organizations, lambda: query_top_companies(es, organizations, top))
+    data.companies_best_connected = (data.companies if isinstance(data.companies, NoData)
+                                     else best_connected_table(data.companies))
     data.domains = section(settings.domains_index, lambda: query_top_domains(es, settings.domains_index, top))
     data.contacts = section(contacts, lambda: query_top_contacts(es, contacts, top))
     top_domains = [row["domain"] for row in data.domains] if isinstance(data.domains, list) else []
@@ -616,6 +642,7 @@ def figure_automated(share: dict[str, Any]) -> dict[str, Any]:
     return _figure(traces, {"height": 320, "legend": {"orientation": "h", "y": -0.05}, "margin": {"l": 10, "r": 10, "t": 20, "b": 20}})
 
 
+COOLING_MIN_HEIGHT = 260  # pixels: a chart of one or two accounts stays readable
 COOLING_COLOURS = {"strong": "#1d4ed8", "warm": "#f59e0b", "cooling": "#60a5fa", "cold": "#1e3a8a"}
 
 
@@ -629,7 +656,7 @@ def figure_cooling(cooling: dict[str, Any]) -> dict[str, Any]:
                      marker_color=COOLING_COLOURS[band], hovertemplate="%{y}: %{x} to " + band + "<extra></extra>")
               for band in ("warm", "cooling", "cold") if any(band in bands for bands in per_account.values())]
     return _figure(traces, {
-        "barmode": "stack", "legend": LEGEND_ON_TOP, "height": 120 + 26 * len(accounts),
+        "barmode": "stack", "legend": LEGEND_ON_TOP, "height": max(COOLING_MIN_HEIGHT, 120 + 26 * len(accounts)),
         "xaxis": {"title": {"text": "relationships down a band this month"}},
         "yaxis": {"categoryorder": "array", "categoryarray": accounts, "autorange": "reversed"},
     })
@@ -743,7 +770,15 @@ def build_panels(data: ReportData) -> list[Panel]:
             return Panel(key, title, question, no_data=value.reason, wide=wide)
         return Panel(key, title, question, figure=make(value), note=note, wide=wide)
 
-    panels.append(panel("domains", "Top domains", "Which outside organisations do we exchange the most mail with?",
+    panels.append(panel("companies", "Top companies",
+                        "Which outside companies do we exchange the most mail with? All of a company's domains "
+                        "together (ect.enron.com is Enron), a mail counted once; free-mail providers are not companies.",
+                        data.companies, figure_top_domains))
+    panels.append(panel("companies-best-connected", "Who knows each top company best",
+                        "Whom on the team should I ask about this company? Each cell: the account's strongest "
+                        "relationship with anyone there.",
+                        data.companies_best_connected, figure_best_connected, wide=True))
+    panels.append(panel("domains", "Top domains", "Which outside domains do we exchange the most mail with?",
                         data.domains, figure_top_domains))
     panels.append(panel("contacts", "Top contacts", "Which outside people (and robots) are on the most messages? Automated addresses are grey.",
                         data.contacts, figure_top_contacts))

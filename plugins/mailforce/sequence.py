@@ -52,7 +52,7 @@ def count_window_in_process(es, settings: Settings, fetched: FetchedWindow, run_
     extractions = [step("extract_message_roles", lambda extraction_slice=extraction_slice: extract_message_roles(
         es, settings, window, run_id, extraction_slice=extraction_slice)) for extraction_slice in planned]
     extraction = merge_extractions(extractions)
-    partitions = step("list_domains", lambda: list_domains(extraction, settings))
+    partitions = step("list_domains", lambda: list_domains(extraction, settings, es))
     rescored = step("rescore_relationships", lambda: rescore_relationships(es, settings, window.window_end))
     scoring = scoring_for(settings, date.fromisoformat(rescored.scoring_date))
     compiled = [step("compile_domain_partition", lambda partition=partition: compile_domain_partition(

@@ -33,9 +33,15 @@ class Settings:
     relationships_index: str = "search-relationships"
     contacts_index: str = "search-contacts"
     timeline_index: str = "search-engagement-timeline"
+    organizations_index: str = "search-organizations"
     changes_index: str = "search-relationship-changes"  # the change feed: one document per band crossing
     internal_domains: tuple[str, ...] = ()
     allowed_domains: tuple[str, ...] = ()
+    # Organisations (docs/SEMANTICS.md, "Organisations"): whole organisations internal or allowed (every
+    # host under them), and the operator's `host=organization` overrides of the Public Suffix List
+    internal_organizations: tuple[str, ...] = ()
+    allowed_organizations: tuple[str, ...] = ()
+    organization_overrides: tuple[str, ...] = ()
     max_partitions: int = 8
     min_partition_work: int = 5_000  # role entries per partition, at least, before adding another
     # Extraction slices (mapped `extract_message_roles`, by message id): at most this many per run ...
@@ -115,8 +121,19 @@ class Settings:
         if len(set(names)) != len(names):
             raise SettingsError("index settings must name different indices")
         from mailforce.core.addresses import is_valid_domain  # pure: the rule for an address's domain
+        from mailforce.core.organizations import parse_overrides
 
-        for name in ("internal_domains", "allowed_domains"):
+        try:
+            pairs = parse_overrides(self.organization_overrides)
+        except ValueError as error:
+            raise SettingsError(f"setting 'organization_overrides': {error}") from None
+        object.__setattr__(self, "organization_overrides", tuple(f"{host}={organization}" for host, organization in pairs))
+        for host, organization in pairs:
+            for domain in (host, organization):
+                if not is_valid_domain(domain):
+                    raise SettingsError(f"setting 'organization_overrides': {domain!r} is not a domain "
+                                        "(two or more non-empty labels separated by dots), e.g. 'abag.ca.gov=abag.ca.gov'")
+        for name in ("internal_domains", "allowed_domains", "internal_organizations", "allowed_organizations"):
             # Case and surrounding spaces are normalised as addresses are (`Acme.COM ` -> `acme.com`);
             # anything else that is not a domain is refused, `@acme.com` and `jim@acme.com` included.
             domains = tuple(sorted({str(domain).strip().lower() for domain in getattr(self, name)}))
@@ -161,10 +178,26 @@ class Settings:
         base = self.automated_patterns or DEFAULT_AUTOMATED_PATTERNS
         return tuple(base) + tuple(self.automated_patterns_extra)
 
+    @property
+    def organizations(self):
+        """The organisation of each domain: the Public Suffix List and `organization_overrides`."""
+        from mailforce.core.organizations import Organizations, parse_overrides
+
+        cached = self.__dict__.get("_organizations")
+        if cached is None:
+            cached = Organizations(parse_overrides(self.organization_overrides))
+            object.__setattr__(self, "_organizations", cached)
+        return cached
+
     def domain_in_scope(self, domain: str) -> bool:
         if domain in self.internal_domains:
             return False
-        return not self.allowed_domains or domain in self.allowed_domains
+        if self.internal_organizations and self.organizations.organization_of(domain) in self.internal_organizations:
+            return False
+        if not self.allowed_domains and not self.allowed_organizations:
+            return True
+        return domain in self.allowed_domains or (
+            bool(self.allowed_organizations) and self.organizations.organization_of(domain) in self.allowed_organizations)
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

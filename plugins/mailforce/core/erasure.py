@@ -1,7 +1,8 @@
 """Erasure, the pure part: the request, the suppression list, and roles documents without the erased.
 
-An erased address, or every address of an erased domain, is treated as absent from every source
-message, exactly like an address of an internal domain (docs/SEMANTICS.md "Erasure"). The I/O is in
+An erased address, every address of an erased domain, or every address of every host of an erased
+organisation, is treated as absent from every source message, exactly like an address of an
+internal domain (docs/SEMANTICS.md "Erasure"). The I/O is in
 `mailforce.es.suppressions` and `mailforce.stages.erase`.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from mailforce.core.addresses import domain_of, is_valid_domain, normalise_address
 from mailforce.core.ids import document_id
@@ -17,6 +18,7 @@ from mailforce.core.roles import Message, message_from_roles_document, roles_doc
 
 KIND_ADDRESS = "address"
 KIND_DOMAIN = "domain"
+KIND_ORGANIZATION = "organization"
 MAX_VALUES = 10_000  # addresses plus domains per request: an erasure names people, not mailboxes
 
 
@@ -26,19 +28,36 @@ class ErasureParamsError(ValueError):
 
 @dataclass(frozen=True)
 class Suppressions:
-    """The erased addresses and domains in force (empty: nothing erased)."""
+    """The erased addresses, domains and organisations in force (empty: nothing erased).
+
+    An erased organisation suppresses every host whose organisation it is (`organization_of`, the
+    settings' `Organizations.organization_of`), also hosts first seen after the erasure."""
 
     addresses: frozenset[str] = frozenset()
     domains: frozenset[str] = frozenset()
+    organizations: frozenset[str] = frozenset()
+    organization_of: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
 
     def __bool__(self) -> bool:
-        return bool(self.addresses or self.domains)
+        return bool(self.addresses or self.domains or self.organizations)
 
     def suppresses(self, address: str) -> bool:
-        return address in self.addresses or domain_of(address) in self.domains
+        if address in self.addresses:
+            return True
+        domain = domain_of(address)
+        if domain in self.domains:
+            return True
+        if not self.organizations:
+            return False
+        if self.organization_of is None:
+            raise ValueError("erased organisations need the organisation of each domain (organization_of)")
+        return self.organization_of(domain) in self.organizations
+
+    def with_organizations(self, organization_of: Callable[[str], str]) -> "Suppressions":
+        return Suppressions(self.addresses, self.domains, self.organizations, organization_of)
 
     def __len__(self) -> int:
-        return len(self.addresses) + len(self.domains)
+        return len(self.addresses) + len(self.domains) + len(self.organizations)
 
 
 @dataclass(frozen=True)
@@ -49,20 +68,23 @@ class ErasureRequest:
     requested_by: str
     requested_at: str
     erasure_id: str = ""
+    organizations: tuple[str, ...] = ()
 
     @property
     def suppressions(self) -> Suppressions:
-        return Suppressions(frozenset(self.addresses), frozenset(self.domains))
+        """The request's values (erased organisations need `with_organizations` before use)."""
+        return Suppressions(frozenset(self.addresses), frozenset(self.domains), frozenset(self.organizations))
 
     def to_xcom(self) -> dict[str, Any]:
-        return {"addresses": list(self.addresses), "domains": list(self.domains), "reason": self.reason,
+        return {"addresses": list(self.addresses), "domains": list(self.domains),
+                "organizations": list(self.organizations), "reason": self.reason,
                 "requested_by": self.requested_by, "requested_at": self.requested_at, "erasure_id": self.erasure_id}
 
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any]) -> "ErasureRequest":
         return cls(addresses=tuple(data["addresses"]), domains=tuple(data["domains"]), reason=data["reason"],
                    requested_by=data["requested_by"], requested_at=data["requested_at"],
-                   erasure_id=data.get("erasure_id", ""))
+                   erasure_id=data.get("erasure_id", ""), organizations=tuple(data.get("organizations") or ()))
 
 
 def _as_list(name: str, value: Any) -> list[Any]:
@@ -75,12 +97,12 @@ def _as_list(name: str, value: Any) -> list[Any]:
     raise ErasureParamsError(f"param {name!r} must be a list of strings, got {value!r}")
 
 
-def normalised_domain(value: Any) -> str:
+def normalised_domain(value: Any, name: str = "domains") -> str:
     if not isinstance(value, str):
-        raise ErasureParamsError(f"param 'domains': {value!r} is not a string")
+        raise ErasureParamsError(f"param {name!r}: {value!r} is not a string")
     domain = value.strip().lower()
     if not is_valid_domain(domain):  # the pipeline's own rule for an address's domain (core/addresses.py)
-        raise ErasureParamsError(f"param 'domains': {value!r} is not a domain name (e.g. acme.com)")
+        raise ErasureParamsError(f"param {name!r}: {value!r} is not a domain name (e.g. acme.com)")
     return domain
 
 
@@ -97,26 +119,30 @@ def parse_erasure_params(params: Mapping[str, Any], requested_at: str) -> Erasur
     """The form's values, checked before anything is written; raises ErasureParamsError."""
     addresses = sorted({normalised_address(value) for value in _as_list("addresses", params.get("addresses"))})
     domains = sorted({normalised_domain(value) for value in _as_list("domains", params.get("domains"))})
-    if not addresses and not domains:
-        raise ErasureParamsError("nothing to erase: give at least one address or domain")
-    if len(addresses) + len(domains) > MAX_VALUES:
-        raise ErasureParamsError(f"at most {MAX_VALUES} addresses and domains per erasure, got "
-                                 f"{len(addresses) + len(domains)}")
+    organizations = sorted({normalised_domain(value, "organizations")
+                            for value in _as_list("organizations", params.get("organizations"))})
+    if not addresses and not domains and not organizations:
+        raise ErasureParamsError("nothing to erase: give at least one address, domain or organisation")
+    if len(addresses) + len(domains) + len(organizations) > MAX_VALUES:
+        raise ErasureParamsError(f"at most {MAX_VALUES} addresses, domains and organisations per erasure, got "
+                                 f"{len(addresses) + len(domains) + len(organizations)}")
     texts = {}
     for name in ("reason", "requested_by"):
         value = params.get(name)
         if not isinstance(value, str) or not value.strip():
             raise ErasureParamsError(f"param {name!r} is required (who asks, and why, go in the audit record)")
         texts[name] = value.strip()
-    identifier = document_id("erasure", requested_at, *addresses, "|", *domains)
+    parts = (*addresses, "|", *domains) + (("|", *organizations) if organizations else ())
+    identifier = document_id("erasure", requested_at, *parts)
     return ErasureRequest(tuple(addresses), tuple(domains), texts["reason"], texts["requested_by"], requested_at,
-                          erasure_id=identifier)
+                          erasure_id=identifier, organizations=tuple(organizations))
 
 
 def suppression_documents(request: ErasureRequest) -> list[tuple[str, dict[str, Any]]]:
     """(id, document) per erased value; the id is from (kind, value): recording twice is one record."""
     documents = []
-    for kind, values in ((KIND_ADDRESS, request.addresses), (KIND_DOMAIN, request.domains)):
+    for kind, values in ((KIND_ADDRESS, request.addresses), (KIND_DOMAIN, request.domains),
+                         (KIND_ORGANIZATION, request.organizations)):
         for value in values:
             documents.append((suppression_id(kind, value), {
                 "kind": kind, "value": value, "reason": request.reason, "requested_by": request.requested_by,
@@ -129,11 +155,14 @@ def suppression_id(kind: str, value: str) -> str:
     return document_id("suppression", kind, value)
 
 
-def suppressions_of(documents: Iterable[Mapping[str, Any]]) -> Suppressions:
-    addresses, domains = set(), set()
+def suppressions_of(documents: Iterable[Mapping[str, Any]],
+                    organization_of: Callable[[str], str] | None = None) -> Suppressions:
+    values: dict[str, set[str]] = {KIND_ADDRESS: set(), KIND_DOMAIN: set(), KIND_ORGANIZATION: set()}
     for document in documents:
-        (addresses if document.get("kind") == KIND_ADDRESS else domains).add(document.get("value"))
-    return Suppressions(frozenset(addresses), frozenset(domains))
+        kind = document.get("kind")
+        values[kind if kind in values else KIND_DOMAIN].add(document.get("value"))
+    return Suppressions(frozenset(values[KIND_ADDRESS]), frozenset(values[KIND_DOMAIN]),
+                        frozenset(values[KIND_ORGANIZATION]), organization_of)
 
 
 @dataclass
@@ -173,6 +202,7 @@ def audit_document(request: ErasureRequest, removed: Mapping[str, int], rewritte
         "reason": request.reason,
         "addresses": list(request.addresses),
         "domains": list(request.domains),
+        "organizations": list(request.organizations),
         "removed": dict(removed),
         "rewritten": dict(rewritten),
         "indices": dict(indices),

@@ -73,6 +73,7 @@ CONNECTION_ENTRY = {"properties": {"account": KEYWORD, "strength": INTEGER, "tot
 ENGAGEMENTS_PROPERTIES = {
     "account": KEYWORD,
     "domain": KEYWORD,
+    "organization": KEYWORD,
     "emails_from": STORED_LIST,
     "emails_to": STORED_LIST,
     "emails_cc": STORED_LIST,
@@ -95,6 +96,8 @@ ACCOUNT_STATS_PROPERTIES = {
 }
 DOMAINS_PROPERTIES = {
     "domain": KEYWORD,
+    "organization": KEYWORD,
+    "organization_kind": KEYWORD,
     "first_contact_date": DATE,
     "latest_contact_date": DATE,
     "total_from": INTEGER,
@@ -114,6 +117,8 @@ RELATIONSHIPS_PROPERTIES = {
     "account": KEYWORD,
     "email_address": KEYWORD,
     "domain": KEYWORD,
+    "organization": KEYWORD,
+    "organization_kind": KEYWORD,
     "from_count": INTEGER,
     "to_count": INTEGER,
     "cc_count": INTEGER,
@@ -128,6 +133,8 @@ RELATIONSHIPS_PROPERTIES = {
 CONTACTS_PROPERTIES = {
     "email_address": KEYWORD,
     "domain": KEYWORD,
+    "organization": KEYWORD,
+    "organization_kind": KEYWORD,
     "from_count": INTEGER,
     "to_count": INTEGER,
     "cc_count": INTEGER,
@@ -141,14 +148,38 @@ CONTACTS_PROPERTIES = {
     "updated_at": DATE,
 }
 TIMELINE_PROPERTIES = {
-    "scope": KEYWORD,  # "domain" (across accounts) or "account"
+    "scope": KEYWORD,  # "domain" or "organization" (across accounts), or "account"
     "account": KEYWORD,
     "domain": KEYWORD,
+    "organization": KEYWORD,
     "month": DATE,
     "messages": INTEGER,
     "from_count": INTEGER,
     "to_count": INTEGER,
     "cc_count": INTEGER,
+    "updated_at": DATE,
+}
+# One organisation (docs/SEMANTICS.md, "Organisations"): the domain document's figures over its hosts.
+ORGANIZATIONS_PROPERTIES = {
+    "organization": KEYWORD,
+    "kind": KEYWORD,  # "company" or "personal" (a free or personal mail provider)
+    "domains": KEYWORD,
+    "domains_count": INTEGER,
+    "first_contact_date": DATE,
+    "latest_contact_date": DATE,
+    "total_from": INTEGER,
+    "total_to": INTEGER,
+    "total_cc": INTEGER,
+    "total_emails": INTEGER,
+    "accounts": KEYWORD,
+    "accounts_count": INTEGER,
+    "addresses_count": INTEGER,
+    "email_engagements": {"properties": DOMAIN_ENGAGEMENT_ENTRY},
+    "email_engagements_complete": BOOLEAN,
+    "best_connected_accounts": CONNECTION_ENTRY,  # companies only
+    # Every account's {account, strength, total_count} with the organisation: what the add path and the
+    # rescoring rank from (stored, not indexed: one entry per mailbox)
+    "account_connections": STORED_LIST,
     "updated_at": DATE,
 }
 # The change feed (`mailforce.core.changes`): one document per crossing of a strength band.
@@ -212,6 +243,12 @@ RUNTIME_STATS_PROPERTIES = {
     "partitions": INTEGER,
     "documents_written": {"properties": {}},  # each kind's stats_key: filled in below the kinds
     "scoring_date": DATE,  # the calendar date relationship strengths are computed at
+    "public_suffix_list_version": KEYWORD,  # the list organisations were computed with
+    "organization_overrides": KEYWORD,  # the setting's host=organization entries in force
+    "organizations_fingerprint": KEYWORD,  # of both: a change regroups the hosts it moves
+    "organizations_changed": BOOLEAN,  # this run applied a change of either (the audit trail) ...
+    "previous_organization_overrides": KEYWORD,  # ... from these overrides
+    "previous_public_suffix_list_version": KEYWORD,  # ... and this list version
     "relationships_rescored": INTEGER,
     "duration_seconds": FLOAT,
     "updated_at": DATE,
@@ -226,9 +263,12 @@ def _fields(*names: str) -> NaturalKey:
 
 
 def _timeline_key(document: Mapping[str, Any]) -> tuple[str, ...]:
-    """A month of one account with a domain, or of the domain across accounts (no `account`)."""
+    """A month of one account with a domain, of the domain across accounts (no `account`), or of an
+    organisation across accounts (`scope: "organization"`)."""
     if document.get("account"):
         return ("account", document["account"], document["domain"], document["month"])
+    if document.get("scope") == "organization":
+        return ("organization", document["organization"], document["month"])
     return ("domain", document["domain"], document["month"])
 
 
@@ -264,16 +304,18 @@ CONTACTS = OutputKind("contacts", "contacts_index", CONTACTS_PROPERTIES, "contac
                       _fields("email_address"), compiled=True)
 TIMELINE = OutputKind("timeline", "timeline_index", TIMELINE_PROPERTIES, "timeline month", "engagement_timeline",
                       _timeline_key, compiled=True)
+ORGANIZATIONS = OutputKind("organizations", "organizations_index", ORGANIZATIONS_PROPERTIES, "organization document",
+                           "organizations", _fields("organization"), compiled=True)
 RUNTIME_STATS = OutputKind("runtime_stats", "runtime_stats_index", RUNTIME_STATS_PROPERTIES, "runtime-stats record",
                            None, _fields("run_id"), erasable=False)
 CHANGES = OutputKind("changes", "changes_index", CHANGES_PROPERTIES, "relationship change", "relationship_changes",
                      _fields("account", "email_address", "scoring_date", "from_band", "to_band"))
 
-# In the order of the seed's outputs, then the change feed (and of `Settings.output_indices`).
+# In the order of the seed's outputs, then the change feed and the organisations (and of `Settings.output_indices`).
 OUTPUT_KINDS: tuple[OutputKind, ...] = (ROLES, ENGAGEMENTS, ACCOUNT_STATS, DOMAINS, RELATIONSHIPS, CONTACTS,
-                                        TIMELINE, RUNTIME_STATS, CHANGES)
+                                        TIMELINE, RUNTIME_STATS, CHANGES, ORGANIZATIONS)
 # What the compile writes, in the order it writes them (`DomainDocuments`).
-COMPILED_KINDS: tuple[OutputKind, ...] = (ENGAGEMENTS, RELATIONSHIPS, CONTACTS, TIMELINE, DOMAINS)
+COMPILED_KINDS: tuple[OutputKind, ...] = (ENGAGEMENTS, RELATIONSHIPS, CONTACTS, TIMELINE, DOMAINS, ORGANIZATIONS)
 COMPILED_KIND_NAMES: tuple[str, ...] = tuple(kind.name for kind in COMPILED_KINDS)
 ERASABLE_KIND_NAMES: tuple[str, ...] = tuple(kind.name for kind in OUTPUT_KINDS if kind.erasable)
 KIND_BY_NAME: Mapping[str, OutputKind] = {kind.name: kind for kind in OUTPUT_KINDS}

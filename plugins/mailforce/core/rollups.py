@@ -426,6 +426,7 @@ class DomainDocuments:
     contacts: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     domains: list[dict[str, Any]] = field(default_factory=list)
+    organizations: list[dict[str, Any]] = field(default_factory=list)  # core/org_rollups.py
 
     def counts(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in KINDS}

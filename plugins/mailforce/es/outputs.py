@@ -1,5 +1,6 @@
 """The compiled outputs in Elasticsearch: which index holds each kind, reading the stored documents
-of given natural keys, writing what changed, and rolling a set of domains up from the roles index.
+of given natural keys, writing what changed, rolling a set of domains up from the roles index, and
+the stored hosts of their organisations.
 
 Shared by the compile stage and the erasure (stages import `core` and `es`, never each other).
 """
@@ -12,7 +13,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from mailforce.core.batches import batched, without
 from mailforce.core.ids import document_id
 from mailforce.core.kinds import COMPILED_KINDS, natural_key
-from mailforce.core.rollups import KINDS, DomainDocuments, DomainRollup
+from mailforce.core.org_rollups import OrganizationRollup
+from mailforce.core.rollups import KINDS, DomainDocuments
 from mailforce.es.reads import fetch_documents, scan_roles
 from mailforce.es.writes import bulk_write, index_actions, version_of
 from mailforce.settings import Settings
@@ -76,8 +78,25 @@ def write_documents(es, settings: Settings, documents: DomainDocuments, updated_
     return written
 
 
-def rollup_of(es, settings: Settings, domains: Sequence[str], written_by_run: str | None) -> DomainRollup:
-    rollup = DomainRollup(domains, window_only=written_by_run is not None)
+def organization_hosts(es, settings: Settings, domains: Sequence[str]) -> list[str]:
+    """`domains` and every other stored host of their organisations (each organisation document's
+    `domains`, read by id: real time), sorted: what recomputing their organisations reads."""
+    organizations = settings.organizations
+    names = sorted({organizations.organization_of(domain) for domain in domains})
+    wanted = set(names)
+    hosts = set(domains)
+    for batch in batched(names, settings.lookup_batch_size):
+        fetched = fetch_documents(es, settings.organizations_index, [document_id(name) for name in batch])
+        for document in fetched.values():
+            hosts.update(host for host in document.get("domains", ())
+                         if organizations.organization_of(host) in wanted)  # a host regrouped elsewhere is not
+    return sorted(hosts)
+
+
+def rollup_of(es, settings: Settings, domains: Sequence[str], written_by_run: str | None) -> OrganizationRollup:
+    """The figures of these domains (whole organisations) from the roles index: all time, or only
+    what one run wrote."""
+    rollup = OrganizationRollup(domains, settings.organizations, window_only=written_by_run is not None)
     hits = scan_roles(es, settings, domains, written_by_run=written_by_run)  # sorted by message id
     for _, group in groupby(hits, key=lambda hit: hit["_source"]["message_id"]):
         rollup.add_message([hit["_source"] for hit in group])

@@ -22,7 +22,7 @@ DATE = {"type": "date", "format": "strict_date_optional_time"}
 INTEGER = {"type": "integer"}
 SUPPRESSIONS_PROPERTIES = {
     "kind": KEYWORD,  # "address" or "domain"
-    "value": KEYWORD,  # the normalised address, or the lower-case domain
+    "value": KEYWORD,  # the normalised address, or the lower-case domain or organisation
     "reason": TEXT,
     "requested_by": KEYWORD,
     "requested_at": DATE,
@@ -38,6 +38,7 @@ AUDIT_PROPERTIES = {
     "reason": TEXT,
     "addresses": KEYWORD,
     "domains": KEYWORD,
+    "organizations": KEYWORD,  # written only when the erasure names organisations
     "removed": PER_INDEX_COUNTS,  # output kind -> documents deleted
     "rewritten": PER_INDEX_COUNTS,  # output kind -> documents rewritten without the erased
     "indices": {"type": "object", "enabled": False},  # output kind -> its index name
@@ -55,7 +56,8 @@ def erasure_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def ensure_erasure_indices(es, settings: Settings, which: Iterable[str] | None = None) -> list[str]:
     """Create the suppression and audit indices (explicit, strict mappings) when missing; an audit
-    index created before an output kind existed (the change feed) gets that kind's counts added."""
+    index created before an output kind existed (the change feed, the organisations) gets that kind's
+    counts added, and the `organizations` erased."""
     created = []
     for name, properties in erasure_mappings(settings).items():
         if which is not None and name not in which:
@@ -73,17 +75,20 @@ def _add_missing_counts(es, index: str) -> None:
     stored = next(iter(es.indices.get_mapping(index=index).body.values()), {}).get("mappings", {}).get("properties", {})
     missing = {field: PER_INDEX_COUNTS for field in ("removed", "rewritten")
                if set(OUTPUT_KINDS) - set(stored.get(field, {}).get("properties", {}))}
+    if "organizations" not in stored:  # an audit index from before organisations could be erased
+        missing["organizations"] = AUDIT_PROPERTIES["organizations"]
     if missing:
         es.indices.put_mapping(index=index, properties=missing)
 
 
 def read_suppressions(es, settings: Settings) -> Suppressions:
-    """Every erased address and domain (one scan; a missing index means nothing was erased)."""
+    """Every erased address, domain and organisation (one scan; a missing index means nothing was
+    erased); an erased organisation covers every host whose organisation it is under the settings."""
     if not es.indices.exists(index=settings.suppressions_index):
         return Suppressions()
     hits = scan(es, settings.suppressions_index, {"query": {"match_all": {}}, "_source": ["kind", "value"]},
                 settings.scan_page_size, settings.scroll_keep_alive, "suppressions")
-    return suppressions_of(hit["_source"] for hit in hits)
+    return suppressions_of((hit["_source"] for hit in hits), settings.organizations.organization_of)
 
 
 def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
@@ -107,6 +112,8 @@ def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
 
 def write_audit(es, settings: Settings, document: dict[str, Any]) -> str:
     ensure_erasure_indices(es, settings, [settings.erasure_audit_index])
+    if not document.get("organizations"):  # an erasure naming no organisation reads as before them
+        document = {key: value for key, value in document.items() if key != "organizations"}
     identifier = document["erasure_id"] or document_id("erasure", document["requested_at"])
     bulk_write(es, index_actions(settings.erasure_audit_index, [(identifier, document)]), 1, "erasure audit")
     refresh(es, settings.erasure_audit_index)

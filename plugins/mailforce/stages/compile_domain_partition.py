@@ -1,12 +1,13 @@
 """Stage 5 (mapped, one per partition): bring its domains' output documents up to date.
 
 For each domain: account engagements, relationships, contacts, timeline months and the domain
-document (docs/SEMANTICS.md), and the change feed's crossings of the relationships it changes
+document (docs/SEMANTICS.md); for each organisation (every host of it is in the same partition and
+chunk), its document and months; and the change feed's crossings of the relationships it changes
 (recorded before the relationships are written, so a retry records them again). A domain none of
 whose window messages was counted before adds the window's new mail to the stored documents
 (reading only this run's roles documents; a copy marked `counted_elsewhere` adds to its mailbox's
 figures only, see `DomainRollup`); the others, and every domain of a retried task, are recomputed
-over all time and only what changed is written.
+over all time with every host of their organisations, and only what changed is written.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import logging
 import time
 from typing import Mapping, Sequence
 
-from mailforce.core.batches import batched_by_work
 from mailforce.core.changes import CAUSE_MAIL
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.kinds import CHANGES
+from mailforce.core.org_rollups import add_organizations, finished_organizations, window_organizations
+from mailforce.core.organizations import organization_chunks
 from mailforce.core.partitions import Partition
 from mailforce.core.rollups import (
     Scoring,
@@ -31,7 +33,15 @@ from mailforce.core.rollups import (
 from mailforce.core.summaries import CompileResult, WrittenCounts
 from mailforce.core.wording import plural
 from mailforce.es.changes import record_relationship_changes
-from mailforce.es.outputs import kind_indices, rollup_of, stored_documents, write_documents
+from mailforce.es.organizations import delete_stale_months
+from mailforce.es.outputs import (
+    kind_indices,
+    organization_hosts,
+    output_id,
+    rollup_of,
+    stored_documents,
+    write_documents,
+)
 from mailforce.es.writes import refresh
 from mailforce.settings import Settings
 
@@ -46,13 +56,17 @@ WORK_PER_CHUNK = 40_000
 
 def recompute_domains(es, settings: Settings, domains: Sequence[str], scoring: Scoring, updated_at: str
                       ) -> tuple[int, dict[str, int]]:
-    """Every document of these domains from all their roles documents; writes what changed."""
-    rollup = rollup_of(es, settings, domains, written_by_run=None)
+    """Every document of these domains and of every host of their organisations, from all their
+    roles documents; writes what changed."""
+    rollup = rollup_of(es, settings, organization_hosts(es, settings, domains), written_by_run=None)
     documents = finished_documents(rollup, scoring)
+    finished_organizations(rollup, documents, scoring)
     stored, _ = stored_documents(es, settings, vars(documents))
     changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
                                           scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
     written = write_documents(es, settings, documents, updated_at, stored=stored)
+    months = {output_id("timeline", month) for month in documents.timeline if month["scope"] == "organization"}
+    delete_stale_months(es, settings, [document["organization"] for document in documents.organizations], months)
     return rollup.messages_read, {**written, CHANGES.name: changes}
 
 
@@ -71,10 +85,25 @@ def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id
                for domain in flipped_to_automated(new, stored, scoring)}
     for domain in missing_from_stored(new, stored) - set(reasons):
         reasons[domain] = "a copy counted in other mailboxes names an address missing from the stored contacts"
+    organizations = settings.organizations
+    by_organization = {organizations.organization_of(domain): reason for domain, reason in sorted(reasons.items())}
+    # An organisation is recomputed whole: its figures are over all its hosts' messages.
+    reasons = {domain: by_organization[organizations.organization_of(domain)] for domain in domains
+               if organizations.organization_of(domain) in by_organization}
+    new_organizations = window_organizations(rollup, new["contacts"], stored["contacts"])
     if reasons:
         new = {kind: [document for document in documents if document["domain"] not in reasons]
                for kind, documents in new.items()}
+        new_organizations["organizations"] = [document for document in new_organizations["organizations"]
+                                              if document["organization"] not in by_organization]
+        new_organizations["organization_timeline"] = [document for document in new_organizations["organization_timeline"]
+                                                      if document["organization"] not in by_organization]
+    stored_organizations, organization_versions = stored_documents(es, settings, {
+        "organizations": new_organizations["organizations"], "timeline": new_organizations["organization_timeline"]})
+    versions["organizations"] = organization_versions["organizations"]
+    versions["timeline"].update(organization_versions["timeline"])
     documents = add_to_stored(new, stored, scoring)
+    add_organizations(new_organizations, stored_organizations, documents, organizations, scoring)
     changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
                                           scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
     written = write_documents(es, settings, documents, updated_at, versions=versions)
@@ -89,7 +118,8 @@ def compile_domains(es, settings: Settings, domains: Sequence[str], run_id: str,
     weighs 1, so without it the chunks are `DOMAINS_PER_QUERY` domains)."""
     updated_at = updated_at or format_utc(utc_now())
     total = WrittenCounts()
-    for chunk in batched_by_work(domains, work_by_domain or {}, WORK_PER_CHUNK, DOMAINS_PER_QUERY):
+    for chunk in organization_chunks(domains, settings.organizations, work_by_domain or {}, WORK_PER_CHUNK,
+                                     DOMAINS_PER_QUERY):
         recompute = list(chunk)
         if add_window:
             read, written, reasons = add_window_to_domains(es, settings, chunk, run_id, scoring, updated_at)
@@ -115,6 +145,9 @@ def compile_domain_partition(
     """
     started = time.monotonic()
     recompute = set(partition.recompute_domains) if add_window else set(partition.domains)
+    organizations = settings.organizations
+    recompute_organizations = {organizations.organization_of(domain) for domain in recompute}
+    recompute |= {domain for domain in partition.domains if organizations.organization_of(domain) in recompute_organizations}
     written = WrittenCounts()
     added = [domain for domain in partition.domains if domain not in recompute]
     recomputed = [domain for domain in partition.domains if domain in recompute]

@@ -37,6 +37,8 @@ from mailforce.core.erasure import (
 )
 from mailforce.core.changes import CAUSE_ERASURE
 from mailforce.core.kinds import CHANGES, ERASABLE_KIND_NAMES, KIND_BY_NAME
+from mailforce.core.org_rollups import finished_organizations
+from mailforce.core.organizations import organization_chunks
 from mailforce.core.rollups import KINDS, finished_documents
 from mailforce.core.strength import calendar_date
 from mailforce.core.wording import plural
@@ -44,7 +46,14 @@ from mailforce.es.preflight import check_settings
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.accounts import write_account_statistics
 from mailforce.es.changes import erase_changes, record_relationship_changes
-from mailforce.es.outputs import kind_indices, output_id, rollup_of, stored_documents, write_documents
+from mailforce.es.outputs import (
+    kind_indices,
+    organization_hosts,
+    output_id,
+    rollup_of,
+    stored_documents,
+    write_documents,
+)
 from mailforce.es.scoring import last_scoring_date, scoring_for
 from mailforce.es.suppressions import OUTPUT_KINDS, record_suppressions as record_suppressions_io, write_audit
 from mailforce.es.writes import bulk_write, index_actions, refresh
@@ -70,9 +79,10 @@ def validate_request(params: Mapping[str, Any], requested_at: str | None = None)
 
 def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
     created = record_suppressions_io(es, settings, request)
-    log.info("Suppression list: %d of %s newly recorded (%s, %s)",
+    log.info("Suppression list: %d of %s newly recorded (%s, %s, %s)",
              created, plural(len(request.suppressions), "erased value"),
-             plural(len(request.addresses), "address", "addresses"), plural(len(request.domains), "domain"))
+             plural(len(request.addresses), "address", "addresses"), plural(len(request.domains), "domain"),
+             plural(len(request.organizations), "organisation"))
     return created
 
 
@@ -85,11 +95,14 @@ def _naming_query(values: Sequence[str], domains: Sequence[str]) -> dict[str, An
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
-def _roles_naming(es, settings: Settings, request: ErasureRequest) -> Iterator[dict[str, Any]]:
-    """Every roles document naming an erased value (queries of at most TERMS_PER_QUERY values each)."""
+def _roles_naming(es, settings: Settings, request: ErasureRequest, organization_hosts_known: Sequence[str] = ()
+                  ) -> Iterator[dict[str, Any]]:
+    """Every roles document naming an erased value, or a stored host of an erased organisation
+    (queries of at most TERMS_PER_QUERY values each)."""
     seen: set[str] = set()
     chunks = [(list(chunk), []) for chunk in batched(request.addresses, TERMS_PER_QUERY)]
-    chunks += [([], list(chunk)) for chunk in batched(request.domains, TERMS_PER_QUERY)]
+    chunks += [([], list(chunk)) for chunk in batched(sorted({*request.domains, *organization_hosts_known}),
+                                                      TERMS_PER_QUERY)]
     for addresses, domains in chunks:
         for hit in scan(es, settings.roles_index, {"query": _naming_query(addresses, domains)},
                         settings.scan_page_size, settings.scroll_keep_alive, "roles documents naming erased values"):
@@ -114,14 +127,16 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
     if not es.indices.exists(index=settings.roles_index):
         return ErasedRoles(domains=tuple(sorted(request.domains)))
     refresh(es, settings.roles_index)
-    suppressions = request.suppressions
+    suppressions = request.suppressions.with_organizations(settings.organizations.organization_of)
     rewritten: list[tuple[str, dict[str, Any]]] = []
     deleted: list[str] = []
+    organization_hosts_known = organization_hosts(es, settings, request.organizations) if request.organizations else []
     domains: set[str] = set(request.domains) | {address.rpartition("@")[2] for address in request.addresses}
+    domains.update(organization_hosts_known)
     accounts: set[str] = set()
     message_ids: set[str] = set()
     entries_removed = 0
-    for hit in _roles_naming(es, settings, request):
+    for hit in _roles_naming(es, settings, request, organization_hosts_known):
         source = hit["_source"]
         erased = erased_roles_document(source, suppressions, updated_at)
         if not erased.removed_entries:
@@ -181,25 +196,33 @@ def _scoring(es, settings: Settings):
     return scoring_for(settings, scoring_date)
 
 
-def _stored_ids(es, settings: Settings, index: str, domains: Sequence[str]) -> set[str]:
+def _stored_ids(es, settings: Settings, index: str, domains: Sequence[str], organizations: Sequence[str]) -> set[str]:
+    """The ids of the documents of these domains or organisations stored in `index`."""
     if not es.indices.exists(index=index):
         return set()
-    return {hit["_id"] for hit in scan(es, index, {"query": {"terms": {"domain": list(domains)}}, "_source": False},
+    query = {"bool": {"should": [{"terms": {"domain": list(domains)}}, {"terms": {"organization": list(organizations)}}],
+                      "minimum_should_match": 1}}
+    return {hit["_id"] for hit in scan(es, index, {"query": query, "_source": False},
                                        settings.scan_page_size, settings.scroll_keep_alive, f"stored ids of {index}")}
 
 
 def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated_at: str | None = None
                       ) -> RecomputedOutputs:
-    """Every document of these domains recomputed over all time from the roles documents; those whose
-    natural key is no longer produced deleted. Returns documents written and removed per kind."""
+    """Every document of these domains, and of every host of their organisations, recomputed over all
+    time from the roles documents; those whose natural key is no longer produced deleted (an
+    organisation left with no host included). Returns documents written and removed per kind."""
     updated_at = updated_at or format_utc(utc_now())
     scoring = _scoring(es, settings)
     indices = kind_indices(settings)
     written: Counter = Counter()
     removed: Counter = Counter()
-    for chunk in batched(sorted(domains), TERMS_PER_QUERY):
+    organizations = settings.organizations
+    hosts = organization_hosts(es, settings, domains)
+    for chunk in organization_chunks(hosts, organizations, {}, TERMS_PER_QUERY, TERMS_PER_QUERY):
         rollup = rollup_of(es, settings, chunk, written_by_run=None)
         documents = finished_documents(rollup, scoring)
+        finished_organizations(rollup, documents, scoring)
+        names = sorted({organizations.organization_of(domain) for domain in chunk})
         stored, _ = stored_documents(es, settings, vars(documents))
         written[CHANGES.name] += record_relationship_changes(
             es, settings, stored["relationships"], documents.relationships, scoring_date=scoring.scoring_date,
@@ -208,7 +231,7 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
         for kind in KINDS:
             refresh(es, indices[kind])
             expected = {output_id(kind, document) for document in getattr(documents, kind)}
-            stale = sorted(_stored_ids(es, settings, indices[kind], chunk) - expected)
+            stale = sorted(_stored_ids(es, settings, indices[kind], chunk, names) - expected)
             removed[kind] += bulk_write(es, _delete_actions(indices[kind], stale), settings.bulk_chunk,
                                         f"erased {kind}")
     for index in [*indices.values(), settings.changes_index]:

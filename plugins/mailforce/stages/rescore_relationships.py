@@ -4,8 +4,9 @@ Strength decays with the calendar date (docs/SEMANTICS.md), so the runs of one d
 this stage does nothing but one lookup. On the first run of a new day it reads every relationship
 once, sorted by address, and rewrites only the relationships whose integer strength changed, the
 contacts whose best-connected accounts those change, the engagement documents whose strongest
-relationship changed, and the domains ranking those accounts; and, before those, one change-feed
-document per relationship whose new strength is in another band (`mailforce.core.changes`).
+relationship changed, and the domains and organisations ranking those accounts (a personal
+provider's domains rank none); and, before those, one change-feed document per relationship whose
+new strength is in another band (`mailforce.core.changes`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mailforce.core.strength import best_connected, calendar_date, strength
 from mailforce.core.summaries import RescoreResult
 from mailforce.core.wording import plural
 from mailforce.es.changes import write_changes
+from mailforce.es.organizations import rescore_organizations
 from mailforce.es.reads import scan_sorted
 from mailforce.es.scoring import best_connected_by_engagement, last_scoring_date
 from mailforce.es.writes import bulk_write, refresh
@@ -107,23 +109,27 @@ def rescore_relationships(es, settings: Settings, window_end: datetime) -> Resco
     engagements_written = bulk_write(es, _updates(settings.engagements_index, engagement_changes),
                                      settings.bulk_chunk, "rescored engagements")
     refresh(es, settings.engagements_index)
-    domains = sorted({domain for _, domain in changed_pairs})
+    organizations = settings.organizations
+    changed_domains = sorted({domain for _, domain in changed_pairs})
+    domains = [domain for domain in changed_domains if not organizations.is_personal(organizations.organization_of(domain))]
     rankings = best_connected_by_engagement(es, settings, domains)
     domains_written = bulk_write(
         es, _updates(settings.domains_index, ((document_id(domain), {"best_connected_accounts": rankings[domain],
                                                                      "updated_at": updated_at})
                                               for domain in domains)),
         settings.bulk_chunk, "rescored domains")
+    organizations_written = rescore_organizations(
+        es, settings, sorted({organizations.organization_of(domain) for domain in changed_domains}), updated_at)
     for index in (settings.relationships_index, settings.contacts_index, settings.domains_index,
                   settings.changes_index):
         refresh(es, index)
     log.info(
         "Rescored %s for %s (last scored %s) in %.1f s: time changed %s (%s), "
-        "the best-connected accounts of %s and %s",
+        "the best-connected accounts of %s, %s and %s",
         plural(read, "relationship"), scoring_date.isoformat(), last.isoformat(), time.monotonic() - started,
         plural(relationships_written, "strength"), plural(changes_written, "band crossing"),
-        plural(contacts_written, "contact"),
-        plural(domains_written, "domain"),
+        plural(contacts_written, "contact"), plural(domains_written, "domain"),
+        plural(organizations_written, "organisation"),
     )
     return RescoreResult(scoring_date=scoring_date.isoformat(), rescored=True, relationships_read=read,
                          relationships_written=relationships_written, contacts_written=contacts_written,

@@ -1,11 +1,14 @@
-"""Who on the team knows this domain or person: the ranked accounts with their figures.
+"""Who on the team knows this domain, organisation or person: the ranked accounts with their figures.
 
     python -m mailforce.tools.who_knows acme.com          [--url URL [--engine osmem]] [--conn-id ID] [--json]
+    python -m mailforce.tools.who_knows enron.com --organization   (every domain of Enron together)
     python -m mailforce.tools.who_knows jane@acme.com
 
 A domain: its document's `best_connected_accounts` (up to 5, by strength, then messages), each with
 the account's engagement figures (messages, first and latest) and its relationships there (how many
-addresses, how many two-way, how many automated). An address: its contact document's
+addresses, how many two-way, how many automated). An organisation (`--organization`): the same from
+its `search-organizations` document, over all of its domains; a personal mail provider (gmail.com)
+ranks no one, by design. An address: its contact document's
 `best_connected_accounts`, each with the account's relationship (strength, messages, From/To/CC,
 first and latest, two-way, automated). Read-only; any cluster holding the outputs.
 
@@ -78,6 +81,40 @@ def domain_answer(es, settings: Settings, domain: str) -> dict[str, Any]:
             "ranked": rows}
 
 
+def organization_answer(es, settings: Settings, organization: str) -> dict[str, Any]:
+    """The organisation document's ranking, each account with its figures over every domain of it."""
+    document = fetch_documents(es, settings.organizations_index, [document_id(organization)]).get(document_id(organization))
+    if document is None:
+        erased = organization in read_suppressions(es, settings).organizations
+        raise UnknownSubject(f"{organization}: erased (see the erasure audit index)" if erased else
+                             f"{organization}: no organisation document: no counted mail names a domain of it "
+                             "(give its registrable domain, e.g. enron.com for ect.enron.com)")
+    ranking = document.get("best_connected_accounts") or []
+    accounts = [entry["account"] for entry in ranking]
+    per_account: dict[str, dict[str, Any]] = {a: {"relationships": 0, "two_way": 0, "automated": 0, "first": None,
+                                                  "latest": None} for a in accounts}
+    if accounts:
+        query = {"bool": {"filter": [{"term": {"organization": organization}}, {"terms": {"account": accounts}}]}}
+        for hit in scan(es, settings.relationships_index,
+                        {"query": query, "_source": ["account", "two_way", "automated", "first_engagement_date",
+                                                     "latest_engagement_date"]},
+                        settings.scan_page_size, settings.scroll_keep_alive, "relationships of the organisation"):
+            source, figures = hit["_source"], per_account[hit["_source"]["account"]]
+            figures["relationships"] += 1
+            figures["two_way"] += bool(source.get("two_way"))
+            figures["automated"] += bool(source.get("automated"))
+            figures["first"] = min(filter(None, (figures["first"], source.get("first_engagement_date"))), default=None)
+            figures["latest"] = max(filter(None, (figures["latest"], source.get("latest_engagement_date"))), default=None)
+    rows = [{"rank": rank, "account": entry["account"], "strength": entry.get("strength", 0),
+             "messages": entry.get("total_count", 0), **per_account[entry["account"]]}
+            for rank, entry in enumerate(ranking, 1)]
+    return {"kind": "organization", "subject": organization, "organization_kind": document.get("kind"),
+            "domains": document.get("domains", []), "messages": document.get("total_emails", 0),
+            "addresses": document.get("addresses_count", 0), "accounts": document.get("accounts_count", 0),
+            "first": document.get("first_contact_date"), "latest": document.get("latest_contact_date"),
+            "ranked": rows}
+
+
 def address_answer(es, settings: Settings, address: str) -> dict[str, Any]:
     contact = fetch_documents(es, settings.contacts_index, [document_id(address)]).get(document_id(address))
     if contact is None:
@@ -104,8 +141,9 @@ def address_answer(es, settings: Settings, address: str) -> dict[str, Any]:
             "ranked": rows}
 
 
-def answer(es, settings: Settings, subject: str) -> dict[str, Any]:
-    """The ranked accounts for a domain or an address; raises UnknownSubject, ValueError (bad subject)."""
+def answer(es, settings: Settings, subject: str, organization: bool = False) -> dict[str, Any]:
+    """The ranked accounts for a domain (or the organisation of that name) or an address; raises
+    UnknownSubject, ValueError (bad subject)."""
     text = subject.strip()
     if "@" in text:
         address = normalise_address(text)
@@ -115,12 +153,17 @@ def answer(es, settings: Settings, subject: str) -> dict[str, Any]:
     domain = text.lower()
     if "." not in domain or any(character.isspace() for character in domain) or not all(domain.split(".")):
         raise ValueError(f"{subject!r} is neither a domain (acme.com) nor an address (jane@acme.com)")
+    if organization:
+        return organization_answer(es, settings, domain)
     return domain_answer(es, settings, domain)
 
 
 def render(result: dict[str, Any]) -> str:
     lines = []
-    if result["kind"] == "domain":
+    if result["kind"] == "organization":
+        lines.append(f"{result['subject']} ({result.get('organization_kind')}, {len(result['domains'])} domains: "
+                     f"{', '.join(result['domains'][:5])}{' ...' if len(result['domains']) > 5 else ''})")
+    if result["kind"] in ("domain", "organization"):
         lines.append(f"{result['subject']}: {result['messages']} messages, {result['addresses']} addresses, "
                      f"{result['accounts']} accounts; first {_day(result['first'])}, latest {_day(result['latest'])}")
         header = ("rank", "account", "strength", "messages", "first", "latest", "addresses", "two-way", "automated")
@@ -136,6 +179,9 @@ def render(result: dict[str, Any]) -> str:
         rows = [(str(r["rank"]), r["account"], str(r["strength"]), str(r["messages"]), str(r["from"]), str(r["to"]),
                  str(r["cc"]), _day(r["first"]), _day(r["latest"]), "yes" if r["two_way"] else "no",
                  "yes" if r["automated"] else "no") for r in result["ranked"]]
+    if not rows and result.get("organization_kind") == "personal":
+        lines.append("a personal mail provider: nobody knows it as a whole; ask about one of its addresses")
+        return "\n".join(lines) + "\n"
     if not rows:
         lines.append("no account ranked yet")
         return "\n".join(lines) + "\n"
@@ -149,6 +195,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="python -m mailforce.tools.who_knows", description="Who on the team knows a domain or an address, ranked.")
     parser.add_argument("subject", help="a domain (acme.com) or an address (jane@acme.com)")
     add_connection_arguments(parser)
+    parser.add_argument("--organization", action="store_true",
+                        help="the subject is an organisation (enron.com: ect.enron.com, mailman.enron.com, ...)")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON (logs go to stderr)")
     return parser
 
@@ -167,7 +215,7 @@ def _answer_command(arguments: argparse.Namespace, es=None) -> int:
         if owned:
             es = connect(arguments.url, arguments.engine, arguments.conn_id or settings.conn_id)
         try:
-            result = answer(es, settings, arguments.subject)
+            result = answer(es, settings, arguments.subject, organization=arguments.organization)
         except UnknownSubject as error:
             print(f"{PROG}: {error}", file=sys.stderr)
             return EXIT_UNKNOWN
