@@ -16,8 +16,11 @@ held which role; and a runtime-stats record per run that doubles as the incremen
    successful run's `window_end`, `[from_date, end]` with a `from_date`, `(the beginning, end]` on a
    fresh cluster. An account in `backfilled_accounts` / `exclude_accounts` the source index does not
    hold is a WARNING here and in the run summary (mistyped, or a mailbox not loaded yet).
-2. `extract_message_roles`: reads the window's messages once (only the needed fields), unites copies
-   of a message, and writes one `search-message-roles` document per message (the fact table).
+2. `plan_extraction_slices`, then `extract_message_roles` (mapped, one per slice): counts the
+   window's source documents and splits a large window into slices of message ids (every copy of a
+   message in one slice; one slice for an hourly run, at most `max_extraction_slices`); each slice
+   reads its messages once (only the needed fields), unites copies of a message, and writes one
+   `search-message-roles` document per message (the fact table). A failed slice is retried alone.
 3. `list_domains`: groups the domains the window touched into a bounded number of partitions,
    balanced by work; no more of them than finish sooner (one heavy domain: two, not eight).
 4. `rescore_relationships` (beside the extraction): on the first run of a new day, rewrites the
@@ -30,7 +33,8 @@ held which role; and a runtime-stats record per run that doubles as the incremen
    changes none is added to its mailbox only), or when the task is a retry. It scores at the date
    `rescore_relationships` fixed for the run. Its log says which, and why; "unchanged" when it
    wrote nothing (then `announce_outputs` records no asset event for it).
-6. `bulk_index_account_statistics`: per account seen, distinct addresses per role.
+6. `bulk_index_account_statistics` (mapped like the extraction, one per slice, each writing an
+   account range): per account seen, distinct addresses per role.
 7. `announce_outputs`: one asset event per output index the compile and the rescoring wrote, with
    the documents written in its extras; skipped when they wrote nothing, so no downstream DAG wakes.
    Recorded once per run, not by the mapped instances (docs/TROUBLESHOOTING.md says why).

@@ -12,7 +12,7 @@ allowed lateness, or by a harvester that stamps no arrival time), over all time 
    account and UTC month, the distinct dated messages of the source against the records of
    `search-mailforce-ledger` (counts only), per day within the months that differ; where a day
    differs, the ids; the slices holding mail no run counted become this run's window.
-2. the same stages as the main DAG (`extract_message_roles` ... `publish_stats`, wired once in
+2. the same stages as the main DAG (`plan_extraction_slices`, `extract_message_roles` ... `publish_stats`, wired once in
    `mailforce.dag_stages`), on that window: missing messages are counted exactly as a normal run
    counts them; what was already counted costs a lookup only. `announce_outputs` and
    `announce_changes` record the asset events of what it wrote, like the main DAG (late mail that

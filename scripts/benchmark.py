@@ -137,6 +137,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also, on two fresh clones in this process: the product's own time without Airflow, "
                              "the old script's shape, an hourly run with and without lateness, a reconciliation "
                              "finding nothing, the rescore of a day change")
+    parser.add_argument("--stage-cpu", action="store_true",
+                        help="also, on fresh clones in this process: the product's own client CPU per message per "
+                             "stage and the engine's CPU apart, and the extraction with 1 then 2 slices in "
+                             "parallel processes (the speedup)")
+    parser.add_argument("--stage-cpu-only", action="store_true",
+                        help="only --stage-cpu's figures (load, then fresh clones in this process; no Airflow run)")
     parser.add_argument("--scale-only", action="store_true",
                         help="only the memory curve: on the loaded engine itself (no clones, no floor), the full "
                              "run and the incremental run through airflow dags test, with the peak RSS of the "
@@ -836,6 +842,172 @@ def profile_run_once(url: str, settings: Settings, cutoff: datetime | None, engi
     }
 
 
+def merged_extraction_xcoms(run: "DagRun"):
+    """The run's extraction summary: its mapped slices' results merged, as the DAG's tasks merge them."""
+    from mailforce.core.extraction_slices import merge_extractions
+    from mailforce.core.summaries import ExtractionSummary
+
+    return merge_extractions([ExtractionSummary.from_xcom(value) for (task_id, _), value in sorted(run.xcoms.items())
+                              if task_id == "extract_message_roles" and value])
+
+
+# ------------------------------------------------------------------------------------------------
+# Client CPU per message per stage, the engine's apart, and extraction slices in parallel (--stage-cpu)
+
+
+def cpu_by_stage(url: str, settings: Settings, cutoff: datetime | None, engine_pid: int,
+                 run_id: str, slices: int | None = None) -> dict[str, Any]:
+    """A full run in this process (`mailforce.sequence`, as the driver runs it): per stage, this
+    process's CPU (the product's own client work: no Airflow) and the engine process's CPU, apart."""
+    from mailforce.core.run_params import RunRequest
+    from mailforce.sequence import count_window_in_process
+    from mailforce.stages.fetch_watermark import fetch_watermark
+
+    es = client_for(url)
+    figures: dict[str, dict[str, float]] = {}
+
+    def measured(name, call):
+        wall, client, engine = time.monotonic(), time.process_time(), process_cpu_seconds(engine_pid)
+        value = call()
+        entry = figures.setdefault(name, {"wall": 0.0, "client": 0.0, "engine": 0.0})
+        entry["wall"] += time.monotonic() - wall
+        entry["client"] += time.process_time() - client
+        entry["engine"] += process_cpu_seconds(engine_pid) - engine
+        return value
+
+    request = RunRequest(to_date=cutoff) if cutoff else RunRequest()
+    fetched = measured("fetch_watermark", lambda: fetch_watermark(es, settings, request, datetime.now(UTC)))
+    document = count_window_in_process(es, settings, fetched, run_id, step=measured, slices=slices).to_xcom()
+    # The ledger is written too (one record per counted message), though the run's record does not list it.
+    es.indices.refresh(index=settings.ledger_index)
+    by_index = {**(document.get("documents_written") or {}), "ledger": es.count(index=settings.ledger_index)["count"]}
+    es.close()
+    messages = max(int(document.get("emails_processed") or 0), 1)
+    written = sum(by_index.values())
+    per_message = lambda seconds: round(seconds * 1e6 / messages, 1)  # noqa: E731
+    return {
+        "messages": messages,
+        "source_documents": document.get("source_documents"),
+        "documents_written": written,
+        "documents_written_by_index": by_index,
+        "documents_per_message": round(written / messages, 3),
+        "stages": {name: {"wall_seconds": round(entry["wall"], 3), "client_cpu_seconds": round(entry["client"], 3),
+                          "engine_cpu_seconds": round(entry["engine"], 3),
+                          "client_us_per_message": per_message(entry["client"]),
+                          "engine_us_per_message": per_message(entry["engine"])}
+                   for name, entry in figures.items()},
+        "wall_seconds": round(sum(entry["wall"] for entry in figures.values()), 3),
+        "client_cpu_seconds": round(sum(entry["client"] for entry in figures.values()), 3),
+        "engine_cpu_seconds": round(sum(entry["engine"] for entry in figures.values()), 3),
+        "client_us_per_message": per_message(sum(entry["client"] for entry in figures.values())),
+        "engine_us_per_message": per_message(sum(entry["engine"] for entry in figures.values())),
+    }
+
+
+def _worker_extract(window: dict[str, Any], extraction_slice: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """What one mapped extraction task does: the DAG's own stage function on the slice's XCom form."""
+    from mailforce.core.extraction_slices import ExtractionSlice
+    from mailforce.core.summaries import FetchedWindow
+    from mailforce.stages.extract_message_roles import extract_message_roles
+
+    started, cpu = time.monotonic(), time.process_time()
+    summary = extract_message_roles(_WORKER["es"], _WORKER["settings"], FetchedWindow.from_xcom(window).window, run_id,
+                                    extraction_slice=ExtractionSlice.from_xcom(extraction_slice))
+    return {"seconds": time.monotonic() - started, "client_cpu_seconds": time.process_time() - cpu,
+            "messages": summary.messages}
+
+
+def parallel_extraction(server, settings: Settings, cutoff: datetime | None, slices: int) -> dict[str, Any]:
+    """The extraction stage of a full run, its slices run by `slices` worker processes at once (as
+    mapped tasks on as many workers), on a fresh clone of the loaded engine: wall time, CPU."""
+    from mailforce.core.run_params import RunRequest
+    from mailforce.stages.fetch_watermark import fetch_watermark
+    from mailforce.stages.plan_extraction_slices import plan_extraction_slices
+
+    clone = server.clone()
+    es = client_for(clone.url)
+    try:
+        request = RunRequest(to_date=cutoff) if cutoff else RunRequest()
+        fetched = fetch_watermark(es, settings, request, datetime.now(UTC))
+        planned = [item.to_xcom() for item in plan_extraction_slices(es, settings, fetched.window, slices=slices)]
+        values = {name: getattr(settings, name) for name in Settings.__dataclass_fields__}
+        run_id = f"benchmark-slices-{slices}-{time.time():.0f}"
+        engine_before = process_cpu_seconds(server.pid)  # clones are served by the base's process
+        with ProcessPoolExecutor(max_workers=len(planned), initializer=_worker_init,
+                                 initargs=(clone.url, values)) as pool:
+            list(pool.map(_worker_ready, range(len(planned))))
+            started = time.monotonic()
+            futures = [pool.submit(_worker_extract, fetched.to_xcom(), item, run_id) for item in planned]
+            results = [future.result() for future in futures]
+            wall = time.monotonic() - started
+        engine_cpu = process_cpu_seconds(server.pid) - engine_before
+    finally:
+        es.close()
+        clone.close()
+    return {"slices": len(planned), "wall_seconds": round(wall, 3),
+            "slowest_slice_seconds": round(max(result["seconds"] for result in results), 3),
+            "client_cpu_seconds": round(sum(result["client_cpu_seconds"] for result in results), 3),
+            "engine_cpu_seconds": round(engine_cpu, 3),
+            "messages": sum(result["messages"] for result in results)}
+
+
+def stage_cpu(server, settings: Settings, split: "CorpusSplit") -> dict[str, Any]:
+    """On fresh clones: the client/engine CPU per stage of a full run (one slice, the default
+    settings otherwise), and the extraction with 1 then 2 slices in parallel processes."""
+    clone = server.clone()
+    load_before = os.getloadavg()[0]
+    try:
+        log("stage CPU: a full run in this process, CPU per stage")
+        result = {"load_average_before": round(load_before, 2), "full": cpu_by_stage(clone.url, settings, split.cutoff, server.pid, "bench-cpu", slices=1)}
+    finally:
+        clone.close()
+    sweep = []
+    for slices in (1, 2):
+        log(f"stage CPU: the extraction with {slices} slice(s) in parallel processes")
+        sweep.append(parallel_extraction(server, settings, split.cutoff, slices))
+    result["extraction_slices"] = sweep
+    result["load_average_after"] = round(os.getloadavg()[0], 2)
+    result["extraction_speedup_1_to_2"] = round(sweep[0]["wall_seconds"] / max(sweep[1]["wall_seconds"], 1e-9), 2)
+    return result
+
+
+def stage_cpu_scenario(arguments: argparse.Namespace, messages: int, heavy_share: float) -> dict[str, Any]:
+    """`--stage-cpu-only`: load the corpus, then `stage_cpu` (no Airflow run)."""
+    from osmem_server import OsmemServer
+
+    spec = corpus_spec(arguments, messages, heavy_share)
+    settings = Settings(internal_domains=(spec.company_domain,), max_partitions=max(arguments.partitions), schedule=None)
+    split = plan_split(spec, arguments.incremental_fraction)
+    server = OsmemServer.start(japanese=False)
+    try:
+        base = client_for(server.url)
+        load_source(base, settings.source_index, split)
+        base.close()
+        log(f"stage CPU: loaded {split.loaded} source documents in {split.load_seconds:.1f} s")
+        return {"scenario": f"{messages}msg-heavy{heavy_share:g}", "code": code_version(),
+                "source_documents": split.loaded, "stage_cpu": stage_cpu(server, settings, split)}
+    finally:
+        server.close()
+
+
+def stage_cpu_report(result: dict[str, Any]) -> str:
+    full = result["full"]
+    rows = [[name, f"{entry['wall_seconds']:.2f} s", f"{entry['client_us_per_message']:.1f}",
+             f"{entry['engine_us_per_message']:.1f}"] for name, entry in full["stages"].items()]
+    rows.append(["all stages", f"{full['wall_seconds']:.2f} s", f"{full['client_us_per_message']:.1f}",
+                 f"{full['engine_us_per_message']:.1f}"])
+    sweep = result["extraction_slices"]
+    lines = [f"CPU per message per stage, in process, {full['messages']} messages, "
+             f"{full['documents_per_message']:.2f} documents written per message:",
+             table(rows, ["stage", "wall", "client CPU µs/msg", "engine CPU µs/msg"]),
+             "Extraction with slices in parallel processes: " + ", ".join(
+                 f"{entry['slices']} slice(s) {entry['wall_seconds']:.2f} s" for entry in sweep)
+             + f"; speedup 1 -> 2 slices {result['extraction_speedup_1_to_2']:.2f}x",
+             f"Load average (1 min) before / after: {result.get('load_average_before', '-')} / "
+             f"{result.get('load_average_after', '-')} on {os.cpu_count()} CPUs (wall figures need a quiet machine)"]
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------------------------
 # In-process measurements (--in-process): the product's own time without Airflow, the old script's
 # shape, late-mail costs (issue 9), the rescore on a day change (issue 11)
@@ -1131,8 +1303,7 @@ def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int,
         result["full"]["documents_by_index"] = count_outputs(es, settings)
         log(f"{name}: full run {full.pipeline_wall:.1f} s (process {full.process_wall:.1f} s), "
             f"peak RSS {full.peak_rss_kib / MB:.0f} MB")
-        extraction = full.xcom("extract_message_roles") or {}
-        work_by_domain = extraction.get("work_by_domain", {})
+        work_by_domain = merged_extraction_xcoms(full).work_by_domain
         partitions = full.xcom("list_domains") or []
         result["full"]["partition_plan"] = [
             {"label": partition.get("label"), "domains": len(partition.get("domains", [])),
@@ -1211,6 +1382,8 @@ def run_scenario(arguments: argparse.Namespace, airflow: Airflow, messages: int,
             summary["airflow_fixed_seconds"] = round(full.pipeline_wall - summary["full_seconds"], 3)
             summary["pipeline_over_old_script"] = round(full.pipeline_wall / max(summary["old_script_seconds"], 1e-9), 2)
             summary["product_over_floor"] = round(summary["full_seconds"] / max(floor["floor_seconds"], 1e-9), 2)
+        if arguments.stage_cpu:
+            result["stage_cpu"] = stage_cpu(server, settings, split)
         if arguments.profile:
             log(f"{name}: profiling the driver's run_once in-process on a fresh clone")
             profile_clone = server.clone()
@@ -1388,6 +1561,9 @@ def report(result: dict[str, Any]) -> str:
         write(table([[row["function"], fmt_seconds(row["self_seconds"]), fmt_seconds(row["cumulative_seconds"]),
                       str(row["calls"])] for row in profile["top_self_time"]],
                     ["top self time", "self", "cumulative", "calls"]))
+    if "stage_cpu" in result:
+        write()
+        write(stage_cpu_report(result["stage_cpu"]))
     write()
     write(f"Engine RSS at the end of the scenario: {result['engine_rss_mb_at_end']:.0f} MB")
     return out.getvalue()
@@ -1422,6 +1598,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         airflow.migrate()
         for messages, heavy_share in itertools.product(arguments.messages, arguments.heavy_domain_share):
+            if arguments.stage_cpu_only:
+                result = stage_cpu_scenario(arguments, messages, heavy_share)
+                results.append(result)
+                print(f"=== Stage CPU {result['scenario']} ===\nCode measured: {result['code']}\n"
+                      + stage_cpu_report(result["stage_cpu"]), flush=True)
+                continue
             if arguments.scale_only:
                 result = scale_scenario(arguments, airflow, messages, heavy_share)
                 results.append(result)
@@ -1430,7 +1612,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run_scenario(arguments, airflow, messages, heavy_share)
             results.append(result)
             print(report(result), flush=True)
-        if len(results) > 1 and not arguments.scale_only:
+        if len(results) > 1 and not (arguments.scale_only or arguments.stage_cpu_only):
             print("=== Comparison (peak RSS: the airflow dags test process; growth: within one stage) ===")
             print(comparison(results), flush=True)
         if arguments.json:

@@ -48,10 +48,24 @@ def es(es_url):
 
 
 @pytest.fixture
-def settings():
-    from support import small_settings
+def settings(extraction_slices):
+    """The tests' small settings; a test marked `extraction_slices(1, 2, 8)` runs once per number of
+    extraction slices (`pytest_generate_tests`), cut wherever its window has mail."""
+    from support import small_settings, with_extraction_slices
 
-    return small_settings()
+    return with_extraction_slices(small_settings(), extraction_slices) if extraction_slices else small_settings()
+
+
+@pytest.fixture
+def extraction_slices() -> int | None:
+    """None: the product's own rule (one slice for the tests' small windows); see `settings`."""
+    return None
+
+
+def pytest_generate_tests(metafunc):
+    marker = metafunc.definition.get_closest_marker("extraction_slices")
+    if marker is not None:
+        metafunc.parametrize("extraction_slices", marker.args, ids=[f"slices{count}" for count in marker.args])
 
 
 @pytest.fixture(scope="session")

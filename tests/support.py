@@ -26,6 +26,12 @@ def small_settings() -> Settings:
     )
 
 
+def with_extraction_slices(settings: Settings, slices: int) -> Settings:
+    """`slices` extraction slices for any window with at least that many documents (the plan still
+    counts the window and samples its message ids, as a large window's does)."""
+    return replace(settings, max_extraction_slices=slices, min_slice_documents=1)
+
+
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 

@@ -17,6 +17,7 @@ from support import assert_matches_oracle, load_source
 
 STAGES = {
     "fetch_watermark",
+    "plan_extraction_slices",
     "extract_message_roles",
     "identify_account_owners",
     "list_domains",
@@ -88,6 +89,7 @@ def test_dag_loads_with_tags_retries_and_docs(dag):
 def test_stages_run_in_order(dag):
     downstream = {task.task_id: set(task.downstream_task_ids) for task in dag.tasks}
     assert "extract_message_roles" in downstream["fetch_watermark"]
+    assert "extract_message_roles" in downstream["plan_extraction_slices"]  # mapped, one per slice
     assert "identify_account_owners" in downstream["extract_message_roles"]
     assert "list_domains" in downstream["identify_account_owners"]
     assert "compile_domain_partition" in downstream["list_domains"]

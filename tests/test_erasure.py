@@ -120,6 +120,7 @@ def test_erasing_two_addresses_and_a_domain_from_the_dirty_corpus_equals_the_ora
         assert domain not in document["domains"]
 
 
+@pytest.mark.extraction_slices(1, 8)
 def test_later_runs_never_bring_the_erased_back_and_erasing_twice_changes_nothing(es, settings):
     documents = dirty_corpus()
     load_source(es, settings, documents)
@@ -265,6 +266,7 @@ def test_an_erasure_needs_no_more_than_the_documented_role_and_uses_delete_on_th
     assert "delete" in required[settings.roles_index] | required[settings.relationships_index]
 
 
+@pytest.mark.extraction_slices(1, 8)
 def test_a_reconciliation_counting_late_mail_from_the_erased_keeps_them_out(es, settings):
     from driver import run_stages
     from mailforce.stages.reconcile import reconcile_window

@@ -101,6 +101,7 @@ def test_enron_subset_under_faults_equals_the_oracle(es, es_url, settings, enron
     runs.finish(source)
 
 
+@pytest.mark.extraction_slices(1, 8)
 def test_dirty_corpus_under_faults_equals_the_oracle(es, es_url, settings):
     documents = dirty_corpus()
     load_source(es, settings, documents)

@@ -65,6 +65,7 @@ def test_a_run_with_nothing_new_changes_nothing_but_the_stats(es, settings):
     assert read_watermark(es, settings) == utc("2029-06-01T00:00:00Z")
 
 
+@pytest.mark.extraction_slices(1, 2, 8)
 def test_late_mail_in_an_earlier_window_is_united_with_what_was_written(es, settings):
     """A copy of a message arriving in a later window joins the message (roles united, earliest date)."""
     first_copy = {"_id": "copy-1", "_source": {
@@ -85,6 +86,7 @@ def test_late_mail_in_an_earlier_window_is_united_with_what_was_written(es, sett
     assert es.count(index=settings.roles_index)["count"] == 1
 
 
+@pytest.mark.extraction_slices(1, 8)
 def test_the_same_window_twice_leaves_identical_indices(es, settings):
     documents = dirty_corpus()
     load_source(es, settings, documents)

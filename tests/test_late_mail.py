@@ -99,6 +99,7 @@ def whole_source(es, settings) -> list[Coverage]:
     return [Coverage(window_end=T0 + timedelta(hours=RUNS))]
 
 
+@pytest.mark.extraction_slices(1, 8)
 def test_arrival_windows_count_every_message_whatever_its_lag(es, settings, harvest):
     settings = replace(settings, arrival_field="indexed_at")
     stats = simulate(es, settings, harvest)
@@ -129,6 +130,7 @@ def test_a_long_enough_lateness_counts_everything_and_rereads_cost_a_lookup_only
     assert again["documents_written"]["message_roles"] == 0
 
 
+@pytest.mark.extraction_slices(1, 2, 8)
 def test_a_too_short_lateness_loses_mail_until_reconciliation_counts_it(es, settings, harvest):
     settings = replace(settings, allowed_lateness="1h")
     stats = simulate(es, settings, harvest, reconcile=True)

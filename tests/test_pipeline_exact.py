@@ -50,6 +50,7 @@ def test_enron_stats_count_every_mailbox_and_message(enron_run):
     assert stats["window_start"] is None
 
 
+@pytest.mark.extraction_slices(1, 2, 8)
 def test_dirty_data_matches_oracle(es, settings):
     documents = dirty_corpus()
     load_source(es, settings, documents)

@@ -4,10 +4,15 @@
 from what the outputs miss (`reconcile_window`); from there both run the same tasks, with the same
 ids, lineage and documentation:
 
-    extract_message_roles -> identify_account_owners -> list_domains -> compile_domain_partition (mapped)
-    rescore_relationships ---------------------^        |-> bulk_index_account_statistics -> publish_stats
-                                                        |-> announce_outputs ----------------^
-                                                        |-> announce_changes ----------------^
+    plan_extraction_slices -> extract_message_roles (mapped, one per slice of message ids)
+      -> identify_account_owners -> list_domains -> compile_domain_partition (mapped, one per partition)
+    rescore_relationships ---------------------------^        |-> bulk_index_account_statistics (mapped, one per slice) -> publish_stats
+                                                              |-> announce_outputs ---------------------------------------^
+                                                              |-> announce_changes ---------------------------------------^
+
+The extraction's slices (`mailforce.core.extraction_slices`: one for an hourly run, more for a large
+window) are merged by every task that reads the extraction (`dag_tasks.merged_extraction`); the
+account statistics are mapped over the same slices, each writing the accounts of its account range.
 
 The rescoring's result (its scoring date) is an input of every compile instance: the date travels as
 data, not as an ordering edge. `publish_stats` gives the lease back, after every other task. The same
@@ -40,23 +45,39 @@ COMPILE_DOC = (
 )
 
 
+@task(task_display_name="Plan extraction slices")
+def plan_extraction_slices(window: dict[str, Any]) -> list[dict[str, Any]]:
+    """Count the window's source documents; one extraction slice (a range of message ids) per
+    `min_slice_documents`, at most `max_extraction_slices`: an hourly run is one slice."""
+    return dag_tasks.plan_extraction_slices(get_current_context(), window)
+
+
+EXTRACT_DOC = (
+    "Read one slice of the window's messages once (a range of message ids, so every copy of a message, in "
+    "every mailbox, is in one slice; one slice for a small window) and write the roles fact table and the "
+    "ledger. Clear one mapped instance to retry just that slice."
+)
+
+
+# Mapped: the outlet is recorded by each slice (a declared asset, not an alias: no race).
 @task(task_display_name="Extract message roles", inlets=[source_asset(DEPLOY_SETTINGS)],
-      outlets=[ASSETS["roles"]], multiple_outputs=False)
-def extract_message_roles(window: dict[str, Any]) -> dict[str, Any]:
-    """Read the window's messages once; write the roles fact table."""
-    return dag_tasks.extract_message_roles(get_current_context(), window)
+      outlets=[ASSETS["roles"]], multiple_outputs=False, map_index_template="{{ slice_label }}", doc_md=EXTRACT_DOC)
+def extract_message_roles(window: dict[str, Any], extraction_slice: dict[str, Any]) -> dict[str, Any]:
+    context = get_current_context()
+    context["slice_label"] = extraction_slice.get("label", "")  # type: ignore[typeddict-unknown-key]
+    return dag_tasks.extract_message_roles(context, window, extraction_slice)
 
 
 @task(task_display_name="Identify account owners", multiple_outputs=False)
-def identify_account_owners(extraction: dict[str, Any]) -> dict[str, Any]:
-    """Each mailbox's own addresses (setting, or inferred from its mail, with the evidence); the domains
-    of accounts whose owners changed join the partitions, to be recomputed."""
+def identify_account_owners(extraction: list[dict[str, Any]]) -> dict[str, Any]:
+    """The slices' summaries merged; each mailbox's own addresses (setting, or inferred from its mail, with
+    the evidence); the domains of accounts whose owners changed join the partitions, to be recomputed."""
     return dag_tasks.identify_account_owners(get_current_context(), extraction)
 
 
 @task(task_display_name="List domains")
-def list_domains(extraction: dict[str, Any]) -> list[dict[str, Any]]:
-    """Touched domains -> partitions balanced by work."""
+def list_domains(extraction: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The slices' summaries merged; touched domains -> partitions balanced by work."""
     return dag_tasks.list_domains(extraction)
 
 
@@ -78,13 +99,22 @@ def compile_domain_partition(window: dict[str, Any], rescored: dict[str, Any],
     return dag_tasks.compile_domain_partition(context, window, partition, rescored)
 
 
+ACCOUNT_STATISTICS_DOC = (
+    "Per account seen in the window: distinct addresses per role, summed from its engagement documents. "
+    "Mapped like the extraction, one instance per slice (an hourly run: one); each writes the accounts of "
+    "its account range. Clear one instance to retry just that range."
+)
+
+
 # "none_failed": a window without mail maps no partition (skipped), yet its stats are published;
 # a failed partition still stops both.
 @task(task_display_name="Bulk index account statistics", trigger_rule=TriggerRule.NONE_FAILED,
-      outlets=[ASSETS["account_stats"]])
-def bulk_index_account_statistics(extraction: dict[str, Any], compiled: list[dict[str, Any]]) -> int:
-    """Per account seen in the window: distinct addresses per role."""
-    return dag_tasks.index_account_statistics(extraction, get_current_context())
+      outlets=[ASSETS["account_stats"]], map_index_template="{{ accounts_label }}", doc_md=ACCOUNT_STATISTICS_DOC)
+def bulk_index_account_statistics(extraction: list[dict[str, Any]], compiled: list[dict[str, Any]],
+                                  extraction_slice: dict[str, Any]) -> int:
+    context = get_current_context()
+    context["accounts_label"] = extraction_slice.get("accounts_label", "")  # type: ignore[typeddict-unknown-key]
+    return dag_tasks.index_account_statistics(extraction, context, extraction_slice)
 
 
 @task(task_display_name="Announce outputs", trigger_rule=TriggerRule.NONE_FAILED,
@@ -107,19 +137,21 @@ def announce_changes(compiled: list[dict[str, Any]], rescored: dict[str, Any]) -
 # return would otherwise be split into one XCom per key (multiple_outputs is inferred).
 @task(task_display_name="Publish stats", trigger_rule=TriggerRule.NONE_FAILED, outlets=[ASSETS["runtime_stats"]],
       multiple_outputs=False)
-def publish_stats(window: dict[str, Any], extraction: dict[str, Any], compiled: list[dict[str, Any]],
-                  rescored: dict[str, Any], accounts_written: int) -> dict[str, Any]:
+def publish_stats(window: dict[str, Any], extraction: list[dict[str, Any]], compiled: list[dict[str, Any]],
+                  rescored: dict[str, Any], accounts_written: list[int]) -> dict[str, Any]:
     """Write the runtime-stats record (the watermark moves only now) and give the lease back."""
     return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, rescored, accounts_written)
 
 
 def count_window(window) -> None:
     """Add the counting stages to the DAG being defined, downstream of the task that fixed `window`."""
-    extraction = extract_message_roles(window)
+    slices = plan_extraction_slices(window)
+    extraction = extract_message_roles.partial(window=window).expand(extraction_slice=slices)
     partitions = list_domains(identify_account_owners(extraction))
     rescored = rescore_relationships(window)
     compiled = compile_domain_partition.partial(window=window, rescored=rescored).expand(partition=partitions)
-    accounts_written = bulk_index_account_statistics(extraction, compiled)
+    accounts_written = bulk_index_account_statistics.partial(extraction=extraction, compiled=compiled).expand(
+        extraction_slice=slices)
     announced = announce_outputs(compiled, rescored)
     changes = announce_changes(compiled, rescored)
     published = publish_stats(window, extraction, compiled, rescored, accounts_written)

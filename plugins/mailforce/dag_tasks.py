@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mailforce.assets import output_assets
 from mailforce.core.dates import utc_now
+from mailforce.core.extraction_slices import ExtractionSlice, merge_extractions
 from mailforce.core.kinds import CHANGES, COMPILED_KIND_NAMES
 from mailforce.core.partitions import Partition
 from mailforce.core.run_params import RunKind, RunParamsError, parse_run_params
@@ -36,6 +37,7 @@ from mailforce.stages.fetch_watermark import unknown_accounts
 from mailforce.stages.identify_account_owners import identify_account_owners as owners_stage
 from mailforce.stages.index_account_statistics import index_account_statistics as account_statistics_stage
 from mailforce.stages.list_domains import list_domains as list_domains_stage
+from mailforce.stages.plan_extraction_slices import plan_extraction_slices as plan_slices_stage
 from mailforce.stages.publish_stats import publish_stats as publish_stats_stage
 from mailforce.stages.rescore_relationships import rescore_relationships as rescore_stage
 
@@ -173,29 +175,47 @@ def fetch_watermark(context: Mapping[str, Any]) -> dict[str, Any]:
     return replace(fetched, unknown_accounts={param: tuple(names) for param, names in unknown.items()}).to_xcom()
 
 
-def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any]) -> dict[str, Any]:
+def plan_extraction_slices(context: Mapping[str, Any], window: Mapping[str, Any]) -> list[dict[str, Any]]:
     settings = load_settings()
     with elasticsearch(settings) as es:
         renew_lease(es, settings, context)
-        summary = extract_stage(es, settings, FetchedWindow.from_xcom(window).window, context["run_id"])
+        planned = plan_slices_stage(es, settings, FetchedWindow.from_xcom(window).window)
+    return [extraction_slice.to_xcom() for extraction_slice in planned]
+
+
+def extract_message_roles(context: Mapping[str, Any], window: Mapping[str, Any],
+                          extraction_slice: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    settings = load_settings()
+    with elasticsearch(settings) as es:
+        renew_lease(es, settings, context)
+        summary = extract_stage(es, settings, FetchedWindow.from_xcom(window).window, context["run_id"],
+                                extraction_slice=ExtractionSlice.from_xcom(extraction_slice))
     record_asset_event(context, "roles", summary.roles_written, messages=summary.messages,
                        accounts=summary.accounts_count, late_messages=summary.late_messages,
                        source_index=settings.source_index)
     return summary.to_xcom()
 
 
-def identify_account_owners(context: Mapping[str, Any], extraction: Mapping[str, Any]) -> dict[str, Any]:
+def merged_extraction(extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> ExtractionSummary:
+    """The whole window's summary from the mapped extraction's results (or one result)."""
+    if isinstance(extraction, Mapping):
+        return ExtractionSummary.from_xcom(extraction)
+    return merge_extractions([ExtractionSummary.from_xcom(result) for result in mapped_results(extraction)])
+
+
+def identify_account_owners(context: Mapping[str, Any],
+                            extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     settings = load_settings()
     with elasticsearch(settings) as es:
         renew_lease(es, settings, context)
-        summary = owners_stage(es, settings, ExtractionSummary.from_xcom(extraction), context["run_id"])
+        summary = owners_stage(es, settings, merged_extraction(extraction), context["run_id"])
     return summary.to_xcom()
 
 
-def list_domains(extraction: Mapping[str, Any]) -> list[dict[str, Any]]:
+def list_domains(extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     settings = load_settings()
     with elasticsearch(settings) as es:
-        partitions = list_domains_stage(ExtractionSummary.from_xcom(extraction), settings, es)
+        partitions = list_domains_stage(merged_extraction(extraction), settings, es)
     return [partition.to_xcom() for partition in partitions]
 
 
@@ -286,11 +306,15 @@ def rescore_relationships(window: Mapping[str, Any], context: Mapping[str, Any] 
     return result.to_xcom()
 
 
-def index_account_statistics(extraction: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> int:
+def index_account_statistics(extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]], context: Mapping[str, Any] | None = None,
+                             extraction_slice: Mapping[str, Any] | None = None) -> int:
+    """The statistics of the run's accounts in this slice's account range (every account: one slice)."""
     settings = load_settings()
     with elasticsearch(settings) as es:
         renew_lease(es, settings, context)
-        written = account_statistics_stage(es, settings, ExtractionSummary.from_xcom(extraction).accounts)
+        owned = ExtractionSlice.from_xcom(extraction_slice).owns_account
+        written = account_statistics_stage(es, settings, [account for account in merged_extraction(extraction).accounts
+                                                          if owned(account)])
     record_asset_event(context or {}, "account_stats", written)
     return written
 
@@ -308,17 +332,19 @@ def run_started_at(context: Mapping[str, Any], fetched: FetchedWindow) -> dateti
 def publish_stats(
     context: Mapping[str, Any],
     window: Mapping[str, Any],
-    extraction: Mapping[str, Any],
+    extraction: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     compiled: Sequence[Mapping[str, Any]],
     rescored: Mapping[str, Any],
-    accounts_written: int,
+    accounts_written: int | Sequence[int],
 ) -> dict[str, Any]:
     settings = load_settings()
     fetched = FetchedWindow.from_xcom(window)
     run_started = run_started_at(context, fetched)
     stats = runtime_stats(
-        context["run_id"], fetched.window, ExtractionSummary.from_xcom(extraction), compile_results(compiled),
-        RescoreResult.from_xcom(rescored), accounts_written, run_started, utc_now(),
+        context["run_id"], fetched.window, merged_extraction(extraction), compile_results(compiled),
+        RescoreResult.from_xcom(rescored),
+        accounts_written if isinstance(accounts_written, int) else sum(mapped_results(accounts_written)),
+        run_started, utc_now(),
     )
     with elasticsearch(settings) as es:
         renew_lease(es, settings, context)
@@ -348,3 +374,24 @@ def reconcile_window(context: Mapping[str, Any]) -> dict[str, Any]:
             return reconcile_stage(es, settings).to_xcom()
         except UnusableSetting as error:
             raise setting_error(error) from None
+
+
+def plan_history_chunks(context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The history DAG's first task: one `mailforce_engagements` conf (`to_date`) per chunk still to load."""
+    from mailforce.core.dates import format_utc, parse_param_date
+    from mailforce.core.history import HistoryError
+    from mailforce.stages.plan_history_chunks import plan_history_chunks as plan_stage
+
+    settings = settings_or_fail()
+    params = context.get("params") or {}
+    run_end = run_end_from_context(context)
+    try:
+        until = parse_param_date(params["until"], "until") if params.get("until") else run_end
+        if until > run_end:
+            raise HistoryError(f"param 'until' ({format_utc(until)}) is after this run's end ({format_utc(run_end)})")
+        with elasticsearch(settings) as es:
+            ends = plan_stage(es, settings, until.replace(microsecond=0), str(params.get("chunk") or "month"))
+    except (HistoryError, ValueError) as error:
+        raise param_error(error) from None
+    return [{"to_date": format_utc(end)} for end in ends]
+

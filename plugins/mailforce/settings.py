@@ -44,6 +44,10 @@ class Settings:
     organization_overrides: tuple[str, ...] = ()
     max_partitions: int = 8
     min_partition_work: int = 5_000  # role entries per partition, at least, before adding another
+    # Extraction slices (mapped `extract_message_roles`, by message id): at most this many per run ...
+    max_extraction_slices: int = 8
+    # ... and one per this many source documents of the window, at least (an hourly run is one slice)
+    min_slice_documents: int = 100_000
     scan_page_size: int = 2000
     # Bulk requests: at most this many documents and this many bytes each (docs/BENCHMARK.md, "Overwrites
     # cost per request": few large requests, far below a cluster's http.max_content_length).
@@ -88,7 +92,8 @@ class Settings:
     erasure_audit_index: str = "search-mailforce-erasure-audit"
 
     def __post_init__(self) -> None:
-        for name in ("max_partitions", "min_partition_work", "domain_top_addresses", "strength_half_life_days", "scan_page_size", "bulk_chunk_size",
+        for name in ("max_partitions", "min_partition_work", "max_extraction_slices", "min_slice_documents",
+                     "domain_top_addresses", "strength_half_life_days", "scan_page_size", "bulk_chunk_size",
                      "bulk_chunk_bytes", "lookup_batch_size", "index_shards", "broadcast_min_messages",
                      "broadcast_min_audience"):
             value = getattr(self, name)
@@ -115,6 +120,8 @@ class Settings:
                 raise SettingsError(f"setting {name!r}: {error}") from None
         if self.max_partitions > 1024:
             raise SettingsError("setting 'max_partitions' must be at most 1024")
+        if self.max_extraction_slices > 1024:
+            raise SettingsError("setting 'max_extraction_slices' must be at most 1024")
         names = [getattr(self, f.name) for f in fields(self) if f.name.endswith("_index")]
         for index_name in names:
             if not isinstance(index_name, str) or not index_name or index_name != index_name.lower() or " " in index_name:

@@ -167,7 +167,9 @@ class ExtractionTally:
             self.processed_accounts.add(message.account)
 
     def summary(self, counts: ExtractionCounts, roles_written: int, undated_source_documents: int,
-                **extra: Any) -> ExtractionSummary:
+                *, sliced: bool = False, **extra: Any) -> ExtractionSummary:
+        """The summary; a slice's (`sliced`) lists every late day and its unchanged messages' other
+        accounts, so that the slices' summaries unite exactly (`mailforce.core.extraction_slices`)."""
         return ExtractionSummary(
             messages=self.messages,
             accounts=tuple(sorted(self.accounts)),
@@ -180,11 +182,12 @@ class ExtractionTally:
             unchanged_messages=self.unchanged_messages,
             late_messages=self.late_messages,
             late_accounts=tuple(sorted(self.late_accounts)),
-            late_days=tuple(sorted(self.late_days)[:MAX_REPORTED_LATE_DAYS]),
+            late_days=tuple(sorted(self.late_days)[:None if sliced else MAX_REPORTED_LATE_DAYS]),
             late_days_count=len(self.late_days),
             processed_messages=self.messages + self.window_unchanged_messages,
             processed_accounts_count=len(self.processed_accounts | self.accounts),
             counted_elsewhere=self.counted_elsewhere,
+            unchanged_accounts=tuple(sorted(self.processed_accounts - self.accounts)) if sliced else (),
             **extra,
         )
 

@@ -64,6 +64,9 @@ class ExtractionSummary:
     ledger_written: int = 0
     # new copies of messages other mailboxes had counted: added to per-account figures only
     counted_elsewhere: int = 0
+    # accounts of the window's unchanged messages that counted none (with `accounts`: the processed
+    # accounts; slices' summaries unite them, `mailforce.core.extraction_slices`)
+    unchanged_accounts: tuple[str, ...] = ()
 
     @property
     def accounts_count(self) -> int:
@@ -96,6 +99,7 @@ class ExtractionSummary:
             "future_dated_max_date": self.future_dated_max_date,
             "ledger_written": self.ledger_written,
             "counted_elsewhere": self.counted_elsewhere,
+            "unchanged_accounts": list(self.unchanged_accounts),
         }
 
     @classmethod
@@ -120,6 +124,7 @@ class ExtractionSummary:
             future_dated_max_date=data.get("future_dated_max_date"),
             ledger_written=data.get("ledger_written", 0),
             counted_elsewhere=data.get("counted_elsewhere", 0),
+            unchanged_accounts=tuple(data.get("unchanged_accounts", ())),
         )
 
 

@@ -27,6 +27,7 @@ from elasticsearch import ApiError, NotFoundError, TransportError
 
 from mailforce.core.dates import format_utc, parse_source_date
 from mailforce.core.extraction import StoredCopies, ledger_document_id, roles_document_id
+from mailforce.core.extraction_slices import MESSAGE_ID_FIELD, WHOLE_WINDOW, ExtractionSlice
 from mailforce.core.ids import document_id
 from mailforce.core.roles import SOURCE_FIELDS, Message
 from mailforce.core.rollups import COMPILE_READ_FIELDS
@@ -186,10 +187,38 @@ def scan_sorted(
 SOURCE_SORT = [{"messageId": {"order": "asc", "missing": "_last"}}, {"account": "asc"}, "_doc"]
 
 
-def scan_window_messages(es, index: str, window: Window, page_size: int, keep_alive: str) -> Iterator[dict]:
-    """The window's source copies, grouped by messageId then account (copies come together)."""
-    return scan_sorted(es, index, window.source_query(), SOURCE_SORT, SOURCE_FIELDS, page_size, keep_alive,
-                       "source scan")
+def scan_window_messages(es, index: str, window: Window, page_size: int, keep_alive: str,
+                         extraction_slice: ExtractionSlice = WHOLE_WINDOW) -> Iterator[dict]:
+    """The window's source copies (of one slice of message ids), grouped by messageId then account
+    (copies come together)."""
+    what = "source scan" if extraction_slice.whole else f"source scan, slice {extraction_slice.number}/{extraction_slice.of}"
+    hits = scan_sorted(es, index, extraction_slice.query(window.source_query()), SOURCE_SORT, SOURCE_FIELDS,
+                       page_size, keep_alive, what)
+    return hits if extraction_slice.whole else (hit for hit in hits if extraction_slice.owns(hit))
+
+
+def count_window_documents(es, index: str, window: Window) -> int:
+    """The window's source documents (what sizes its extraction)."""
+    return count(es, index, window.source_query(), "window source documents")
+
+
+def sample_message_ids(es, index: str, window: Window, size: int) -> tuple[list[str], list[str]]:
+    """(message ids, accounts) of up to `size` of the window's source documents, in index order
+    (cheap: one page, no sort on a field), for the extraction slices' boundaries."""
+    response = search(es, f"message id sample of {index}", index=index, size=size, query=window.source_query(),
+                      sort=["_doc"], source=[MESSAGE_ID_FIELD, "account"])
+    values: list[str] = []
+    accounts: list[str] = []
+    for hit in response["hits"]["hits"]:
+        source = hit.get("_source") or {}
+        value = source.get(MESSAGE_ID_FIELD)
+        if isinstance(value, str):
+            values.append(value)
+        elif isinstance(value, list):
+            values.extend(item for item in value if isinstance(item, str))
+        if isinstance(source.get("account"), str):
+            accounts.append(source["account"])
+    return values, accounts
 
 
 def count_undated(es, index: str, window: Window) -> int:

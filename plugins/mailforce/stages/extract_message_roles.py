@@ -18,6 +18,7 @@ from mailforce.core.extraction import (
     grouped_batches,
     united_messages,
 )
+from mailforce.core.extraction_slices import WHOLE_WINDOW, ExtractionSlice
 from mailforce.core.roles import ExtractionCounts
 from mailforce.core.summaries import ExtractionSummary
 from mailforce.core.window import Window
@@ -38,9 +39,14 @@ MAX_NAMED = 10  # late accounts and days named in the log line; the counts are c
 
 
 def extract_message_roles(
-    es, settings: Settings, window: Window, run_id: str = "", *, updated_at: str | None = None
+    es, settings: Settings, window: Window, run_id: str = "", *, updated_at: str | None = None,
+    extraction_slice: ExtractionSlice = WHOLE_WINDOW,
 ) -> ExtractionSummary:
     """Read the window's source copies once and write one roles document per message.
+
+    With `extraction_slice`, only the messages of that slice of message ids (every copy of each, in
+    every mailbox: `mailforce.core.extraction_slices`); the slices' summaries are merged by
+    `merge_extractions`, and the window-wide counts (undated, future-dated) are made by slice 1 only.
 
     Messages already in the roles index (copies seen by an earlier run) are united with the new
     copies, so a message's roles and earliest date cover every run. A message an earlier successful
@@ -68,7 +74,8 @@ def extract_message_roles(
                  plural(len(suppressions.domains), "erased domain"))
 
     def actions() -> Iterator[dict[str, Any]]:
-        hits = scan_window_messages(es, settings.source_index, window, settings.scan_page_size, settings.scroll_keep_alive)
+        hits = scan_window_messages(es, settings.source_index, window, settings.scan_page_size, settings.scroll_keep_alive,
+                                    extraction_slice)
         messages = united_messages(hits, settings.domain_in_scope, counts,
                                    suppressions.suppresses if suppressions else None)
         for batch in grouped_batches(messages, settings.lookup_batch_size):
@@ -87,16 +94,20 @@ def extract_message_roles(
     # other accounts' copies and reconciliation's ledger counts, search what was just written.
     refresh(es, settings.roles_index)
     refresh(es, settings.ledger_index)
-    undated = count_undated(es, settings.source_index, window)
-    future_count, future_max = future_dated(es, settings.source_index, window)
+    undated, future_count, future_max = 0, 0, None
+    if extraction_slice.number == 1:  # window-wide counts: once per run
+        undated = count_undated(es, settings.source_index, window)
+        future_count, future_max = future_dated(es, settings.source_index, window)
     summary = tally.summary(counts, roles_written, undated, future_dated_messages=future_count,
-                            future_dated_max_date=future_max, ledger_written=tally.ledger_written)
+                            future_dated_max_date=future_max, ledger_written=tally.ledger_written,
+                            sliced=not extraction_slice.whole)
     log.info(
-        "Window %s: processed %s of %s from %s in %.1f s: counted %s (new, changed or late), %s already "
+        "Window %s%s: processed %s of %s from %s in %.1f s: counted %s (new, changed or late), %s already "
         "counted and unchanged (looked up only); wrote %s, touching %s; skipped %d without date, %d without "
         "account; %s; %s carry no usable date at all; %s re-read for the allowed lateness, unchanged; %s of "
         "messages other mailboxes had counted (added to their mailbox's figures only)",
-        describe_window(window), plural(summary.processed_messages, "message"),
+        describe_window(window), "" if extraction_slice.whole else f", slice {extraction_slice.label}",
+        plural(summary.processed_messages, "message"),
         plural(summary.processed_accounts_count, "account"), plural(counts.source_documents, "source document"),
         time.monotonic() - started, plural(summary.messages, "message"),
         f"{summary.processed_messages - summary.messages:,}",
