@@ -5,7 +5,7 @@ and reconciliation, erasure, and a run that died half-way."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta, timezone
 
 import pytest
 from elasticsearch import helpers

@@ -16,7 +16,6 @@ from mailforce.core.extraction_slices import (
 from mailforce.core.roles import ExtractionCounts
 from mailforce.core.run_params import RunRequest
 from mailforce.core.summaries import ExtractionSummary
-from mailforce.core.window import Window
 from mailforce.sequence import count_window_in_process, run_step
 from mailforce.stages.fetch_watermark import fetch_watermark
 from mailforce.stages.plan_extraction_slices import plan_extraction_slices
