@@ -612,7 +612,9 @@ def build_messages(
                 if address is not None:
                     copy_roles.append((address, role))
                 valid = normalise_address(entry)
-                if valid is not None and valid not in erased and domain_of(valid) not in erased_domain_set:
+                if (valid is not None and valid not in erased and domain_of(valid) not in erased_domain_set
+                        and not (erased_organization_set
+                                 and model.organization(domain_of(valid)) in erased_organization_set)):
                     (message.senders if role == ROLE_FROM else message.recipients).add(valid)
         message.roles.update(copy_roles)
         sender_flagged = headers_flag_sender(source)
