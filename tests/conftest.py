@@ -98,7 +98,7 @@ def _root_logging_restored():
     root.setLevel(level)
 
 
-# The modules that take minutes start first: with one worker per core (scripts/test.sh, pytest-xdist
+# The modules that take minutes start first: with a worker per core and one more (scripts/test.sh, pytest-xdist
 # --dist loadfile) the short ones then fill the other workers instead of waiting behind a long tail.
 LONGEST_FIRST = ("test_deployed", "test_ui", "test_benchmark_smoke", "test_demo", "test_faults_oracle", "test_scale")
 
