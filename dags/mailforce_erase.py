@@ -37,7 +37,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from mailforce.core.erasure import ErasedRoles, ErasureParamsError, ErasureRequest, RecomputedOutputs
 from mailforce import dag_tasks
 from mailforce.dag_defaults import shared_dag_arguments
-from mailforce.es.client import MailforceElasticsearchHook
+from mailforce.es.hook import MailforceElasticsearchHook
 from mailforce.settings import load_settings
 from mailforce.stages import erase as stages
 

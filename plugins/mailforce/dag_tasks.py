@@ -25,7 +25,7 @@ from mailforce.core.run_stats import outputs_written, runtime_stats
 from mailforce.core.setting_checks import UnusableSetting
 from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
 from mailforce.core.wording import plural, run_summary
-from mailforce.es.client import MailforceElasticsearchHook
+from mailforce.es.hook import MailforceElasticsearchHook
 from mailforce.es.lease import Holder, acquire_lease, release_lease, renew_or_fail
 from mailforce.es.preflight import check_settings
 from mailforce.settings import Settings, SettingsError, load_settings
