@@ -39,9 +39,11 @@ from mailforce.core.changes import CAUSE_ERASURE
 from mailforce.core.kinds import CHANGES, ERASABLE_KIND_NAMES, KIND_BY_NAME
 from mailforce.core.org_rollups import finished_organizations
 from mailforce.core.organizations import organization_chunks
+from mailforce.core.people import label_people
 from mailforce.core.rollups import KINDS, finished_documents
 from mailforce.core.strength import calendar_date
 from mailforce.core.wording import plural
+from mailforce.es.people import read_people
 from mailforce.es.preflight import check_settings
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.accounts import write_account_statistics
@@ -224,10 +226,12 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
     removed: Counter = Counter()
     organizations = settings.organizations
     hosts = organization_hosts(es, settings, domains)
+    people = read_people(es, settings)
     for chunk in organization_chunks(hosts, organizations, {}, TERMS_PER_QUERY, TERMS_PER_QUERY):
         rollup = rollup_of(es, settings, chunk, written_by_run=None)
         documents = finished_documents(rollup, scoring)
         finished_organizations(rollup, documents, scoring)
+        label_people([*documents.relationships, *documents.contacts], people)
         names = sorted({organizations.organization_of(domain) for domain in chunk})
         stored, _ = stored_documents(es, settings, vars(documents))
         written[CHANGES.name] += record_relationship_changes(
