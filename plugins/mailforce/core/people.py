@@ -280,3 +280,88 @@ def suggest_aliases(contacts: Iterable[Mapping[str, Any]], people: People) -> li
             suggestion_id=document_id(SAME_LOCAL_PART, *addresses)[:12], rule=SAME_LOCAL_PART, addresses=addresses,
             evidence=f"local part {local!r} on {len(addresses)} hosts of the organisation {organization}"))
     return sorted(suggestions, key=lambda suggestion: suggestion.suggestion_id)
+
+
+# --- a change of the alias list --------------------------------------------------------------
+
+
+class AliasChangeError(ValueError):
+    """A bad value in an alias change (the message names the field)."""
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """One change of the alias list, as the form or the command line gave it (validated)."""
+
+    change_id: str
+    requested_by: str
+    requested_at: str
+    reason: str
+    added: tuple[tuple[str, str], ...] = ()  # (address, same-person address)
+    removed: tuple[str, ...] = ()  # addresses whose entry goes
+    accepted_suggestions: tuple[str, ...] = ()  # suggestion ids (`suggest_aliases`)
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {"change_id": self.change_id, "requested_by": self.requested_by, "requested_at": self.requested_at,
+                "reason": self.reason, "added": [list(pair) for pair in self.added], "removed": list(self.removed),
+                "accepted_suggestions": list(self.accepted_suggestions)}
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> "AliasChange":
+        return cls(change_id=data["change_id"], requested_by=data["requested_by"],
+                   requested_at=data["requested_at"], reason=data["reason"],
+                   added=tuple(tuple(pair) for pair in data.get("added", ())),  # type: ignore[misc]
+                   removed=tuple(data.get("removed", ())), accepted_suggestions=tuple(data.get("accepted_suggestions", ())))
+
+
+ALIAS_FORM_FIELDS = ("add", "remove", "accept_suggestions", "reason", "requested_by")
+
+
+def parse_alias_change(params: Mapping[str, Any], requested_at: str) -> AliasChange:
+    """The form's values checked: at least one entry to add, remove or accept; who and why."""
+    unknown = sorted(set(params) - set(ALIAS_FORM_FIELDS))
+    if unknown:
+        raise AliasChangeError(f"unknown field(s) {unknown}; the form has {list(ALIAS_FORM_FIELDS)}")
+    lists = {}
+    for name in ("add", "remove", "accept_suggestions"):
+        value = params.get(name) or []
+        if not isinstance(value, (list, tuple)) or not all(isinstance(entry, str) for entry in value):
+            raise AliasChangeError(f"{name!r} must be a list of strings, got {value!r}")
+        lists[name] = [entry.strip() for entry in value if entry.strip()]
+    try:
+        added = tuple(sorted({parse_alias(entry) for entry in lists["add"]}))
+    except ValueError as error:
+        raise AliasChangeError(f"'add': {error}") from None
+    removed = tuple(sorted({_normalised(entry) for entry in lists["remove"]}))
+    bad = [address for address in removed if not _is_address(address)]
+    if bad:
+        raise AliasChangeError(f"'remove': {bad[0]!r} is not an address")
+    if not (added or removed or lists["accept_suggestions"]):
+        raise AliasChangeError("nothing to change: give 'add', 'remove' or 'accept_suggestions'")
+    who, why = (str(params.get(name) or "").strip() for name in ("requested_by", "reason"))
+    if not who or not why:
+        raise AliasChangeError("'requested_by' and 'reason' are required (they are kept in the audit record)")
+    suggestions = tuple(sorted(set(lists["accept_suggestions"])))
+    change_id = document_id("aliases", requested_at, who, *(f"{left}={right}" for left, right in added), "-",
+                            *removed, "-", *suggestions)
+    return AliasChange(change_id=change_id, requested_by=who, requested_at=requested_at, reason=why, added=added,
+                       removed=removed, accepted_suggestions=suggestions)
+
+
+def accepted_aliases(change: AliasChange, suggestions: Sequence[Suggestion]) -> list[tuple[str, str]]:
+    """The entries a change's accepted suggestions add; AliasChangeError naming an unknown id."""
+    by_id = {suggestion.suggestion_id: suggestion for suggestion in suggestions}
+    unknown = [identifier for identifier in change.accepted_suggestions if identifier not in by_id]
+    if unknown:
+        raise AliasChangeError(f"'accept_suggestions': no current suggestion {unknown[0]!r} "
+                               "(list them again: a suggestion goes once its addresses are one person)")
+    return [parse_alias(entry) for identifier in change.accepted_suggestions for entry in by_id[identifier].aliases()]
+
+
+def touched_mailboxes(before: People, after: People, addresses: Iterable[str]) -> set[str]:
+    """Every folded address whose person may differ between two alias lists, given the addresses
+    an entry names: their groups before and after."""
+    touched: set[str] = set()
+    for address in addresses:
+        touched |= before.group_of(address) | after.group_of(address)
+    return touched

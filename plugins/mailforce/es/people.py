@@ -203,8 +203,8 @@ def refresh_people(es, settings: Settings, people: People, addresses: Iterable[s
     listing one of them), recomputed whole; a person left with no address loses its document.
     Returns (documents written, documents deleted)."""
     addresses = set(addresses)
-    if not addresses:
-        return 0, 0
+    if not addresses or not es.indices.exists(index=settings.people_index):
+        return 0, 0  # no run created the outputs yet: the first one builds every person
     for index in (settings.contacts_index, settings.relationships_index, settings.people_index):
         if es.indices.exists(index=index):
             refresh(es, index)
@@ -219,8 +219,9 @@ def refresh_people(es, settings: Settings, people: People, addresses: Iterable[s
                    if {key: value for key, value in stored.get(document["person_id"], {}).items()
                        if key != "updated_at"} != document]
         written += bulk_write(es, index_actions(settings.people_index, changed), settings.bulk_chunk, "people")
+        stored_stale = fetch_documents(es, settings.people_index, stale)
         deleted += _delete_quietly(es, [{"_op_type": "delete", "_index": settings.people_index, "_id": person_id}
-                                        for person_id in stale])
+                                        for person_id in stored_stale])
     refresh(es, settings.people_index)
     return written, deleted
 
@@ -262,6 +263,33 @@ def _figures_of(es, settings: Settings, addresses: frozenset[str]) -> tuple[Pers
         account = hit["_source"]["account"]
         strengths[account] = max(strengths[account], int(hit["_source"].get("strength") or 0))
     return figures, dict(strengths)
+
+
+# --- erasure --------------------------------------------------------------------------------
+
+
+def addresses_of_persons_named(es, settings: Settings, people: People, addresses: Iterable[str]) -> set[str]:
+    """Every known address of the persons of these addresses: their stored contacts, the alias
+    entries of their groups, and the addresses themselves."""
+    addresses = set(addresses)
+    canonical = {people.canonical_of(address) for address in addresses}
+    known = addresses_of_people(es, settings, {people.person_of(address) for address in addresses})
+    known |= {address for pair in people.aliases for address in pair if people.canonical_of(address) in canonical}
+    return known | addresses
+
+
+def addresses_of_people_in(es, settings: Settings, domains: Sequence[str], organizations: Sequence[str]) -> set[str]:
+    """The addresses the stored person documents list for persons with an address in these domains
+    or organisations (whose person documents an erasure of them changes)."""
+    should = [{"terms": {"domains": list(domains)}}] if domains else []
+    should += [{"terms": {"organizations": list(organizations)}}] if organizations else []
+    if not should or not es.indices.exists(index=settings.people_index):
+        return set()
+    refresh(es, settings.people_index)
+    hits = scan(es, settings.people_index, {"query": {"bool": {"should": should, "minimum_should_match": 1}},
+                                            "_source": ["addresses"]},
+                settings.scan_page_size, settings.scroll_keep_alive, "people of erased domains")
+    return {address for hit in hits for address in hit["_source"].get("addresses") or ()}
 
 
 # --- suggestions -----------------------------------------------------------------------------
