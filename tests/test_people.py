@@ -23,6 +23,7 @@ from mailforce.stages.change_aliases import apply_alias_change, list_suggestions
 from mailforce.stages.erase import erase
 from mailforce.stages.reconcile import reconcile_window
 from mailforce.tools import people as people_cli
+from mailforce.tools import who_knows
 from driver import run_once, run_stages
 from oracle import Coverage, PersonModel, provider_mailbox
 from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run
@@ -165,6 +166,10 @@ def test_an_alias_joins_across_organisations_then_its_removal_restores_every_doc
     assert relationships and {document["person_id"] for document in relationships} == {document_id("jdoe@gmail.com")}
     audits = documents(es, settings.aliases_audit_index)
     assert audits[record["change_id"]]["requested_by"] == "ops@kunaico.com"
+    assert audits[record["change_id"]]["added"] == ["jim.smith@acme.com=j.doe@gmail.com"]
+    known = who_knows.answer(es, settings, "Jim.Smith@acme.com", person=True)  # any address of the person
+    assert known["subject"] == "jdoe@gmail.com" and known["messages"] == 6
+    assert {row["account"]: row["relationships"] for row in known["ranked"]} == {"ann": 3, "bob": 2}
 
     apply_alias_change(es, settings, validate_change({"remove": ["jim.smith@acme.com"], **WHO}))
     assert_matches_oracle(es, settings, MAIL, [EVERYTHING])
