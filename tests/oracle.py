@@ -776,6 +776,7 @@ def expected_outputs(
     organization_overrides: Iterable[str] = (),
     label_organizations: bool = True,
     aliases: Iterable[tuple[str, str]] = (),
+    label_people: bool = True,
 ) -> Outputs:
     """The output indices' documents (without ``updated_at``), keyed by natural key.
 
@@ -820,7 +821,8 @@ def expected_outputs(
     outputs = Outputs({kind: builders[kind]() for kind in chosen}, model="v2")
     if label_organizations:  # False: the per-domain documents as before organisations (tests by hand)
         _label_organizations(outputs, organizations)
-    _label_people(outputs, PersonModel.of(aliases))
+    if label_people:  # False: relationships and contacts as before people (tests by hand)
+        _label_people(outputs, PersonModel.of(aliases))
     return outputs
 
 

@@ -233,3 +233,17 @@ def test_erasing_a_person_erases_every_address_of_theirs(es, settings):
     assert not set(erased) & set(expected["contacts"])
     run(es, settings, "people-2")  # later runs never bring them back
     assert_matches_oracle(es, settings, MAIL, [EVERYTHING], erased_addresses=erased)
+
+
+def test_outputs_from_before_people_are_labelled_and_every_person_built_by_the_next_run(es, settings):
+    load_source(es, settings, MAIL)
+    run(es, settings, "before-people")
+    for index in (settings.contacts_index, settings.relationships_index):  # as data model 3 wrote them
+        stripped = [(identifier, {key: value for key, value in source.items() if key != "person_id"})
+                    for identifier, source in documents(es, index).items()]
+        helpers.bulk(es, ({"_index": index, "_id": identifier, "_source": source} for identifier, source in stripped))
+    es.delete_by_query(index=settings.people_index, query={"match_all": {}}, refresh=True)
+    assert documents(es, settings.people_index) == {}
+    stats = run(es, settings, "upgrading")
+    assert stats["documents_written"]["people"] == len(documents(es, settings.people_index)) > 0
+    assert_matches_oracle(es, settings, MAIL, [EVERYTHING])
