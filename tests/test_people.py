@@ -247,3 +247,45 @@ def test_outputs_from_before_people_are_labelled_and_every_person_built_by_the_n
     stats = run(es, settings, "upgrading")
     assert stats["documents_written"]["people"] == len(documents(es, settings.people_index)) > 0
     assert_matches_oracle(es, settings, MAIL, [EVERYTHING])
+
+
+# --- the DAG ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def people_dag():
+    import os
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils import db
+
+    db.resetdb()
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    assert bag.import_errors == {}
+    return bag.dags["mailforce_people"]
+
+
+@pytest.fixture
+def connection_to_engine(es_url, monkeypatch):
+    import json
+
+    host, port = es_url.rsplit("//", 1)[1].split(":")
+    monkeypatch.setenv("AIRFLOW_CONN_ELASTICSEARCH_DEFAULT", json.dumps(
+        {"conn_type": "elasticsearch", "host": host, "port": int(port), "schema": "http", "extra": {"engine": "osmem"}}))
+
+
+def test_the_people_dag_is_a_form_that_changes_the_alias_list_exactly(people_dag, connection_to_engine, es, settings):
+    assert people_dag.schedule is None or str(people_dag.timetable.summary).lower() in ("none", "never")
+    assert people_dag.max_active_runs == 1
+    for name in ("add", "remove", "accept_suggestions", "reason", "requested_by"):
+        assert people_dag.params.get_param(name).schema.get("title"), name
+    load_source(es, settings, MAIL)
+    run(es, settings, "people-1")
+    refused = people_dag.test(run_conf={"add": ["not an address=jdoe@gmail.com"], **WHO})
+    assert refused.state == "failed"
+    assert not es.indices.exists(index=settings.aliases_index)  # refused before any write
+    dag_run = people_dag.test(run_conf={"add": ["jim.smith@acme.com=jdoe@gmail.com"], **WHO})
+    assert dag_run.state == "success"
+    assert_matches_oracle(es, settings, MAIL, [EVERYTHING])
+    assert person(es, settings, "jdoe@gmail.com")["addresses_count"] == 4
+    assert len(documents(es, settings.aliases_audit_index)) == 1
