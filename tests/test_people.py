@@ -26,7 +26,7 @@ from mailforce.tools import people as people_cli
 from mailforce.tools import who_knows
 from driver import run_once, run_stages
 from oracle import Coverage, PersonModel, provider_mailbox
-from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run
+from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run, stored_aliases
 from mailforce.core.run_params import parse_run_params
 
 UTC = timezone.utc
@@ -233,6 +233,20 @@ def test_erasing_a_person_erases_every_address_of_theirs(es, settings):
     assert not set(erased) & set(expected["contacts"])
     run(es, settings, "people-2")  # later runs never bring them back
     assert_matches_oracle(es, settings, MAIL, [EVERYTHING], erased_addresses=erased)
+
+
+def test_erasing_an_address_removes_its_alias_entries_so_no_person_is_named_after_it(es, settings):
+    load_source(es, settings, MAIL)
+    run(es, settings, "people-1")
+    # no mail names a.sue@acme.com, yet as the smallest address of the group it names Sue's person
+    apply_alias_change(es, settings, validate_change({"add": ["sue@acme.com=a.sue@acme.com",
+                                                              "sue@sales.acme.com=sue@acme.com"], **WHO}))
+    assert person(es, settings, "a.sue@acme.com")["addresses"] == ["sue@acme.com", "sue@sales.acme.com"]
+    erase(es, settings, {"addresses": ["a.sue@acme.com"], **WHO})
+    assert stored_aliases(es, settings) == [("sue@sales.acme.com", "sue@acme.com")]
+    expected = assert_matches_oracle(es, settings, MAIL, [EVERYTHING], erased_addresses=["a.sue@acme.com"])
+    assert expected["people"]["sue@acme.com"]["addresses"] == ["sue@acme.com", "sue@sales.acme.com"]
+    assert document_id("a.sue@acme.com") not in documents(es, settings.people_index)
 
 
 def test_outputs_from_before_people_are_labelled_and_every_person_built_by_the_next_run(es, settings):

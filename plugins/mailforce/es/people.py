@@ -11,14 +11,21 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from elasticsearch import NotFoundError
 
 from mailforce.core.batches import batched
 from mailforce.core.dates import format_utc, parse_source_date
 from mailforce.core.ids import document_id
-from mailforce.core.people import People, PersonFigures, Suggestion, person_document, suggest_aliases
+from mailforce.core.people import (
+    People,
+    PersonFigures,
+    Suggestion,
+    person_document,
+    suggest_aliases,
+    touched_mailboxes,
+)
 from mailforce.core.rollups import COMPILE_READ_FIELDS
 from mailforce.es.indices import create_index
 from mailforce.es.reads import count, fetch_documents, scan, search
@@ -84,6 +91,30 @@ def write_aliases(es, settings: Settings, added: Sequence[tuple[str, str]], remo
                for address in removed]
     _delete_quietly(es, deletes)
     refresh(es, settings.aliases_index)
+
+
+def change_aliases(es, settings: Settings, added: Sequence[tuple[str, str]], removed: Sequence[str],
+                   audit: Mapping[str, Any], updated_at: str) -> tuple[int, int, int]:
+    """Write alias entries (added, and removed by their address), then give every address whose
+    person changed its new `person_id` and recompute the person documents of both sides (the persons
+    the touched addresses belonged to before, and belong to now). Returns (addresses relabelled,
+    person documents written, person documents deleted)."""
+    before = read_people(es, settings)
+    named = {address for pair in added for address in pair} | set(removed)
+    named |= {other for address, other in before.aliases if address in set(removed)}
+    write_aliases(es, settings, added, removed, audit)
+    after = read_people(es, settings)
+    mailboxes = touched_mailboxes(before, after, named)
+    person_ids = {people.person_of(mailbox) for mailbox in mailboxes for people in (before, after)}
+    addresses = addresses_of_people(es, settings, person_ids) | named
+    relabelled = relabel(es, settings, after, addresses, updated_at)
+    written, deleted = refresh_people(es, settings, after, addresses, updated_at)
+    return len(relabelled), written, deleted
+
+
+def entries_naming(people: People, erased: Callable[[str], bool]) -> list[str]:
+    """The addresses of the alias entries that name an erased address on either side."""
+    return sorted(address for address, other in people.aliases if erased(address) or erased(other))
 
 
 def write_alias_audit(es, settings: Settings, document: Mapping[str, Any]) -> None:

@@ -16,23 +16,9 @@ import logging
 from typing import Any, Mapping
 
 from mailforce.core.dates import format_utc, utc_now
-from mailforce.core.people import (
-    AliasChange,
-    Suggestion,
-    accepted_aliases,
-    parse_alias_change,
-    touched_mailboxes,
-)
+from mailforce.core.people import AliasChange, Suggestion, accepted_aliases, parse_alias_change
 from mailforce.core.wording import plural
-from mailforce.es.people import (
-    addresses_of_people,
-    alias_suggestions,
-    read_people,
-    refresh_people,
-    relabel,
-    write_alias_audit,
-    write_aliases,
-)
+from mailforce.es.people import alias_suggestions, change_aliases, read_people, write_alias_audit
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,23 +38,14 @@ def apply_alias_change(es, settings: Settings, change: AliasChange) -> dict[str,
     """Write the change, relabel the addresses whose person changed, recompute both sides' person
     documents, write the audit record; returns it."""
     updated_at = format_utc(utc_now())
-    before = read_people(es, settings)
-    added = sorted({*change.added, *accepted_aliases(change, alias_suggestions(es, settings, before))})
-    named = {address for pair in added for address in pair} | set(change.removed)
-    named |= {other for address, other in before.aliases if address in change.removed}
-    write_aliases(es, settings, added, change.removed, change.to_xcom())
-    after = read_people(es, settings)
-    mailboxes = touched_mailboxes(before, after, named)
-    person_ids = {people.person_of(mailbox) for mailbox in mailboxes for people in (before, after)}
-    addresses = addresses_of_people(es, settings, person_ids) | named
-    relabelled = relabel(es, settings, after, addresses, updated_at)
-    written, deleted = refresh_people(es, settings, after, addresses, updated_at)
+    added = sorted({*change.added, *accepted_aliases(change, alias_suggestions(es, settings, read_people(es, settings)))})
+    relabelled, written, deleted = change_aliases(es, settings, added, change.removed, change.to_xcom(), updated_at)
     record = {**change.to_xcom(), "added": [f"{left}={right}" for left, right in added],
-              "addresses_relabelled": len(relabelled), "people_written": written, "people_deleted": deleted,
+              "addresses_relabelled": relabelled, "people_written": written, "people_deleted": deleted,
               "finished_at": format_utc(utc_now())}
     write_alias_audit(es, settings, record)
     log.info("Alias change %s by %s: %s added, %s removed; %s relabelled; %s written, %s deleted",
              change.change_id, change.requested_by, plural(len(added), "entry", "entries"),
-             plural(len(change.removed), "entry", "entries"), plural(len(relabelled), "address", "addresses"),
+             plural(len(change.removed), "entry", "entries"), plural(relabelled, "address", "addresses"),
              plural(written, "person document"), f"{deleted:,}")
     return record

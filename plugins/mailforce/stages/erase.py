@@ -14,7 +14,8 @@ In order, each a plain function (client + settings + typed records -> a typed re
 4. `recompute_account_statistics`: the statistics of every affected account;
    `recompute_people`: the person documents of every erased address, of every address of an erased
    domain or organisation, and of every address whose documents step 3 rewrote (a person left with no
-   address loses its document); a person named in `people` was resolved to all of their addresses by
+   address loses its document; alias entries naming an erased address are removed first, so that no
+   person is named after one); a person named in `people` was resolved to all of their addresses by
    `resolve_people` before step 1;
 5. `audit`: the audit record (who, when, why, what, and what was removed per output kind).
 
@@ -54,6 +55,8 @@ from mailforce.es.people import (
     addresses_of_people_in,
     addresses_of_persons_named,
     addresses_written_since,
+    change_aliases,
+    entries_naming,
     read_people,
     refresh_people,
 )
@@ -104,14 +107,26 @@ def resolve_people(es, settings: Settings, request: ErasureRequest) -> ErasureRe
 
 
 def recompute_people(es, settings: Settings, request: ErasureRequest) -> PeopleResult:
-    """The person documents the erasure changed, recomputed (see the module docstring)."""
+    """The alias entries naming an erased address removed (with what that relabels), then the person
+    documents the erasure changed recomputed (see the module docstring)."""
+    updated_at = format_utc(utc_now())
+    suppressions = request.suppressions.with_organizations(settings.organizations.organization_of)
+    stale = entries_naming(read_people(es, settings), suppressions.suppresses)
+    relabelled = written_first = deleted_first = 0
+    if stale:
+        audit_fields = {"change_id": request.erasure_id, "requested_by": request.requested_by,
+                        "requested_at": request.requested_at}
+        relabelled, written_first, deleted_first = change_aliases(es, settings, [], stale, audit_fields, updated_at)
+        log.info("Erasure: %s naming an erased address removed; %s relabelled",
+                 plural(len(stale), "alias entry", "alias entries"), plural(relabelled, "address", "addresses"))
     since = format_utc(parse_source_date(request.requested_at) - CLOCK_MARGIN)
     addresses = set(request.addresses) | addresses_written_since(es, settings, since)
     addresses |= addresses_of_people_in(es, settings, request.domains, request.organizations)
-    written, deleted = refresh_people(es, settings, read_people(es, settings), addresses, format_utc(utc_now()))
+    written, deleted = refresh_people(es, settings, read_people(es, settings), addresses, updated_at)
     log.info("Recomputed the people of %s: %d written, %d deleted", plural(len(addresses), "address", "addresses"),
              written, deleted)
-    return PeopleResult(addresses_read=len(addresses), people_written=written, people_deleted=deleted)
+    return PeopleResult(addresses_read=len(addresses), people_written=written + written_first,
+                        people_deleted=deleted + deleted_first, addresses_relabelled=relabelled)
 
 
 def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
