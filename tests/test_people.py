@@ -303,3 +303,42 @@ def test_the_people_dag_is_a_form_that_changes_the_alias_list_exactly(people_dag
     assert_matches_oracle(es, settings, MAIL, [EVERYTHING])
     assert person(es, settings, "jdoe@gmail.com")["addresses_count"] == 4
     assert len(documents(es, settings.aliases_audit_index)) == 1
+
+
+# --- display names -------------------------------------------------------------------------------
+
+
+def test_first_last_and_flast_under_one_display_name_are_suggested():
+    names = {"jim.smith@acme.com": {"jim smith"}, "jsmith@acme-mail.com": {"jim smith"},
+             "jsmith@other.org": {"jane smith"}, "j.smith@acme.com": {"jim smith"}}
+    (suggestion,) = suggest_aliases([], People(), names)
+    assert suggestion.rule == "first_last_and_flast_with_one_display_name"
+    assert suggestion.addresses == ("jim.smith@acme.com", "jsmith@acme-mail.com")
+    assert "'jim smith'" in suggestion.evidence
+    joined = People((("jsmith@acme-mail.com", "jim.smith@acme.com"),))
+    assert suggest_aliases([], joined, names) == []
+
+
+NAMED = MAIL + [
+    mail("n1", "ann", "2001-06-03T10:00:00Z", '"Jim Smith" <Jim.Smith@acme.com>', ["ann@kunaico.com"]),
+    mail("n2", "bob", "2001-06-04T10:00:00Z", "Jim  Smith <jsmith@acme-mail.com>", ["bob@kunaico.com"]),
+]
+
+
+def test_display_names_kept_by_the_roles_documents_make_a_suggestion_and_go_with_an_erasure(es, settings):
+    load_source(es, settings, NAMED)
+    run(es, settings, "named")
+    assert_matches_oracle(es, settings, NAMED, [EVERYTHING])
+    roles = {source["message_id"]: source for source in documents(es, settings.roles_index).values()}
+    assert roles["<n1@x>"]["display_names"] == [{"email_address": "jim.smith@acme.com", "name": "jim smith"}]
+    assert "display_names" not in roles["<m4@x>"]  # no name in its header: the document is as before
+    (suggestion,) = [entry for entry in list_suggestions(es, settings) if entry.rule.startswith("first_last")]
+    assert suggestion.addresses == ("jim.smith@acme.com", "jsmith@acme-mail.com")
+    apply_alias_change(es, settings, validate_change({"accept_suggestions": [suggestion.suggestion_id], **WHO}))
+    assert person(es, settings, "jim.smith@acme.com")["addresses"] == ["jim.smith@acme.com", "jsmith@acme-mail.com"]
+    assert_matches_oracle(es, settings, NAMED, [EVERYTHING])
+    erase(es, settings, {"addresses": ["jsmith@acme-mail.com"], **WHO})
+    roles = {source["message_id"]: source for source in documents(es, settings.roles_index).values()}
+    assert "display_names" not in roles["<n2@x>"]  # the erased address's name went with it
+    assert stored_aliases(es, settings) == []
+    assert_matches_oracle(es, settings, NAMED, [EVERYTHING], erased_addresses=["jsmith@acme-mail.com"])

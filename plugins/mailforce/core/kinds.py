@@ -164,6 +164,8 @@ TIMELINE_PROPERTIES = {
 # why an address is flagged automated.
 ROLES_PROPERTIES.update({"sender_addresses": KEYWORD, "recipient_addresses": KEYWORD, "participants": KEYWORD,
                          "audience": INTEGER})
+# The display names the header entries carried for the message's addresses (people's suggestions)
+ROLES_PROPERTIES["display_names"] = {"properties": {"email_address": KEYWORD, "name": KEYWORD}}
 ACCOUNT_STATS_PROPERTIES.update({
     "owner_addresses": KEYWORD,
     "owner_source": KEYWORD,  # "setting", "inferred" or "none"

@@ -30,6 +30,7 @@ JOINED_ALIAS = "alias"  # the alias list joins its folded address to the person
 
 # Suggestion rules (`Suggestion.rule`).
 SAME_LOCAL_PART = "same_local_part_in_organization"
+FIRST_LAST_AND_INITIAL = "first_last_and_flast_with_one_display_name"
 
 
 @dataclass(frozen=True)
@@ -262,9 +263,11 @@ class Suggestion:
                 "evidence": self.evidence}
 
 
-def suggest_aliases(contacts: Iterable[Mapping[str, Any]], people: People) -> list[Suggestion]:
-    """The same local part on two or more hosts of one organisation, on addresses that are not yet
-    one person (contacts: `email_address`, `domain`, `organization`). Sorted by id."""
+def suggest_aliases(contacts: Iterable[Mapping[str, Any]], people: People,
+                    names: Mapping[str, Iterable[str]] | None = None) -> list[Suggestion]:
+    """Likely aliases among addresses that are not yet one person, sorted by id: the same local part
+    on two or more hosts of one organisation (contacts: `email_address`, `domain`, `organization`),
+    and `first.last` with `flast` under one display name (`names`: address -> its display names)."""
     by_local_part: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for contact in contacts:
         address = contact["email_address"]
@@ -275,11 +278,38 @@ def suggest_aliases(contacts: Iterable[Mapping[str, Any]], people: People) -> li
     for (organization, local), canonical_by_address in sorted(by_local_part.items()):
         if len(set(canonical_by_address.values())) < 2:
             continue
-        addresses = tuple(sorted(canonical_by_address))
-        suggestions.append(Suggestion(
-            suggestion_id=document_id(SAME_LOCAL_PART, *addresses)[:12], rule=SAME_LOCAL_PART, addresses=addresses,
-            evidence=f"local part {local!r} on {len(addresses)} hosts of the organisation {organization}"))
+        suggestions.append(_suggestion(SAME_LOCAL_PART, canonical_by_address,
+                                       f"local part {local!r} on {len(canonical_by_address)} hosts of the "
+                                       f"organisation {organization}"))
+    suggestions += _initial_suggestions(names or {}, people)
     return sorted(suggestions, key=lambda suggestion: suggestion.suggestion_id)
+
+
+def _suggestion(rule: str, addresses: Iterable[str], evidence: str) -> Suggestion:
+    ordered = tuple(sorted(addresses))
+    return Suggestion(suggestion_id=document_id(rule, *ordered)[:12], rule=rule, addresses=ordered, evidence=evidence)
+
+
+def _initial_suggestions(names: Mapping[str, Iterable[str]], people: People) -> list[Suggestion]:
+    """`first.last@...` and `flast@...` that a header wrote under the same display name `First Last`."""
+    by_name: dict[str, set[str]] = defaultdict(set)
+    for address, address_names in names.items():
+        for name in address_names:
+            by_name[name].add(address)
+    found: dict[tuple[str, str], str] = {}
+    for name, addresses in sorted(by_name.items()):
+        words = re.findall(r"[a-z0-9]+", name)
+        if len(words) < 2:
+            continue
+        first, last = words[0], words[-1]
+        long_form = [address for address in addresses if address.rpartition("@")[0] == f"{first}.{last}"]
+        short_form = [address for address in addresses if address.rpartition("@")[0] == f"{first[0]}{last}"]
+        for long_address in long_form:
+            for short_address in short_form:
+                if people.canonical_of(long_address) != people.canonical_of(short_address):
+                    found.setdefault((long_address, short_address), name)
+    return [_suggestion(FIRST_LAST_AND_INITIAL, pair, f"{pair[0]} and {pair[1]} both written as {name!r}")
+            for pair, name in sorted(found.items())]
 
 
 # --- a change of the alias list --------------------------------------------------------------

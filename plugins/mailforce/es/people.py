@@ -333,4 +333,16 @@ def alias_suggestions(es, settings: Settings, people: People) -> list[Suggestion
     hits = scan(es, settings.contacts_index,
                 {"query": {"match_all": {}}, "_source": ["email_address", "domain", "organization"]},
                 settings.scan_page_size, settings.scroll_keep_alive, "contacts for suggestions")
-    return suggest_aliases((hit["_source"] for hit in hits), people)
+    return suggest_aliases((hit["_source"] for hit in hits), people, display_names(es, settings))
+
+
+def display_names(es, settings: Settings) -> dict[str, set[str]]:
+    """Address -> the display names header entries gave it (roles documents that kept any)."""
+    names: dict[str, set[str]] = defaultdict(set)
+    hits = scan(es, settings.roles_index,
+                {"query": {"exists": {"field": "display_names.email_address"}}, "_source": ["display_names"]},
+                settings.scan_page_size, settings.scroll_keep_alive, "display names for suggestions")
+    for hit in hits:
+        for entry in hit["_source"].get("display_names") or ():
+            names[entry["email_address"]].add(entry["name"])
+    return names
