@@ -3,7 +3,9 @@
 For each domain: account engagements, relationships, contacts, timeline months and the domain
 document (docs/SEMANTICS.md); for each organisation (every host of it is in the same partition and
 chunk), its document and months; and the change feed's crossings of the relationships it changes
-(recorded before the relationships are written, so a retry records them again). A domain none of
+(recorded before the relationships are written, so a retry records them again). Every relationship
+and contact carries its address's `person_id` (`mailforce.core.people`); the person documents are
+built after every partition, by `compile_people`. A domain none of
 whose window messages was counted before adds the window's new mail to the stored documents
 (reading only this run's roles documents; a copy marked `counted_elsewhere` adds to its mailbox's
 figures only, see `DomainRollup`); the others, and every domain of a retried task, are recomputed
@@ -22,6 +24,7 @@ from mailforce.core.kinds import CHANGES
 from mailforce.core.org_rollups import add_organizations, finished_organizations, window_organizations
 from mailforce.core.organizations import organization_chunks
 from mailforce.core.partitions import Partition
+from mailforce.core.people import label_people
 from mailforce.core.rollups import (
     Scoring,
     add_to_stored,
@@ -34,6 +37,7 @@ from mailforce.core.summaries import CompileResult, WrittenCounts
 from mailforce.core.wording import plural
 from mailforce.es.changes import record_relationship_changes
 from mailforce.es.organizations import delete_stale_months
+from mailforce.es.people import read_people
 from mailforce.es.outputs import (
     kind_indices,
     organization_hosts,
@@ -61,6 +65,7 @@ def recompute_domains(es, settings: Settings, domains: Sequence[str], scoring: S
     rollup = rollup_of(es, settings, organization_hosts(es, settings, domains), written_by_run=None)
     documents = finished_documents(rollup, scoring)
     finished_organizations(rollup, documents, scoring)
+    label_people([*documents.relationships, *documents.contacts], read_people(es, settings))
     stored, _ = stored_documents(es, settings, vars(documents))
     changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
                                           scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
@@ -104,6 +109,7 @@ def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id
     versions["timeline"].update(organization_versions["timeline"])
     documents = add_to_stored(new, stored, scoring)
     add_organizations(new_organizations, stored_organizations, documents, organizations, scoring)
+    label_people([*documents.relationships, *documents.contacts], read_people(es, settings))
     changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
                                           scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
     written = write_documents(es, settings, documents, updated_at, versions=versions)
