@@ -25,7 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from mailforce import dag_tasks
 from mailforce.core.people import AliasChange, AliasChangeError
 from mailforce.dag_defaults import shared_dag_arguments
-from mailforce.es.client import MailforceElasticsearchHook
+from mailforce.es.hook import MailforceElasticsearchHook
 from mailforce.settings import load_settings
 from mailforce.stages import change_aliases as stages
 
