@@ -607,9 +607,16 @@ def _domain_passes(domain: str, internal: frozenset[str], allowed: frozenset[str
 
 
 def _normalised_erasures(erased_addresses: Iterable[str]) -> frozenset[str]:
+    """The erased mailboxes: each erased address normalised, then as its provider delivers it
+    (SEMANTICS.md "Erasure": an erasure covers every spelling of the mailbox)."""
     return frozenset(
-        normalise_address(address) or str(address).strip().lower() for address in erased_addresses
+        _erased_mailbox(normalise_address(address) or str(address).strip().lower()) for address in erased_addresses
     )
+
+
+def _erased_mailbox(address: str) -> str:
+    """The mailbox an address is delivered to (this oracle's own provider rules, `provider_mailbox`)."""
+    return provider_mailbox(address)[0] if address.count("@") == 1 else address
 
 
 def build_messages(
@@ -661,7 +668,7 @@ def build_messages(
         address = normalise_address(entry)
         if address is not None:
             domain = domain_of(address)
-            if address in erased or domain in erased_domain_set or domain in internal:
+            if _erased_mailbox(address) in erased or domain in erased_domain_set or domain in internal:
                 address = None
             elif allowed_organization_set or internal_organization_set or erased_organization_set:
                 if not organization_passes(domain):
@@ -692,7 +699,8 @@ def build_messages(
                 if address is not None:
                     copy_roles.append((address, role))
                 valid = normalise_address(entry)
-                if (valid is not None and valid not in erased and domain_of(valid) not in erased_domain_set
+                if (valid is not None and _erased_mailbox(valid) not in erased
+                        and domain_of(valid) not in erased_domain_set
                         and not (erased_organization_set
                                  and model.organization(domain_of(valid)) in erased_organization_set)):
                     (message.senders if role == ROLE_FROM else message.recipients).add(valid)
@@ -1811,7 +1819,8 @@ def expected_changes(
                 record(state, after, scoring_day, "erasure", new_ones=False)
                 state = after
             for key in [key for key, document in feed.items()
-                        if document["email_address"] in erased_addresses or document["domain"] in erased_domains]:
+                        if _erased_mailbox(document["email_address"]) in erased_addresses
+                        or document["domain"] in erased_domains]:
                 del feed[key]
             continue
         end_day = as_utc(step.window_end or step.coverage.window_end).date()

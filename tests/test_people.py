@@ -31,6 +31,8 @@ from mailforce.core.run_params import parse_run_params
 
 UTC = timezone.utc
 EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
+LATER_RUN_END = datetime(2031, 1, 1, tzinfo=UTC)  # a run after the first, reading mail dated after it
+LATER = Coverage(window_end=LATER_RUN_END)
 WHO = {"reason": "ticket 24", "requested_by": "ops@kunaico.com"}
 
 
@@ -233,6 +235,47 @@ def test_erasing_a_person_erases_every_address_of_theirs(es, settings):
     assert not set(erased) & set(expected["contacts"])
     run(es, settings, "people-2")  # later runs never bring them back
     assert_matches_oracle(es, settings, MAIL, [EVERYTHING], erased_addresses=erased)
+
+
+YAHOO = [  # Yahoo documents no folding rule: john.doe+x@yahoo.com is an address of its own
+    mail("y1", "bob", "2001-05-06T10:00:00Z", "john.doe@yahoo.com", ["bob@kunaico.com"]),
+    mail("y2", "bob", "2001-05-07T10:00:00Z", "john.doe+x@yahoo.com", ["bob@kunaico.com"], ["x@outlook.com"]),
+]
+# after the erasure: every folded spelling of the erased mailboxes, and spellings of other mailboxes
+FOLDED_LATER = ["JDoe+later@GoogleMail.com", "j.d.o.e@gmail.com", "jdoe+x@gmail.com", "x+later@hotmail.com",
+                "john.doe@yahoo.com"]
+KEPT_LATER = ["john.doe+x@yahoo.com", "jdoe@hotmail.com", "x@outlook.com", "j.doe.x@gmail.com"]
+
+
+def test_erasing_an_address_erases_every_spelling_of_its_mailbox_and_no_other(es, settings):
+    source = MAIL + YAHOO
+    load_source(es, settings, source)
+    run(es, settings, "people-1")
+    erased = ["J.Doe@Gmail.com", "x@hotmail.com", "john.doe@yahoo.com"]
+    record = erase(es, settings, {"addresses": erased, **WHO})
+    assert record["addresses"] == sorted(address.lower() for address in erased)  # as requested, normalised
+    # the stored spellings of the erased mailboxes went too: Jane's three, x's two, john.doe@yahoo.com
+    assert record["removed"]["contacts"] == 6 and record["removed"]["people"] == 3
+    expected = assert_matches_oracle(es, settings, source, [EVERYTHING], erased_addresses=erased)
+    assert not {*JANE, "x+tag@hotmail.com", "x@hotmail.com", "john.doe@yahoo.com"} & set(expected["contacts"])
+    assert {"john.doe+x@yahoo.com", "x@outlook.com"} <= set(expected["contacts"])
+
+    later = [mail(f"later-{number}", "ann", f"2030-06-0{number + 1}T10:00:00Z", sender,
+                  ["ann@kunaico.com"]) for number, sender in enumerate(FOLDED_LATER + KEPT_LATER)]
+    load_source(es, settings, later)
+    run(es, settings, "people-2", LATER_RUN_END)  # later runs never bring them back
+    late = [mail("late-1", "bob", "2001-07-01T10:00:00Z", "jdoe+late@googlemail.com", ["bob@kunaico.com"],
+                 ["john.doe+late@yahoo.com"])]
+    load_source(es, settings, late)  # dated long before the watermark: only the reconciliation reads it
+    run_stages(es, settings, reconcile_window(es, settings), "reconcile-1")
+    everything = source + later + late
+    expected = assert_matches_oracle(es, settings, everything, [LATER], erased_addresses=erased)
+    contacts = set(expected["contacts"])
+    assert not {"jdoe+later@googlemail.com", "jdoe@gmail.com", "jdoe+x@gmail.com", "jdoe+late@googlemail.com",
+                "x+later@hotmail.com", "john.doe@yahoo.com"} & contacts
+    assert {*KEPT_LATER, "john.doe+late@yahoo.com"} <= contacts
+    assert document_id("jdoe@gmail.com") not in documents(es, settings.people_index)
+    assert document_id("jdoex@gmail.com") in documents(es, settings.people_index)  # another mailbox
 
 
 def test_erasing_an_address_removes_its_alias_entries_so_no_person_is_named_after_it(es, settings):

@@ -2,7 +2,9 @@
 
 An erased address, every address of an erased domain, or every address of every host of an erased
 organisation, is treated as absent from every source message, exactly like an address of an
-internal domain (docs/SEMANTICS.md "Erasure"). The I/O is in
+internal domain (docs/SEMANTICS.md "Erasure"). An erased address covers its mailbox: every spelling
+a provider rule (`mailforce.core.people.PROVIDER_RULES`) delivers to the same mailbox is erased too
+(erasing `john.doe@gmail.com` erases `johndoe+news@gmail.com` and `John.Doe@googlemail.com`). The I/O is in
 `mailforce.es.suppressions` and `mailforce.stages.erase`.
 """
 
@@ -14,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from mailforce.core.addresses import domain_of, is_valid_domain, normalise_address
 from mailforce.core.ids import document_id
+from mailforce.core.people import PROVIDER_RULES, folded_address
 from mailforce.core.roles import Message, message_from_roles_document, roles_document
 
 KIND_ADDRESS = "address"
@@ -30,19 +33,25 @@ class ErasureParamsError(ValueError):
 class Suppressions:
     """The erased addresses, domains and organisations in force (empty: nothing erased).
 
-    An erased organisation suppresses every host whose organisation it is (`organization_of`, the
-    settings' `Organizations.organization_of`), also hosts first seen after the erasure."""
+    An erased address suppresses its mailbox: every address a provider rule folds to the same
+    mailbox as it (`mailbox_of`). An erased organisation suppresses every host whose organisation it
+    is (`organization_of`, the settings' `Organizations.organization_of`), also hosts first seen
+    after the erasure."""
 
     addresses: frozenset[str] = frozenset()
     domains: frozenset[str] = frozenset()
     organizations: frozenset[str] = frozenset()
     organization_of: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
+    mailboxes: frozenset[str] = field(init=False, compare=False, repr=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mailboxes", frozenset(mailbox_of(address) for address in self.addresses))
 
     def __bool__(self) -> bool:
         return bool(self.addresses or self.domains or self.organizations)
 
     def suppresses(self, address: str) -> bool:
-        if address in self.addresses:
+        if address in self.addresses or (self.mailboxes and mailbox_of(address) in self.mailboxes):
             return True
         domain = domain_of(address)
         if domain in self.domains:
@@ -58,6 +67,37 @@ class Suppressions:
 
     def __len__(self) -> int:
         return len(self.addresses) + len(self.domains) + len(self.organizations)
+
+
+def mailbox_of(address: str) -> str:
+    """The mailbox a (normalised) address is delivered to: its provider-folded form
+    (`mailforce.core.people.folded_address`), the address itself where no provider rule applies."""
+    return folded_address(address)[0]
+
+
+def _escaped(text: str) -> str:
+    """`text` as a literal in a Lucene regular expression (every non-alphanumeric character escaped)."""
+    return "".join(character if character.isalnum() else "\\" + character for character in text)
+
+
+def spelling_pattern(address: str) -> str | None:
+    """A Lucene regular expression (Elasticsearch `regexp`, anchored) matching every spelling a
+    provider rule folds to the same mailbox as `address`; None where no rule folds its domain (its
+    one spelling is itself). It may match more than the rule: check a match with `mailbox_of`."""
+    mailbox = mailbox_of(address)
+    local, _, domain = mailbox.rpartition("@")
+    rule = next((rule for rule in PROVIDER_RULES if domain in rule.domains), None)
+    if rule is None or not local:
+        return None
+    if rule.ignores_dots:
+        local_pattern = "\\.*" + "\\.*".join(_escaped(character) for character in local) + "\\.*"
+    else:
+        local_pattern = _escaped(local)
+    if rule.plus_tags:
+        local_pattern += "(\\+.*)?"
+    domains = rule.domains if rule.canonical_domain else (domain,)
+    # every operator escaped: under Elasticsearch's default flags (ALL) a bare `@` means "any string"
+    return f"{local_pattern}\\@({'|'.join(_escaped(name) for name in sorted(domains))})"
 
 
 @dataclass(frozen=True)

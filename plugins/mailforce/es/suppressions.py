@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from mailforce.core.erasure import ErasureRequest, Suppressions, suppression_documents, suppressions_of
+from mailforce.core.batches import batched
+from mailforce.core.erasure import (
+    ErasureRequest,
+    Suppressions,
+    mailbox_of,
+    spelling_pattern,
+    suppression_documents,
+    suppressions_of,
+)
 from mailforce.core.ids import document_id
 from mailforce.core.kinds import ERASABLE_KIND_NAMES
 from mailforce.es.indices import create_index
@@ -91,6 +99,34 @@ def read_suppressions(es, settings: Settings) -> Suppressions:
     hits = scan(es, settings.suppressions_index, {"query": {"match_all": {}}, "_source": ["kind", "value"]},
                 settings.scan_page_size, settings.scroll_keep_alive, "suppressions")
     return suppressions_of((hit["_source"] for hit in hits), settings.organizations.organization_of)
+
+
+PATTERNS_PER_QUERY = 100  # regexp clauses per query (each on four fields), far below max_clause_count
+ADDRESS_FIELDS = ("from_addresses", "to_addresses", "cc_addresses", "participants")
+
+
+def stored_spellings(es, settings: Settings, addresses: Iterable[str]) -> set[str]:
+    """Every other spelling of the mailboxes of these (erased) addresses that a stored roles document
+    names: the addresses a provider rule folds to the same mailbox (`mailforce.core.erasure.mailbox_of`;
+    one regexp query per batch, each match checked with the rule). Empty for addresses no rule folds."""
+    addresses = set(addresses)
+    patterns = sorted({pattern for address in addresses if (pattern := spelling_pattern(address)) is not None})
+    if not patterns or not es.indices.exists(index=settings.roles_index):
+        return set()
+    mailboxes = {mailbox_of(address) for address in addresses}
+    found: set[str] = set()
+    for batch in batched(patterns, PATTERNS_PER_QUERY):
+        should = [{"regexp": {field: {"value": pattern}}} for pattern in batch for field in ADDRESS_FIELDS]
+        hits = scan(es, settings.roles_index, {"query": {"bool": {"should": should, "minimum_should_match": 1}},
+                                               "_source": list(ADDRESS_FIELDS)},
+                    settings.scan_page_size, settings.scroll_keep_alive, "other spellings of erased mailboxes")
+        for hit in hits:
+            for field in ADDRESS_FIELDS:
+                values = hit["_source"].get(field) or ()
+                for value in [values] if isinstance(values, str) else values:
+                    if mailbox_of(value) in mailboxes:
+                        found.add(value)
+    return found - addresses
 
 
 def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:

@@ -4,9 +4,10 @@ In order, each a plain function (client + settings + typed records -> a typed re
 `mailforce.core.erasure`, or a count), all idempotent:
 1. `record_suppressions`: the erased values into the suppression index, which every later run and
    reconciliation honours at extraction (docs/SEMANTICS.md "Erasure");
-2. `erase_message_roles`: every roles document naming an erased address or domain, rewritten without
-   it (deleted when no address is left); the key dates of all copies of those messages recomputed;
-   every change-feed document of an erased address or domain deleted;
+2. `erase_message_roles`: every roles document naming an erased address (or another spelling of its
+   mailbox under a provider rule: `stored_spellings`) or domain, rewritten without it (deleted when no
+   address is left); the key dates of all copies of those messages recomputed; every change-feed
+   document of an erased address (any spelling of its mailbox) or domain deleted;
 3. `recompute_outputs`: every domain those messages named, recomputed over all time; every output
    document whose natural key is no longer produced (the erased addresses' relationships, contacts,
    engagements of erased domains, timeline months, domain documents) deleted; a remaining relationship
@@ -74,7 +75,12 @@ from mailforce.es.outputs import (
     write_documents,
 )
 from mailforce.es.scoring import last_scoring_date, scoring_for
-from mailforce.es.suppressions import OUTPUT_KINDS, record_suppressions as record_suppressions_io, write_audit
+from mailforce.es.suppressions import (
+    OUTPUT_KINDS,
+    record_suppressions as record_suppressions_io,
+    stored_spellings,
+    write_audit,
+)
 from mailforce.es.writes import bulk_write, index_actions, refresh
 from mailforce.settings import Settings
 
@@ -148,12 +154,12 @@ def _naming_query(values: Sequence[str], domains: Sequence[str]) -> dict[str, An
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
-def _roles_naming(es, settings: Settings, request: ErasureRequest, organization_hosts_known: Sequence[str] = ()
-                  ) -> Iterator[dict[str, Any]]:
-    """Every roles document naming an erased value, or a stored host of an erased organisation
-    (queries of at most TERMS_PER_QUERY values each)."""
+def _roles_naming(es, settings: Settings, request: ErasureRequest, organization_hosts_known: Sequence[str] = (),
+                  spellings: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
+    """Every roles document naming an erased value, another spelling of an erased mailbox, or a
+    stored host of an erased organisation (queries of at most TERMS_PER_QUERY values each)."""
     seen: set[str] = set()
-    chunks = [(list(chunk), []) for chunk in batched(request.addresses, TERMS_PER_QUERY)]
+    chunks = [(list(chunk), []) for chunk in batched(sorted({*request.addresses, *spellings}), TERMS_PER_QUERY)]
     chunks += [([], list(chunk)) for chunk in batched(sorted({*request.domains, *organization_hosts_known}),
                                                       TERMS_PER_QUERY)]
     for addresses, domains in chunks:
@@ -184,12 +190,14 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
     rewritten: list[tuple[str, dict[str, Any]]] = []
     deleted: list[str] = []
     organization_hosts_known = organization_hosts(es, settings, request.organizations) if request.organizations else []
-    domains: set[str] = set(request.domains) | {address.rpartition("@")[2] for address in request.addresses}
+    spellings = stored_spellings(es, settings, request.addresses)  # the same mailboxes, written otherwise
+    erased_addresses = sorted({*request.addresses, *spellings})
+    domains: set[str] = set(request.domains) | {address.rpartition("@")[2] for address in erased_addresses}
     domains.update(organization_hosts_known)
     accounts: set[str] = set()
     message_ids: set[str] = set()
     entries_removed = 0
-    for hit in _roles_naming(es, settings, request, organization_hosts_known):
+    for hit in _roles_naming(es, settings, request, organization_hosts_known, spellings):
         source = hit["_source"]
         erased = erased_roles_document(source, suppressions, updated_at)
         # an erased address of an internal domain holds no role, but leaves the message's audience
@@ -212,10 +220,11 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
     # an erased address may have been a mailbox's own, or have made one stand out: its owners again
     owners = identify_owners(es, settings, sorted(accounts), run_id=None)
     domains.update(owners.domains)
-    changes_removed = erase_changes(es, settings, request.addresses, request.domains)
-    log.info("Erasure of %s and %s: %s removed from %s; %s rewritten, %s deleted (no address left); "
-             "%s of other copies moved; %s deleted; %s and %s to recompute",
+    changes_removed = erase_changes(es, settings, erased_addresses, request.domains)
+    log.info("Erasure of %s and %s: %s of their mailboxes found; %s removed from %s; %s rewritten, %s deleted "
+             "(no address left); %s of other copies moved; %s deleted; %s and %s to recompute",
              plural(len(request.addresses), "address", "addresses"), plural(len(request.domains), "domain"),
+             plural(len(spellings), "other spelling"),
              plural(entries_removed, "role entry", "role entries"), plural(len(message_ids), "message"),
              plural(written, "roles document"), f"{removed:,}", plural(moved, "key date"),
              plural(changes_removed, "relationship change"),
