@@ -21,14 +21,13 @@ from typing import Mapping, Sequence
 from mailforce.core.changes import CAUSE_MAIL
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.kinds import CHANGES
-from mailforce.core.org_rollups import add_organizations, finished_organizations, window_organizations
+from mailforce.core.org_rollups import add_organizations, window_organizations
 from mailforce.core.organizations import organization_chunks
 from mailforce.core.partitions import Partition
 from mailforce.core.people import label_people
 from mailforce.core.rollups import (
     Scoring,
     add_to_stored,
-    finished_documents,
     flipped_to_automated,
     missing_from_stored,
     window_documents,
@@ -40,6 +39,7 @@ from mailforce.es.organizations import delete_stale_months
 from mailforce.es.people import read_people
 from mailforce.es.outputs import (
     kind_indices,
+    recompute_documents,
     organization_hosts,
     output_id,
     rollup_of,
@@ -62,17 +62,11 @@ def recompute_domains(es, settings: Settings, domains: Sequence[str], scoring: S
                       ) -> tuple[int, dict[str, int]]:
     """Every document of these domains and of every host of their organisations, from all their
     roles documents; writes what changed."""
-    rollup = rollup_of(es, settings, organization_hosts(es, settings, domains), written_by_run=None)
-    documents = finished_documents(rollup, scoring)
-    finished_organizations(rollup, documents, scoring)
-    label_people([*documents.relationships, *documents.contacts], read_people(es, settings))
-    stored, _ = stored_documents(es, settings, vars(documents))
-    changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
-                                          scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
-    written = write_documents(es, settings, documents, updated_at, stored=stored)
+    documents, read, written = recompute_documents(es, settings, organization_hosts(es, settings, domains), scoring,
+                                                   updated_at, cause=CAUSE_MAIL, people=read_people(es, settings))
     months = {output_id("timeline", month) for month in documents.timeline if month["scope"] == "organization"}
     delete_stale_months(es, settings, [document["organization"] for document in documents.organizations], months)
-    return rollup.messages_read, {**written, CHANGES.name: changes}
+    return read, written
 
 
 def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id: str, scoring: Scoring,

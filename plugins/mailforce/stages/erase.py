@@ -44,10 +44,8 @@ from mailforce.core.erasure import (
 )
 from mailforce.core.changes import CAUSE_ERASURE
 from mailforce.core.kinds import CHANGES, ERASABLE_KIND_NAMES, KIND_BY_NAME, PEOPLE
-from mailforce.core.org_rollups import finished_organizations
 from mailforce.core.organizations import organization_chunks
-from mailforce.core.people import label_people
-from mailforce.core.rollups import KINDS, finished_documents
+from mailforce.core.rollups import KINDS
 from mailforce.core.strength import calendar_date
 from mailforce.core.summaries import PeopleResult
 from mailforce.core.wording import plural
@@ -65,14 +63,12 @@ from mailforce.es.preflight import check_settings
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.accounts import write_account_statistics
 from mailforce.es.owners import identify_owners
-from mailforce.es.changes import erase_changes, record_relationship_changes
+from mailforce.es.changes import erase_changes
 from mailforce.es.outputs import (
     kind_indices,
+    recompute_documents,
     organization_hosts,
     output_id,
-    rollup_of,
-    stored_documents,
-    write_documents,
 )
 from mailforce.es.scoring import last_scoring_date, scoring_for
 from mailforce.es.suppressions import (
@@ -286,16 +282,10 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
     hosts = organization_hosts(es, settings, domains)
     people = read_people(es, settings)
     for chunk in organization_chunks(hosts, organizations, {}, TERMS_PER_QUERY, TERMS_PER_QUERY):
-        rollup = rollup_of(es, settings, chunk, written_by_run=None)
-        documents = finished_documents(rollup, scoring)
-        finished_organizations(rollup, documents, scoring)
-        label_people([*documents.relationships, *documents.contacts], people)
+        documents, _, counts = recompute_documents(es, settings, chunk, scoring, updated_at, cause=CAUSE_ERASURE,
+                                                   people=people)
+        written.update(counts)
         names = sorted({organizations.organization_of(domain) for domain in chunk})
-        stored, _ = stored_documents(es, settings, vars(documents))
-        written[CHANGES.name] += record_relationship_changes(
-            es, settings, stored["relationships"], documents.relationships, scoring_date=scoring.scoring_date,
-            cause=CAUSE_ERASURE, updated_at=updated_at)
-        written.update(write_documents(es, settings, documents, updated_at, stored=stored))
         for kind in KINDS:
             refresh(es, indices[kind])
             expected = {output_id(kind, document) for document in getattr(documents, kind)}
