@@ -93,30 +93,37 @@ def organization_answer(es, settings: Settings, organization: str) -> dict[str, 
         raise UnknownSubject(f"{organization}: erased (see the erasure audit index)" if erased else
                              f"{organization}: no organisation document: no counted mail names a domain of it "
                              "(give its registrable domain, e.g. enron.com for ect.enron.com)")
-    ranking = document.get("best_connected_accounts") or []
+    rows = ranked_rows(es, settings, document.get("best_connected_accounts") or [],
+                       {"term": {"organization": organization}}, "relationships of the organisation")
+    return {"kind": "organization", "subject": organization, "organization_kind": document.get("kind"),
+            "domains": document.get("domains", []), "messages": document.get("total_emails", 0),
+            "addresses": document.get("addresses_count", 0), "accounts": document.get("accounts_count", 0),
+            "first": document.get("first_contact_date"), "latest": document.get("latest_contact_date"),
+            "ranked": rows}
+
+
+def ranked_rows(es, settings: Settings, ranking: list[dict[str, Any]], subject: dict[str, Any], what: str
+                ) -> list[dict[str, Any]]:
+    """A ranking's rows (rank, account, strength, messages) with each account's relationships with the
+    subject (`subject`: the term query naming it): how many, two-way, automated, first and latest."""
     accounts = [entry["account"] for entry in ranking]
     per_account: dict[str, dict[str, Any]] = {a: {"relationships": 0, "two_way": 0, "automated": 0, "first": None,
                                                   "latest": None} for a in accounts}
     if accounts:
-        query = {"bool": {"filter": [{"term": {"organization": organization}}, {"terms": {"account": accounts}}]}}
+        query = {"bool": {"filter": [subject, {"terms": {"account": accounts}}]}}
         for hit in scan(es, settings.relationships_index,
                         {"query": query, "_source": ["account", "two_way", "automated", "first_engagement_date",
                                                      "latest_engagement_date"]},
-                        settings.scan_page_size, settings.scroll_keep_alive, "relationships of the organisation"):
+                        settings.scan_page_size, settings.scroll_keep_alive, what):
             source, figures = hit["_source"], per_account[hit["_source"]["account"]]
             figures["relationships"] += 1
             figures["two_way"] += bool(source.get("two_way"))
             figures["automated"] += bool(source.get("automated"))
             figures["first"] = min(filter(None, (figures["first"], source.get("first_engagement_date"))), default=None)
             figures["latest"] = max(filter(None, (figures["latest"], source.get("latest_engagement_date"))), default=None)
-    rows = [{"rank": rank, "account": entry["account"], "strength": entry.get("strength", 0),
+    return [{"rank": rank, "account": entry["account"], "strength": entry.get("strength", 0),
              "messages": entry.get("total_count", 0), **per_account[entry["account"]]}
             for rank, entry in enumerate(ranking, 1)]
-    return {"kind": "organization", "subject": organization, "organization_kind": document.get("kind"),
-            "domains": document.get("domains", []), "messages": document.get("total_emails", 0),
-            "addresses": document.get("addresses_count", 0), "accounts": document.get("accounts_count", 0),
-            "first": document.get("first_contact_date"), "latest": document.get("latest_contact_date"),
-            "ranked": rows}
 
 
 def person_answer(es, settings: Settings, address: str) -> dict[str, Any]:
@@ -128,25 +135,8 @@ def person_answer(es, settings: Settings, address: str) -> dict[str, Any]:
         erased = _suppressed(es, settings, address, True)
         raise UnknownSubject(f"{address}: erased (see the erasure audit index)" if erased else
                              f"{address}: no person document: no counted mail names an address of this person")
-    ranking = document.get("best_connected_accounts") or []
-    accounts = [entry["account"] for entry in ranking]
-    per_account: dict[str, dict[str, Any]] = {a: {"relationships": 0, "two_way": 0, "automated": 0, "first": None,
-                                                  "latest": None} for a in accounts}
-    if accounts:
-        query = {"bool": {"filter": [{"term": {"person_id": person_id}}, {"terms": {"account": accounts}}]}}
-        for hit in scan(es, settings.relationships_index,
-                        {"query": query, "_source": ["account", "two_way", "automated", "first_engagement_date",
-                                                     "latest_engagement_date"]},
-                        settings.scan_page_size, settings.scroll_keep_alive, "relationships of the person"):
-            source, figures = hit["_source"], per_account[hit["_source"]["account"]]
-            figures["relationships"] += 1
-            figures["two_way"] += bool(source.get("two_way"))
-            figures["automated"] += bool(source.get("automated"))
-            figures["first"] = min(filter(None, (figures["first"], source.get("first_engagement_date"))), default=None)
-            figures["latest"] = max(filter(None, (figures["latest"], source.get("latest_engagement_date"))), default=None)
-    rows = [{"rank": rank, "account": entry["account"], "strength": entry.get("strength", 0),
-             "messages": entry.get("total_count", 0), **per_account[entry["account"]]}
-            for rank, entry in enumerate(ranking, 1)]
+    rows = ranked_rows(es, settings, document.get("best_connected_accounts") or [],
+                       {"term": {"person_id": person_id}}, "relationships of the person")
     return {"kind": "person", "subject": document["canonical_address"], "person_id": person_id,
             "person_addresses": document.get("addresses", []), "messages": document.get("total_count", 0),
             "addresses": document.get("addresses_count", 0), "accounts": document.get("accounts_count", 0),
