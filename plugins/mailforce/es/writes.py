@@ -86,9 +86,19 @@ def _encoded(value: Any) -> bytes:
     return _ENCODER.encode(value).encode("utf-8", "surrogatepass")
 
 
+# The actions `index_actions` makes: their header is built here without the helper's general expansion.
+_PLAIN_ACTION_KEYS = frozenset({"_op_type", "_index", "_id", "_source", "if_seq_no", "if_primary_term"})
+_PLAIN_HEADER_KEYS = ("_id", "_index", "if_seq_no", "if_primary_term")  # in `expand_action`'s order
+
+
 def encoded_action(action: dict[str, Any]) -> tuple[bytes, bytes | None]:
     """A bulk action's two lines as the helper's `expand_action` makes them, already JSON: the helper
     sends bytes as they are, so each line is encoded once, by one encoder."""
+    operation = action.get("_op_type", "index")
+    if operation in ("index", "create") and action.keys() <= _PLAIN_ACTION_KEYS and isinstance(
+            action.get("_source"), Mapping):
+        header = {operation: {key: action[key] for key in _PLAIN_HEADER_KEYS if key in action}}
+        return _encoded(header), _encoded(action["_source"])
     header, body = helpers.expand_action(action)
     return _encoded(header), None if body is None else _encoded(body)
 
