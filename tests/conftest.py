@@ -75,6 +75,37 @@ def enron_corpus() -> Path:
     return CORPUS
 
 
+@pytest.fixture(scope="session")
+def enron_documents(osmem_server, enron_corpus) -> list[dict]:
+    """The Enron mail as source documents, parsed from RFC 822 once per session (a worker's), in a
+    clone of its own: the loader's own tests (tests/test_loader.py) parse it; the others load these."""
+    from mailforce.es.client import ClientOptions, build_client
+    from mailforce.tools.loader import load_mail
+    from support import read_source, small_settings
+
+    settings = small_settings()
+    clone = osmem_server.clone()
+    es = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
+    try:
+        report = load_mail(es, [enron_corpus], index=settings.source_index)
+        assert report.messages_indexed == 1702, report
+        return read_source(es, settings)
+    finally:
+        es.close()
+        clone.close()
+
+
+@pytest.fixture
+def enron(es, settings, enron_documents) -> list[dict]:
+    """The Enron mail in the test's own cluster, under `settings.source_index`; its source documents."""
+    import copy
+
+    from support import load_source
+
+    load_source(es, settings, enron_documents)
+    return copy.deepcopy(enron_documents)  # a test may change its documents; the next gets them as parsed
+
+
 @pytest.fixture
 def closed_port() -> int:
     """A local port nobody listens on: a wrong URL that is refused at once."""

@@ -695,17 +695,19 @@ def expected_outputs(
     allowed_organizations: Iterable[str] = (),
     organization_overrides: Iterable[str] = (),
     label_organizations: bool = True,
+    messages: list[Message] | None = None,
 ) -> Outputs:
     """The output indices' documents (without ``updated_at``), keyed by natural key.
 
     ``kinds=None`` (and no ``model``): model v1, the four kinds of today. ``kinds="all"``: model v2,
     all seven kinds; a tuple of kinds: model v2, those kinds only. ``scoring_date`` defaults to the
-    UTC date of the latest ``window_end`` among the coverages.
+    UTC date of the latest ``window_end`` among the coverages. ``messages``: what `build_messages`
+    gives for exactly these arguments, built once by a caller that asks for several scoring dates.
     """
     coverages = list(coverages)
     chosen, model = _resolve_kinds(kinds, model)
     organizations = OrganizationModel.of(organization_overrides)
-    messages = list(build_messages(
+    messages = messages if messages is not None else list(build_messages(
         source_docs, coverages, internal_domains, allowed_domains,
         erased_addresses=erased_addresses, erased_domains=erased_domains,
         erased_organizations=erased_organizations, internal_organizations=internal_organizations,
@@ -1621,12 +1623,23 @@ def expected_changes(
     state: dict[tuple[str, str], dict[str, Any]] = {}
     feed: dict[tuple[str, ...], dict[str, Any]] = {}
 
+    built: dict[tuple, list[Message]] = {}  # the messages of one covered set and erasures, at any date
+
     def relationships(day: Date) -> dict[tuple[str, str], dict[str, Any]]:
+        # the documents themselves (a later copy of an id replaces it), alive in `covered`, so their ids are theirs
+        key = (tuple((name, id(document)) for name, document in covered.items()), tuple(sorted(erased_addresses)),
+               tuple(sorted(erased_domains)))
+        if key not in built:
+            built.clear()
+            built[key] = list(build_messages(
+                list(covered.values()), [_EVERY_COVERED], internal_domains, allowed_domains,
+                erased_addresses=key[1], erased_domains=key[2], organizations=OrganizationModel.of(()),
+            ).values())
         return expected_outputs(
             list(covered.values()), [_EVERY_COVERED], internal_domains, allowed_domains, kinds=("relationships",),
             half_life_days=half_life_days, scoring_date=day, automated_patterns=automated_patterns,
-            automated_patterns_extra=automated_patterns_extra, erased_addresses=sorted(erased_addresses),
-            erased_domains=sorted(erased_domains),
+            automated_patterns_extra=automated_patterns_extra, erased_addresses=key[1], erased_domains=key[2],
+            messages=built[key],
         )["relationships"]
 
     def record(before: Mapping[tuple[str, str], Mapping[str, Any]], after: Mapping[tuple[str, str], Mapping[str, Any]],

@@ -17,7 +17,6 @@ from mailforce.core.run_params import RunRequest
 from mailforce.settings import Settings, SettingsError
 from mailforce.stages.erase import erase
 from mailforce.stages.reconcile import reconcile_window
-from mailforce.tools.loader import load_mail
 from mailforce.tools.synthetic import dirty_corpus
 from oracle import Coverage, FeedStep, assert_changes_equal, expected_changes, read_changes
 from support import load_source, read_source, run, utc
@@ -88,9 +87,8 @@ ENRON_RUN_ENDS = ("2000-12-31T23:59:59Z", "2001-06-30T12:00:00Z", "2002-06-30T00
                   "2002-07-31T00:00:00Z", "2003-06-30T00:00:00Z")
 
 
-def test_scheduled_windows_then_idle_days_record_every_crossing_the_oracle_finds(es, settings, enron_corpus):
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    source = read_source(es, settings)
+def test_scheduled_windows_then_idle_days_record_every_crossing_the_oracle_finds(es, settings, enron):
+    source = enron
     steps = []
     for number, end in enumerate(ENRON_RUN_ENDS):
         stats = run(es, settings, f"scheduled-{number}", run_end=utc(end))
@@ -121,9 +119,8 @@ def test_an_idle_run_on_the_same_day_records_nothing_and_a_rerun_of_the_day_rewr
                                                   FeedStep(coverage=coverage_of(again))])
 
 
-def test_a_run_killed_after_some_partitions_then_rerun_records_what_one_run_would(es, settings, enron_corpus):
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    source = read_source(es, settings)
+def test_a_run_killed_after_some_partitions_then_rerun_records_what_one_run_would(es, settings, enron):
+    source = enron
     first = run(es, settings, "before", run_end=utc(ENRON_RUN_ENDS[0]))
     with pytest.raises(RuntimeError, match="simulated failure"):
         run_once(es, settings, RunRequest(), utc(ENRON_RUN_ENDS[2]), "dies", stop_after_partitions=1)
@@ -132,12 +129,11 @@ def test_a_run_killed_after_some_partitions_then_rerun_records_what_one_run_woul
                                                FeedStep(coverage=coverage_of(rerun))])
 
 
-def test_late_mail_counted_by_a_reconciliation_crosses_bands_as_the_oracle_says(es, settings, enron_corpus):
+def test_late_mail_counted_by_a_reconciliation_crosses_bands_as_the_oracle_says(es, settings, enron):
     """A too-short lateness misses mail indexed after its run; the reconciliation counts it at the
     scoring date it finds (the watermark's), and later runs decay from there."""
     settings = replace(settings, allowed_lateness="1h")
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    everything = sorted(read_source(es, settings), key=lambda document: document["_id"])
+    everything = sorted(enron, key=lambda document: document["_id"])
     es.indices.delete(index=settings.source_index)
     first_end, second_end = "2001-03-31T00:00:00Z", "2001-09-30T00:00:00Z"
     dated = [document for document in everything if document["_source"].get("date")]

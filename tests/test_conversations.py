@@ -7,15 +7,14 @@ from __future__ import annotations
 import pytest
 from elasticsearch import helpers
 
-from mailforce.tools.loader import load_mail
 from oracle import Coverage
-from support import FAR_FUTURE_RUN_END, assert_matches_oracle, read_source, run, small_settings
+from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run, small_settings
 
 EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
 
 
 @pytest.fixture(scope="module")
-def enron(osmem_server, enron_corpus):
+def enron_run(osmem_server, enron_documents):
     """The Enron mail loaded and run once, in a clone of the module's own; the tests below only read it."""
     from mailforce.es.client import ClientOptions, build_client
 
@@ -23,8 +22,8 @@ def enron(osmem_server, enron_corpus):
     clone = osmem_server.clone()
     es = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
     try:
-        load_mail(es, [enron_corpus], index=settings.source_index)
-        source = read_source(es, settings)
+        load_source(es, settings, enron_documents)
+        source = enron_documents
         run(es, settings, "enron-conversations")
         yield es, settings, source
     finally:
@@ -37,8 +36,8 @@ def documents(es, index: str) -> list[dict]:
     return [hit["_source"] for hit in helpers.scan(es, index=index, query={"query": {"match_all": {}}})]
 
 
-def test_every_mailbox_knows_its_own_address_with_the_evidence(enron):
-    es, settings, source = enron
+def test_every_mailbox_knows_its_own_address_with_the_evidence(enron_run):
+    es, settings, source = enron_run
     statistics = documents(es, settings.account_stats_index)
     inferred = [document for document in statistics if document["owner_source"] == "inferred"]
     assert len(inferred) >= 30, [document["account"] for document in statistics if document["owner_source"] != "inferred"]
@@ -53,16 +52,16 @@ def test_every_mailbox_knows_its_own_address_with_the_evidence(enron):
                  document["owner_evidence"]))
 
 
-def test_the_owner_of_a_mailbox_has_no_relationship_strength_with_it(enron):
-    es, settings, _ = enron
+def test_the_owner_of_a_mailbox_has_no_relationship_strength_with_it(enron_run):
+    es, settings, _ = enron_run
     relationships = documents(es, settings.relationships_index)
     owners = [relationship for relationship in relationships if relationship["owner"]]
     assert owners, "the mailboxes' own addresses are outside addresses of theirs on this corpus"
     assert all(relationship["strength"] == 0 and relationship["direct_count"] == 0 for relationship in owners)
 
 
-def test_nobody_a_mailbox_wrote_to_is_flagged_as_a_broadcaster(enron):
-    es, settings, source = enron
+def test_nobody_a_mailbox_wrote_to_is_flagged_as_a_broadcaster(enron_run):
+    es, settings, source = enron_run
     contacts = {document["email_address"]: document for document in documents(es, settings.contacts_index)}
     relationships = documents(es, settings.relationships_index)
     written_to = {relationship["email_address"] for relationship in relationships if relationship["direct_to_count"]}
@@ -85,7 +84,7 @@ def test_nobody_a_mailbox_wrote_to_is_flagged_as_a_broadcaster(enron):
             contact["accounts_count"], contact["automated_reason"]))
 
 
-def test_a_mailbox_address_set_by_hand_and_a_lower_broadcast_threshold_match_the_oracle(enron, osmem_server):
+def test_a_mailbox_address_set_by_hand_and_a_lower_broadcast_threshold_match_the_oracle(enron_run, osmem_server):
     """The setting wins over the inference (a setting change alone recomputes the account's domains);
     with broadcasters at 10 large mailings, what is flagged is listed and none of it was written to."""
     from dataclasses import replace
@@ -93,7 +92,7 @@ def test_a_mailbox_address_set_by_hand_and_a_lower_broadcast_threshold_match_the
     from mailforce.es.client import ClientOptions, build_client
     from support import load_source
 
-    es, settings, source = enron
+    es, settings, source = enron_run
     statistics = {document["account"]: document for document in documents(es, settings.account_stats_index)}
     account = "kean-s"
     other = statistics[account]["owner_evidence"]["candidates"][1]["email_address"]

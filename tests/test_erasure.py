@@ -12,7 +12,6 @@ from elasticsearch import helpers
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.erasure import ErasureParamsError, parse_erasure_params
 from mailforce.stages.erase import erase
-from mailforce.tools.loader import load_mail
 from mailforce.tools.synthetic import dirty_corpus
 from oracle import Coverage
 from support import (
@@ -152,9 +151,8 @@ def test_later_runs_never_bring_the_erased_back_and_erasing_twice_changes_nothin
     assert_matches_oracle(es, settings, source, [LATER], erased_addresses=addresses, erased_domains=[domain])
 
 
-def test_erasure_on_enron_equals_the_oracle_and_new_mail_from_the_erased_stays_out(es, settings, enron_corpus):
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    source = read_source(es, settings)
+def test_erasure_on_enron_equals_the_oracle_and_new_mail_from_the_erased_stays_out(es, settings, enron):
+    source = enron
     run(es, settings, "enron")
     addresses, domain, _ = erase_and_check(es, settings, source)
     load_source(es, settings, new_mail_from(addresses, domain, "new.person@example-new.com"))

@@ -160,12 +160,8 @@ def test_a_run_killed_between_slices_then_rerun_equals_the_oracle(es, slices):
 
 
 @pytest.mark.parametrize("slices", [8])
-def test_enron_in_slices_equals_the_oracle(es, enron_corpus, slices):
-    from mailforce.tools.loader import load_mail
-    from support import read_source
-
+def test_enron_in_slices_equals_the_oracle(es, enron, slices):
     settings = with_extraction_slices(small_settings(), slices)
-    load_mail(es, [enron_corpus], index=settings.source_index)
     stats = run(es, settings, "enron-sliced")
-    assert_matches_oracle(es, settings, read_source(es, settings), [EVERYTHING])
+    assert_matches_oracle(es, settings, enron, [EVERYTHING])
     assert stats["email_accounts_processed"] == 60

@@ -23,10 +23,9 @@ from mailforce.core.run_params import RunRequest
 from mailforce.es import reads, writes
 from mailforce.es.client import ClientOptions, build_client
 from mailforce.es.watermark import read_watermark
-from mailforce.tools.loader import load_mail
 from mailforce.tools.synthetic import CorpusSpec, dirty_corpus, iter_corpus
 from oracle import Coverage, summarise
-from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, read_source, utc
+from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, utc
 
 EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
 ATTEMPTS_UNDER_FAULTS = 4
@@ -93,9 +92,8 @@ class FaultyRuns:
         self.proxy.stop()
 
 
-def test_enron_subset_under_faults_equals_the_oracle(es, es_url, settings, enron_corpus):
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    source = read_source(es, settings)
+def test_enron_subset_under_faults_equals_the_oracle(es, es_url, settings, enron):
+    source = enron
     runs = FaultyRuns(es, es_url, settings, seed=1)
     runs.run("enron")
     runs.finish(source)

@@ -7,7 +7,6 @@ import re
 import pytest
 
 from mailforce.core.ids import document_id
-from mailforce.tools.loader import load_mail
 from driver import run_once
 from mailforce.tools.synthetic import dirty_corpus
 from mailforce.core.run_params import RunRequest
@@ -18,7 +17,6 @@ from support import (
     assert_matches_oracle,
     load_source,
     raw_outputs,
-    read_source,
     run,
     utc,
 )
@@ -34,9 +32,8 @@ def _without_updated_at(outputs: dict) -> dict:
     }
 
 
-def test_three_scheduled_windows_equal_one_full_run(es, settings, enron_corpus):
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    source = read_source(es, settings)
+def test_three_scheduled_windows_equal_one_full_run(es, settings, enron):
+    source = enron
 
     first = run(es, settings, "scheduled-1", run_end=utc(CUT_1))
     second = run(es, settings, "scheduled-2", run_end=utc(CUT_2))
@@ -101,9 +98,8 @@ def test_the_same_window_twice_leaves_identical_indices(es, settings):
     assert_matches_oracle(es, settings, documents, [Coverage(window_end=FAR_FUTURE_RUN_END)])
 
 
-def test_a_run_killed_after_some_partitions_then_rerun(es, settings, enron_corpus):
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    source = read_source(es, settings)
+def test_a_run_killed_after_some_partitions_then_rerun(es, settings, enron):
+    source = enron
     run(es, settings, "before", run_end=utc(CUT_1))
     watermark = read_watermark(es, settings)
 
@@ -137,14 +133,13 @@ def _stats_id(run_id: str) -> str:
     return document_id(run_id)
 
 
-def test_new_mail_is_added_to_stored_figures_and_copies_force_a_recompute(es, settings, enron_corpus, caplog):
+def test_new_mail_is_added_to_stored_figures_and_copies_force_a_recompute(es, settings, enron, caplog):
     """Windows of new mail take the cheap path (add to the stored documents); the result is exact.
 
     A late copy of a counted mail in another mailbox that adds nothing across mailboxes (a later
     date, no role the counted copy lacks) is added to its mailbox's figures only; one dated
     earlier sends its domains to recomputation."""
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    source = read_source(es, settings)
+    source = enron
     run(es, settings, "first", run_end=utc(CUT_2))
     counted = [doc for doc in source if doc["_source"].get("messageId") and doc["_source"].get("to")
                and doc["_source"]["date"] < "2001-06"]
@@ -180,7 +175,7 @@ def test_new_mail_is_added_to_stored_figures_and_copies_force_a_recompute(es, se
     assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)])
 
 
-def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, settings, enron_corpus):
+def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, settings, enron):
     from mailforce.es.indices import prepare_indices
     from mailforce.core.run_params import resolve_window
     from mailforce.es.scoring import scoring_for
@@ -192,8 +187,7 @@ def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, s
     from mailforce.stages.index_account_statistics import index_account_statistics
     from mailforce.stages.list_domains import list_domains
 
-    load_mail(es, [enron_corpus], index=settings.source_index)
-    source = read_source(es, settings)
+    source = enron
     run(es, settings, "first", run_end=utc(CUT_2))
     prepare_indices(es, settings)
     window = resolve_window(RunRequest(), FAR_FUTURE_RUN_END, read_watermark(es, settings))

@@ -22,7 +22,6 @@ from mailforce.core.run_params import RunKind, RunRequest
 from mailforce.es.watermark import read_watermark
 from mailforce.stages.fetch_watermark import fetch_watermark
 from mailforce.stages.reconcile import reconcile_window
-from mailforce.tools.loader import load_mail
 from oracle import Coverage
 from driver import run_stages
 from support import assert_matches_oracle, load_source, raw_outputs, read_source
@@ -51,11 +50,10 @@ def _lag(rng: random.Random) -> timedelta:
 
 
 @pytest.fixture
-def harvest(es, settings, enron_corpus):
+def harvest(es, settings, enron):
     """(documents with their arrival time) of a seeded simulation on a few hundred Enron messages."""
-    load_mail(es, [enron_corpus], index=settings.source_index)
     rng = random.Random(9)
-    originals = sorted(read_source(es, settings), key=lambda doc: doc["_id"])
+    originals = sorted(enron, key=lambda doc: doc["_id"])
     es.indices.delete(index=settings.source_index)
     chosen = rng.sample([doc for doc in originals if doc["_source"].get("messageId")], MESSAGES)
     span = timedelta(hours=RUNS + 24)

@@ -36,14 +36,12 @@ from mailforce.core.organizations import (
     psl_version,
 )
 from mailforce.settings import Settings, SettingsError
-from mailforce.tools.loader import load_mail
 from oracle import Coverage, OrganizationModel, public_suffix_list_version, read_outputs, registrable_domain
 from support import (
     FAR_FUTURE_RUN_END,
     assert_matches_oracle,
     index_names,
     raw_outputs,
-    read_source,
     run,
     with_settings,
 )
@@ -269,31 +267,6 @@ def test_late_copies_counted_elsewhere_keep_organisations_exact(seed):
 
 
 # --- the pipeline against the oracle --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def enron_documents(osmem_server, enron_corpus):
-    """The Enron mail as source documents, parsed once for the module (in a clone of its own)."""
-    from mailforce.es.client import ClientOptions, build_client
-    from support import small_settings
-
-    settings = small_settings()
-    clone = osmem_server.clone()
-    es = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
-    try:
-        load_mail(es, [enron_corpus], index=settings.source_index)
-        yield read_source(es, settings)
-    finally:
-        es.close()
-        clone.close()
-
-
-@pytest.fixture
-def enron(es, settings, enron_documents):
-    from support import load_source
-
-    load_source(es, settings, enron_documents)
-    return enron_documents
 
 
 def test_organisation_figures_count_messages_once_across_hosts(es, settings, enron):

@@ -95,10 +95,8 @@ ACCOUNT_STATS_PROPERTIES = {
     "total_emails_count": INTEGER,
     "updated_at": DATE,
 }
-DOMAINS_PROPERTIES = {
-    "domain": KEYWORD,
-    "organization": KEYWORD,
-    "organization_kind": KEYWORD,
+# The figures of a domain across mailboxes, which an organisation has too, over its hosts.
+CONTACT_FIGURES = {
     "first_contact_date": DATE,
     "latest_contact_date": DATE,
     "total_from": INTEGER,
@@ -111,7 +109,13 @@ DOMAINS_PROPERTIES = {
     # At most `domain_top_addresses` entries (default 100): flat objects, so Kibana can chart them.
     "email_engagements": {"properties": DOMAIN_ENGAGEMENT_ENTRY},
     "email_engagements_complete": BOOLEAN,
-    "best_connected_accounts": CONNECTION_ENTRY,
+    "best_connected_accounts": CONNECTION_ENTRY,  # organisations: companies only
+}
+DOMAINS_PROPERTIES = {
+    "domain": KEYWORD,
+    "organization": KEYWORD,
+    "organization_kind": KEYWORD,
+    **CONTACT_FIGURES,
     "updated_at": DATE,
 }
 RELATIONSHIPS_PROPERTIES = {
@@ -188,18 +192,7 @@ ORGANIZATIONS_PROPERTIES = {
     "kind": KEYWORD,  # "company" or "personal" (a free or personal mail provider)
     "domains": KEYWORD,
     "domains_count": INTEGER,
-    "first_contact_date": DATE,
-    "latest_contact_date": DATE,
-    "total_from": INTEGER,
-    "total_to": INTEGER,
-    "total_cc": INTEGER,
-    "total_emails": INTEGER,
-    "accounts": KEYWORD,
-    "accounts_count": INTEGER,
-    "addresses_count": INTEGER,
-    "email_engagements": {"properties": DOMAIN_ENGAGEMENT_ENTRY},
-    "email_engagements_complete": BOOLEAN,
-    "best_connected_accounts": CONNECTION_ENTRY,  # companies only
+    **CONTACT_FIGURES,
     # Every account's {account, strength, total_count} with the organisation: what the add path and the
     # rescoring rank from (stored, not indexed: one entry per mailbox)
     "account_connections": STORED_LIST,
