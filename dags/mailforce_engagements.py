@@ -34,7 +34,9 @@ held which role; and a runtime-stats record per run that doubles as the incremen
    `rescore_relationships` fixed for the run. Its log says which, and why; "unchanged" when it
    wrote nothing (then `announce_outputs` records no asset event for it).
 6. `bulk_index_account_statistics` (mapped like the extraction, one per slice, each writing an
-   account range): per account seen, distinct addresses per role.
+   account range): per account seen, distinct addresses per role. Beside it, `compile_people` (once,
+   after every partition): the `search-people` documents of the addresses written since the last
+   successful run (a person's addresses may lie in several partitions), recomputed whole.
 7. `announce_outputs`: one asset event per output index the compile and the rescoring wrote, with
    the documents written in its extras; skipped when they wrote nothing, so no downstream DAG wakes.
    Recorded once per run, not by the mapped instances (docs/TROUBLESHOOTING.md says why).

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,6 +92,33 @@ def enron_documents(osmem_server, enron_corpus) -> list[dict]:
         report = load_mail(es, [enron_corpus], index=settings.source_index)
         assert report.messages_indexed == 1702, report
         return read_source(es, settings)
+    finally:
+        es.close()
+        clone.close()
+
+
+@dataclass(frozen=True)
+class EnronRun:
+    """One run of every stage over the whole Enron mail with the tests' small settings, in a clone of
+    its own: tests that only read its outputs share it (never write to it)."""
+
+    es: Any
+    settings: Any
+    source: list[dict]
+    stats: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def enron_run(osmem_server, enron_documents):
+    from mailforce.es.client import ClientOptions, build_client
+    from support import load_source, run, small_settings
+
+    settings = small_settings()
+    clone = osmem_server.clone()
+    es = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
+    try:
+        load_source(es, settings, enron_documents)
+        yield EnronRun(es, settings, enron_documents, run(es, settings, "enron-full"))
     finally:
         es.close()
         clone.close()

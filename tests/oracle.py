@@ -54,7 +54,7 @@ from typing import Any, NamedTuple
 ROLE_FROM, ROLE_TO, ROLE_CC = "From", "To", "CC"
 ROLE_FIELDS = (("from", ROLE_FROM), ("to", ROLE_TO), ("cc", ROLE_CC))
 V1_KINDS = ("roles", "engagements", "account_stats", "domains")
-NEW_KINDS = ("relationships", "contacts", "timeline", "organizations")
+NEW_KINDS = ("relationships", "contacts", "timeline", "organizations", "people")
 ALL_KINDS = V1_KINDS + NEW_KINDS
 INDEX_KINDS = V1_KINDS  # kept for callers of the first API
 MODELS = ("v1", "v2")
@@ -85,13 +85,13 @@ DOCUMENT_FIELDS_V2: dict[str, tuple[str, ...]] = {
         "first_engagement_date", "latest_engagement_date", "automated", "two_way", "strength", "organization",
         "organization_kind",
         "owner", "direct_from_count", "direct_to_count", "direct_count", "direct_weight", "latest_direct_date",
-        "automated_reason",
+        "automated_reason", "person_id",
     ),
     "contacts": (
         "email_address", "domain", "from_count", "to_count", "cc_count", "total_count", "first_contact_date",
         "latest_contact_date", "accounts", "accounts_count", "automated", "best_connected_accounts",
         "automated_reason", "flagged_by_headers", "broadcast_messages", "answered_count",
-        "organization", "organization_kind",
+        "organization", "organization_kind", "person_id",
     ),
     "timeline": ("scope", "account", "domain", "organization", "month", "messages", "from_count", "to_count",
                  "cc_count"),
@@ -99,6 +99,11 @@ DOCUMENT_FIELDS_V2: dict[str, tuple[str, ...]] = {
         "organization", "kind", "domains", "domains_count", "first_contact_date", "latest_contact_date", "total_from",
         "total_to", "total_cc", "total_emails", "accounts", "accounts_count", "addresses_count", "email_engagements",
         "email_engagements_complete", "best_connected_accounts", "account_connections",
+    ),
+    "people": (
+        "person_id", "canonical_address", "addresses", "addresses_count", "domains", "organizations", "from_count",
+        "to_count", "cc_count", "total_count", "first_contact_date", "latest_contact_date", "accounts",
+        "accounts_count", "automated", "best_connected_accounts", "explanation",
     ),
 }
 MODEL_DOCUMENT_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {"v1": DOCUMENT_FIELDS, "v2": DOCUMENT_FIELDS_V2}
@@ -114,6 +119,7 @@ ENTRY_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "best_connected_accounts": ("account", "strength", "total_count"),
     "account_connections": ("account", "strength", "total_count"),
+    "explanation": ("email_address", "joined_by", "provider_rule"),
 }
 
 # SEMANTICS.md, "Automated and role addresses": the default of the setting ``automated_patterns``.
@@ -483,6 +489,80 @@ _PERSONAL: frozenset[str] | None = None
 
 
 # --------------------------------------------------------------------------------------------------
+# People (SEMANTICS.md, "People")
+# --------------------------------------------------------------------------------------------------
+
+# provider domain -> (its name, the domain it writes addresses with, dots ignored)
+# each of these providers delivers local+tag to local (SEMANTICS.md cites where they say so)
+PROVIDERS: dict[str, tuple[str, str, bool]] = {
+    "gmail.com": ("gmail", "gmail.com", True),
+    "googlemail.com": ("gmail", "gmail.com", True),
+    "outlook.com": ("outlook", "outlook.com", False),
+    "hotmail.com": ("outlook", "hotmail.com", False),
+    "fastmail.com": ("fastmail", "fastmail.com", False),
+}
+
+
+def provider_mailbox(address: str) -> tuple[str, str | None]:
+    """The address its provider delivers it to, and the provider's name when that differs."""
+    local, domain = address.split("@")
+    if domain not in PROVIDERS:
+        return address, None
+    name, written_domain, no_dots = PROVIDERS[domain]
+    local = local.partition("+")[0]
+    if no_dots:
+        local = "".join(character for character in local if character != ".")
+    if local == "":
+        return address, None
+    mailbox = local + "@" + written_domain
+    return mailbox, (None if mailbox == address else name)
+
+
+@dataclass(frozen=True)
+class PersonModel:
+    """Provider mailboxes joined by the alias pairs: a person is a connected set of mailboxes, named
+    by the smallest."""
+
+    name_of: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, aliases: Iterable[tuple[str, str]] = ()) -> "PersonModel":
+        neighbours: dict[str, set[str]] = defaultdict(set)
+        for left, right in aliases:
+            a, b = provider_mailbox(left)[0], provider_mailbox(right)[0]
+            neighbours[a].add(b)
+            neighbours[b].add(a)
+        name_of: dict[str, str] = {}
+        for start in sorted(neighbours):
+            if start in name_of:
+                continue
+            seen, todo = {start}, [start]
+            while todo:
+                for other in neighbours[todo.pop()]:
+                    if other not in seen:
+                        seen.add(other)
+                        todo.append(other)
+            for member in seen:
+                name_of[member] = min(seen)
+        return cls(name_of)
+
+    def canonical(self, address: str) -> str:
+        mailbox = provider_mailbox(address)[0]
+        return self.name_of.get(mailbox, mailbox)
+
+    def person_id(self, address: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.canonical(address).encode("utf-8")).hexdigest()[:40]
+
+    def joined_by(self, address: str) -> str:
+        canonical = self.canonical(address)
+        if address == canonical:
+            return "canonical"
+        return "provider" if provider_mailbox(address)[0] == canonical else "alias"
+
+
+# --------------------------------------------------------------------------------------------------
 # The message model
 # --------------------------------------------------------------------------------------------------
 
@@ -695,6 +775,8 @@ def expected_outputs(
     allowed_organizations: Iterable[str] = (),
     organization_overrides: Iterable[str] = (),
     label_organizations: bool = True,
+    aliases: Iterable[tuple[str, str]] = (),
+    label_people: bool = True,
     messages: list[Message] | None = None,
 ) -> Outputs:
     """The output indices' documents (without ``updated_at``), keyed by natural key.
@@ -736,11 +818,21 @@ def expected_outputs(
         "timeline": lambda: {**world.timeline(),
                              **(world.organization_timeline(organizations) if label_organizations else {})},
         "organizations": lambda: world.organizations(organizations, top_addresses),
+        "people": lambda: world.people(PersonModel.of(aliases), organizations),
     }
     outputs = Outputs({kind: builders[kind]() for kind in chosen}, model="v2")
     if label_organizations:  # False: the per-domain documents as before organisations (tests by hand)
         _label_organizations(outputs, organizations)
+    if label_people:  # False: relationships and contacts as before people (tests by hand)
+        _label_people(outputs, PersonModel.of(aliases))
     return outputs
+
+
+def _label_people(outputs: Mapping[str, dict[Any, dict[str, Any]]], people: "PersonModel") -> None:
+    """``person_id`` on every relationship and contact."""
+    for kind in ("relationships", "contacts"):
+        for document in outputs.get(kind, {}).values():
+            document["person_id"] = people.person_id(document["email_address"])
 
 
 def _label_organizations(outputs: Mapping[str, dict[Any, dict[str, Any]]], organizations: OrganizationModel) -> None:
@@ -1268,6 +1360,52 @@ class _World:
             documents[organization] = document
         return documents
 
+    def people(self, model: PersonModel, organizations: OrganizationModel) -> dict[str, dict[str, Any]]:
+        """One document per person: the contact figures over every message naming any of their
+        addresses, each message counted once."""
+        members: dict[str, list[str]] = defaultdict(list)
+        for address in sorted(self.roles_by_key):
+            members[model.canonical(address)].append(address)
+        strongest: dict[tuple[str, str], int] = defaultdict(int)
+        for (account, address), relationship in self.relationships().items():
+            pair = (account, model.canonical(address))
+            strongest[pair] = max(strongest[pair], relationship["strength"])
+        messages_naming: dict[tuple[str, str], int] = defaultdict(int)
+        for message in self.messages:
+            for canonical in {model.canonical(address) for address, _ in message.roles}:
+                messages_naming[(message.account, canonical)] += 1
+        documents = {}
+        for canonical, addresses in members.items():
+            roles_on_key: dict[str, set[str]] = defaultdict(set)
+            for address in addresses:
+                for key, roles in self.roles_by_key[address].items():
+                    roles_on_key[key] |= roles
+            dates = [self.key_date[key] for key in roles_on_key]
+            accounts = sorted(set().union(*(self.accounts_by_address[address] for address in addresses)))
+            documents[canonical] = {
+                "person_id": model.person_id(canonical),
+                "canonical_address": canonical,
+                "addresses": addresses,
+                "addresses_count": len(addresses),
+                "domains": sorted({domain_of(address) for address in addresses}),
+                "organizations": sorted({organizations.organization(domain_of(address)) for address in addresses}),
+                "from_count": sum(ROLE_FROM in roles for roles in roles_on_key.values()),
+                "to_count": sum(ROLE_TO in roles for roles in roles_on_key.values()),
+                "cc_count": sum(ROLE_CC in roles for roles in roles_on_key.values()),
+                "total_count": len(roles_on_key),
+                "first_contact_date": format_date(min(dates)),
+                "latest_contact_date": format_date(max(dates)),
+                "accounts": accounts,
+                "accounts_count": len(accounts),
+                "automated": all(address in self.automated for address in addresses),
+                "best_connected_accounts": _best_connected(
+                    {"account": account, "strength": strongest[(account, canonical)],
+                     "total_count": messages_naming[(account, canonical)]} for account in accounts),
+                "explanation": [{"email_address": address, "joined_by": model.joined_by(address),
+                                 "provider_rule": provider_mailbox(address)[1]} for address in addresses],
+            }
+        return documents
+
     def organization_timeline(self, model: OrganizationModel) -> dict[tuple[str, ...], dict[str, Any]]:
         """``scope: "organization"`` months: distinct keys naming the organisation by the key's month;
         role counts over its (key, address) pairs."""
@@ -1363,6 +1501,8 @@ def natural_key(kind: str, document: Mapping[str, Any]) -> Any:
         return (scope, document.get("domain"), document.get("month"))
     if kind == "organizations":
         return document.get("organization")
+    if kind == "people":
+        return document.get("canonical_address")
     return document.get("domain")
 
 

@@ -70,12 +70,13 @@ def index_names(settings: Settings) -> dict[str, str]:
         "contacts": settings.contacts_index,
         "timeline": settings.timeline_index,
         "organizations": settings.organizations_index,
+        "people": settings.people_index,
     }
 
 
 # Every output kind, compared on the current data model (docs/SEMANTICS.md).
 COMPARED_KINDS = ("roles", "engagements", "account_stats", "domains", "relationships", "contacts", "timeline",
-                  "organizations")
+                  "organizations", "people")
 
 
 def oracle_options(settings: Settings) -> dict[str, Any]:
@@ -115,10 +116,20 @@ def assert_matches_oracle(es, settings: Settings, source: list[dict], coverages:
     expected = expected_outputs(source, coverages, settings.internal_domains, settings.allowed_domains,
                                 scoring_date=scoring_date or latest_window_end(es, settings),
                                 erased_addresses=erased_addresses, erased_domains=erased_domains,
-                                erased_organizations=erased_organizations, **oracle_options(settings))
+                                erased_organizations=erased_organizations, aliases=stored_aliases(es, settings),
+                                **oracle_options(settings))
     actual = read_outputs(es, {kind: index for kind, index in index_names(settings).items() if kind in expected})
     assert_outputs_equal(actual, expected)
     return expected
+
+
+def stored_aliases(es, settings: Settings) -> list[tuple[str, str]]:
+    """The operator's alias list as stored (address, same-person address), read without the product."""
+    if not es.indices.exists(index=settings.aliases_index):
+        return []
+    es.indices.refresh(index=settings.aliases_index)
+    return sorted((hit["_source"]["email_address"], hit["_source"]["same_person_as"])
+                  for hit in helpers.scan(es, index=settings.aliases_index))
 
 
 def raw_outputs(es, settings: Settings) -> dict[str, dict[str, dict]]:

@@ -4,31 +4,12 @@ direct exchange weighed by its audience, and robots recognised by behaviour, on 
 from __future__ import annotations
 
 
-import pytest
 from elasticsearch import helpers
 
 from oracle import Coverage
-from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run, small_settings
+from support import FAR_FUTURE_RUN_END, assert_matches_oracle, run, small_settings
 
 EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
-
-
-@pytest.fixture(scope="module")
-def enron_run(osmem_server, enron_documents):
-    """The Enron mail loaded and run once, in a clone of the module's own; the tests below only read it."""
-    from mailforce.es.client import ClientOptions, build_client
-
-    settings = small_settings()
-    clone = osmem_server.clone()
-    es = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
-    try:
-        load_source(es, settings, enron_documents)
-        source = enron_documents
-        run(es, settings, "enron-conversations")
-        yield es, settings, source
-    finally:
-        es.close()
-        clone.close()
 
 
 def documents(es, index: str) -> list[dict]:
@@ -37,7 +18,7 @@ def documents(es, index: str) -> list[dict]:
 
 
 def test_every_mailbox_knows_its_own_address_with_the_evidence(enron_run):
-    es, settings, source = enron_run
+    es, settings = enron_run.es, enron_run.settings
     statistics = documents(es, settings.account_stats_index)
     inferred = [document for document in statistics if document["owner_source"] == "inferred"]
     assert len(inferred) >= 30, [document["account"] for document in statistics if document["owner_source"] != "inferred"]
@@ -53,7 +34,7 @@ def test_every_mailbox_knows_its_own_address_with_the_evidence(enron_run):
 
 
 def test_the_owner_of_a_mailbox_has_no_relationship_strength_with_it(enron_run):
-    es, settings, _ = enron_run
+    es, settings = enron_run.es, enron_run.settings
     relationships = documents(es, settings.relationships_index)
     owners = [relationship for relationship in relationships if relationship["owner"]]
     assert owners, "the mailboxes' own addresses are outside addresses of theirs on this corpus"
@@ -61,7 +42,7 @@ def test_the_owner_of_a_mailbox_has_no_relationship_strength_with_it(enron_run):
 
 
 def test_nobody_a_mailbox_wrote_to_is_flagged_as_a_broadcaster(enron_run):
-    es, settings, source = enron_run
+    es, settings = enron_run.es, enron_run.settings
     contacts = {document["email_address"]: document for document in documents(es, settings.contacts_index)}
     relationships = documents(es, settings.relationships_index)
     written_to = {relationship["email_address"] for relationship in relationships if relationship["direct_to_count"]}
@@ -92,7 +73,7 @@ def test_a_mailbox_address_set_by_hand_and_a_lower_broadcast_threshold_match_the
     from mailforce.es.client import ClientOptions, build_client
     from support import load_source
 
-    es, settings, source = enron_run
+    es, settings, source = enron_run.es, enron_run.settings, enron_run.source
     statistics = {document["account"]: document for document in documents(es, settings.account_stats_index)}
     account = "kean-s"
     other = statistics[account]["owner_evidence"]["candidates"][1]["email_address"]

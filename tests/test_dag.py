@@ -22,6 +22,7 @@ STAGES = {
     "identify_account_owners",
     "list_domains",
     "compile_domain_partition",
+    "compile_people",
     "rescore_relationships",
     "bulk_index_account_statistics",
     "announce_outputs",

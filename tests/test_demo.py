@@ -27,6 +27,7 @@ OUTPUT_INDICES = (
     "search-runtime-stats",
     "search-relationship-changes",
     "search-organizations",
+    "search-people",
 )
 SAMPLE_ACCOUNTS = ("kunai-ann", "kunai-jim", "kunai-ken", "kunai-raj", "kunai-sara")
 DEMO_TIMEOUT_SECONDS = 240  # the demo takes ~15 s; the bound only stops a hang

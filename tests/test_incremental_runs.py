@@ -180,6 +180,7 @@ def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, s
     from mailforce.core.run_params import resolve_window
     from mailforce.es.scoring import scoring_for
     from mailforce.stages.compile_domain_partition import compile_domain_partition
+    from mailforce.stages.compile_people import compile_people
     from mailforce.es.scoring import last_scoring_date
     from mailforce.stages.rescore_relationships import rescore_relationships, run_scoring_date
     from mailforce.stages.extract_message_roles import extract_message_roles
@@ -200,6 +201,7 @@ def test_a_retried_partition_recomputes_instead_of_adding_the_window_twice(es, s
     compile_domain_partition(es, settings, partitions[0], "second", add_window=False, scoring=scoring)  # its retry
     for partition in partitions[1:]:
         compile_domain_partition(es, settings, partition, "second", scoring=scoring)
+    compile_people(es, settings)
     index_account_statistics(es, settings, extraction.accounts)
 
     assert_matches_oracle(es, settings, source, [Coverage(window_end=FAR_FUTURE_RUN_END)],

@@ -80,3 +80,21 @@ def test_layers_import_only_downward_and_no_stage_imports_another():
                     offending.add(f"{room}/{path.name}: {name}")
     assert not offending, sorted(offending)
     assert len(list((PACKAGE / "stages").glob("*.py"))) >= 9
+
+
+def test_the_command_line_tools_start_without_importing_airflow():
+    """The tools (demo, deployed, lease, who_knows, report, ...) answer in a fraction of a second: only
+    a Connection needs Airflow (`mailforce.es.hook`, imported where one is used)."""
+    import subprocess
+    import sys
+
+    tools = sorted(path.stem for path in (PACKAGE / "tools").glob("*.py") if path.stem != "__init__")
+    assert {"deployed", "lease", "who_knows", "report"} <= set(tools)
+    probe = ("import importlib, sys\n"
+             f"for name in {tools!r}:\n"
+             "    importlib.import_module('mailforce.tools.' + name)\n"
+             "print(sorted(name for name in sys.modules if name == 'airflow' or name.startswith('airflow.'))[:5])\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]", result.stdout

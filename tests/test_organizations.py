@@ -269,9 +269,8 @@ def test_late_copies_counted_elsewhere_keep_organisations_exact(seed):
 # --- the pipeline against the oracle --------------------------------------------------------------
 
 
-def test_organisation_figures_count_messages_once_across_hosts(es, settings, enron):
-    run(es, settings, "enron")
-    expected = assert_matches_oracle(es, settings, enron, [EVERYTHING])
+def test_organisation_figures_count_messages_once_across_hosts(enron_run):
+    expected = assert_matches_oracle(enron_run.es, enron_run.settings, enron_run.source, [EVERYTHING])
     enron_org = expected["organizations"]["enron.com"]
     hosts = [expected["domains"][host] for host in enron_org["domains"]]
     assert enron_org["domains_count"] >= 5 and "ect.enron.com" in enron_org["domains"]
@@ -283,9 +282,8 @@ def test_organisation_figures_count_messages_once_across_hosts(es, settings, enr
     assert sum(month["messages"] for month in months) == enron_org["total_emails"]
 
 
-def test_personal_providers_rank_no_accounts_but_their_people_do(es, settings, enron):
-    run(es, settings, "enron")
-    actual = read_outputs(es, index_names(settings))
+def test_personal_providers_rank_no_accounts_but_their_people_do(enron_run):
+    actual = read_outputs(enron_run.es, index_names(enron_run.settings))
     personal = {name: doc for name, doc in actual["organizations"].items() if doc["kind"] == "personal"}
     assert {"aol.com", "yahoo.com", "hotmail.com"} <= set(personal)
     assert all("best_connected_accounts" not in doc for doc in personal.values())

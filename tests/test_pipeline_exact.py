@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from mailforce.tools.loader import load_mail
 from mailforce.tools.synthetic import CorpusSpec, dirty_corpus, iter_corpus
 from oracle import Coverage, summarise
-from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, read_source, run, small_settings, with_settings
+from support import FAR_FUTURE_RUN_END, assert_matches_oracle, load_source, run, with_settings
 
 EVERYTHING = Coverage(window_end=FAR_FUTURE_RUN_END)
 
 
-@pytest.fixture(scope="module")
-def enron_run(osmem_server, enron_corpus):
-    """The Enron mail loaded and run once, in a clone of the module's own; the tests below only read it."""
-    from mailforce.es.client import ClientOptions, build_client
-
-    settings = small_settings()
-    clone = osmem_server.clone()
-    es = build_client(ClientOptions(url=clone.url, engine="osmem", max_retries=1, request_timeout=120))
-    try:
-        report = load_mail(es, [enron_corpus], index=settings.source_index)
-        source = read_source(es, settings)
-        stats = run(es, settings, "enron-full")
-        yield es, settings, report, source, stats
-    finally:
-        es.close()
-        clone.close()
-
-
 def test_enron_corpus_matches_oracle(enron_run):
-    es, settings, report, source, stats = enron_run
-    assert report.messages_indexed == 1702
+    es, settings, source, stats = enron_run.es, enron_run.settings, enron_run.source, enron_run.stats
+    assert len(source) == 1702  # every message parsed (conftest's enron_documents checks the loader's count)
 
     expected = assert_matches_oracle(es, settings, source, [EVERYTHING])
     counts = summarise(expected)
@@ -42,7 +23,7 @@ def test_enron_corpus_matches_oracle(enron_run):
 
 
 def test_enron_stats_count_every_mailbox_and_message(enron_run):
-    _, _, _, source, stats = enron_run  # the same run as above
+    source, stats = enron_run.source, enron_run.stats  # the same run as above
     pairs = {(doc["_source"]["account"], doc["_source"].get("messageId") or doc["_id"]) for doc in source}
     assert stats["emails_processed"] == len(pairs)
     assert stats["source_documents"] == 1702

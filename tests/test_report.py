@@ -46,6 +46,8 @@ MAPPINGS = {
                 "strength": INTEGER, "total_count": INTEGER, "latest_engagement_date": DATE},
     "runs": {"run_id": KEYWORD, "run_date": DATE, "window_start": DATE, "window_end": DATE, "emails_processed": INTEGER,
              "late_messages": INTEGER, "backfill": BOOLEAN, "duration_seconds": {"type": "float"}},
+    "people": {"canonical_address": KEYWORD, "addresses": KEYWORD, "addresses_count": INTEGER, "total_count": INTEGER,
+               "accounts_count": INTEGER, "explanation": {"type": "object", "enabled": False}},
 }
 
 DOMAINS = [  # (domain, total_emails, best_connected_accounts)
@@ -84,6 +86,11 @@ CHANGES = [  # (account, address, scoring_date, from_band, to_band, strength_bef
 ]
 
 
+# Two people with several addresses, and one with a single address (not shown: nothing joined).
+PEOPLE = [("jdoe@gmail.com", ["j.doe@gmail.com", "jdoe@gmail.com"], 12), ("sue@acme.com", ["sue@acme.com"], 40),
+          ("bo@gmail.com", ["b.o@gmail.com", "bo+x@gmail.com", "bo@gmail.com"], 3)]
+
+
 def index_names(settings) -> dict[str, str]:
     return {
         "domains": settings.domains_index,
@@ -94,6 +101,7 @@ def index_names(settings) -> dict[str, str]:
         "runs": settings.runtime_stats_index,
         "organizations": settings.organizations_index,
         "changes": report.index_name(settings, "changes_index"),
+        "people": report.index_name(settings, "people_index"),
     }
 
 
@@ -130,6 +138,12 @@ def sample_documents() -> dict[str, list[dict[str, Any]]]:
                      "strength_before": before, "strength": after, "total_count": 7,
                      "latest_engagement_date": "2001-01-09T10:00:00Z", **updated}
                     for account, address, day, before_band, band, before, after in CHANGES],
+        "people": [{"canonical_address": canonical, "addresses": addresses, "addresses_count": len(addresses),
+                    "total_count": total, "accounts_count": 1,
+                    "explanation": [{"email_address": address, "joined_by": "provider" if address != canonical
+                                     else "canonical", "provider_rule": "gmail" if address != canonical else None}
+                                    for address in addresses], **updated}
+                   for canonical, addresses, total in PEOPLE],
     }
 
 
@@ -200,7 +214,10 @@ def test_the_report_draws_each_chart_from_the_output_indices(es, settings, tmp_p
     figures = parsed.figures
     assert set(figures) == {f"figure-{key}" for key in ("companies", "companies-best-connected", "domains", "contacts",
                                                         "timeline", "best-connected", "strength", "automated", "runs",
-                                                        "cooling")}
+                                                        "cooling", "people")}
+    people = figures["figure-people"]["data"][0]  # only those with several addresses, most messages first
+    assert (people["y"], people["x"]) == (["jdoe@gmail.com (2)", "bo@gmail.com (3)"], [12, 3])
+    assert "b.o@gmail.com (gmail)" in document.split('id="panel-people"')[1].split("</section>")[0]
 
     companies = figures["figure-companies"]["data"]  # companies only: gmail.com, personal, is not ranked
     assert [(trace["y"], trace["x"]) for trace in companies] == [(["acme.com", "beta.org"], [130, 75])]
@@ -271,7 +288,7 @@ def test_an_empty_cluster_gives_no_data_panels(es, settings, tmp_path, monkeypat
     assert parsed.figures == {}
     assert_offline(parsed)
     for key in ("companies", "companies-best-connected", "domains", "contacts", "timeline", "best-connected", "strength",
-                "automated", "runs", "cooling"):
+                "automated", "runs", "cooling", "people"):
         panel = document.split(f'id="panel-{key}"')[1].split("</section>")[0]
         assert f'data-no-data="{key}"' in panel and "No data yet" in panel, key
     assert "<script>" not in document  # nothing to draw: not even plotly.js

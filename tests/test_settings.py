@@ -21,6 +21,7 @@ def test_defaults_are_the_seed_index_names():
         "search-message-roles", "search-accounts-engagements", "search-accounts_statistics_simple",
         "search-domains-engagements", "search-relationships", "search-contacts", "search-engagement-timeline",
         "search-runtime-stats", "search-relationship-changes", "search-organizations",
+        "search-people",
     )
     assert settings.relationships_index == "search-relationships"
     assert settings.contacts_index == "search-contacts"

@@ -6,7 +6,8 @@ ids, lineage and documentation:
 
     plan_extraction_slices -> extract_message_roles (mapped, one per slice of message ids)
       -> identify_account_owners -> list_domains -> compile_domain_partition (mapped, one per partition)
-    rescore_relationships ---------------------------^        |-> bulk_index_account_statistics (mapped, one per slice) -> publish_stats
+    rescore_relationships ---------------------------^        |-> compile_people -----------------------------------------v
+                                                              |-> bulk_index_account_statistics (mapped, one per slice) -> publish_stats
                                                               |-> announce_outputs ---------------------------------------^
                                                               |-> announce_changes ---------------------------------------^
 
@@ -99,6 +100,14 @@ def compile_domain_partition(window: dict[str, Any], rescored: dict[str, Any],
     return dag_tasks.compile_domain_partition(context, window, partition, rescored)
 
 
+# "none_failed": a window without mail maps no partition, yet a failed run's writes may await their people.
+@task(task_display_name="Compile people", trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=False)
+def compile_people(compiled: list[dict[str, Any]]) -> dict[str, Any]:
+    """Once every partition is written: the person documents of every address written since the last
+    successful run (a person's addresses may lie in several partitions), recomputed whole."""
+    return dag_tasks.compile_people(get_current_context())
+
+
 ACCOUNT_STATISTICS_DOC = (
     "Per account seen in the window: distinct addresses per role, summed from its engagement documents. "
     "Mapped like the extraction, one instance per slice (an hourly run: one); each writes the accounts of "
@@ -138,9 +147,10 @@ def announce_changes(compiled: list[dict[str, Any]], rescored: dict[str, Any]) -
 @task(task_display_name="Publish stats", trigger_rule=TriggerRule.NONE_FAILED, outlets=[ASSETS["runtime_stats"]],
       multiple_outputs=False)
 def publish_stats(window: dict[str, Any], extraction: list[dict[str, Any]], compiled: list[dict[str, Any]],
-                  rescored: dict[str, Any], accounts_written: list[int]) -> dict[str, Any]:
+                  rescored: dict[str, Any], accounts_written: list[int], people: dict[str, Any]) -> dict[str, Any]:
     """Write the runtime-stats record (the watermark moves only now) and give the lease back."""
-    return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, rescored, accounts_written)
+    return dag_tasks.publish_stats(get_current_context(), window, extraction, compiled, rescored, accounts_written,
+                                   people)
 
 
 def count_window(window) -> None:
@@ -152,7 +162,8 @@ def count_window(window) -> None:
     compiled = compile_domain_partition.partial(window=window, rescored=rescored).expand(partition=partitions)
     accounts_written = bulk_index_account_statistics.partial(extraction=extraction, compiled=compiled).expand(
         extraction_slice=slices)
+    people = compile_people(compiled)
     announced = announce_outputs(compiled, rescored)
     changes = announce_changes(compiled, rescored)
-    published = publish_stats(window, extraction, compiled, rescored, accounts_written)
+    published = publish_stats(window, extraction, compiled, rescored, accounts_written, people)
     [announced, changes] >> published  # the lease, given back by publish_stats, covers every task of the run

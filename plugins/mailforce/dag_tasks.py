@@ -23,13 +23,14 @@ from mailforce.core.partitions import Partition
 from mailforce.core.run_params import RunKind, RunParamsError, parse_run_params
 from mailforce.core.run_stats import outputs_written, runtime_stats
 from mailforce.core.setting_checks import UnusableSetting
-from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, RescoreResult
+from mailforce.core.summaries import CompileResult, ExtractionSummary, FetchedWindow, PeopleResult, RescoreResult
 from mailforce.core.wording import plural, run_summary
-from mailforce.es.client import MailforceElasticsearchHook
+from mailforce.es.hook import MailforceElasticsearchHook
 from mailforce.es.lease import Holder, acquire_lease, release_lease, renew_or_fail
 from mailforce.es.preflight import check_settings
 from mailforce.settings import Settings, SettingsError, load_settings
 from mailforce.stages.compile_domain_partition import compile_domain_partition as compile_partition_stage
+from mailforce.stages.compile_people import compile_people as compile_people_stage
 from mailforce.es.scoring import scoring_for
 from mailforce.stages.extract_message_roles import extract_message_roles as extract_stage
 from mailforce.stages.fetch_watermark import fetch_watermark as fetch_watermark_stage
@@ -238,6 +239,14 @@ def compile_domain_partition(
     return result.to_xcom()
 
 
+def compile_people(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The person documents the run's writes touched (after every partition)."""
+    settings = load_settings()
+    with elasticsearch(settings) as es:
+        renew_lease(es, settings, context)
+        return compile_people_stage(es, settings).to_xcom()
+
+
 def announce_outputs(context: Mapping[str, Any], compiled: Sequence[Mapping[str, Any]],
                      rescored: Mapping[str, Any]) -> dict[str, int]:
     """One asset event per compiled output, recorded once per run (`mailforce.assets` says why not
@@ -336,6 +345,7 @@ def publish_stats(
     compiled: Sequence[Mapping[str, Any]],
     rescored: Mapping[str, Any],
     accounts_written: int | Sequence[int],
+    people: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     settings = load_settings()
     fetched = FetchedWindow.from_xcom(window)
@@ -344,7 +354,7 @@ def publish_stats(
         context["run_id"], fetched.window, merged_extraction(extraction), compile_results(compiled),
         RescoreResult.from_xcom(rescored),
         accounts_written if isinstance(accounts_written, int) else sum(mapped_results(accounts_written)),
-        run_started, utc_now(),
+        run_started, utc_now(), people_written=PeopleResult.from_xcom(people).people_written,
     )
     with elasticsearch(settings) as es:
         renew_lease(es, settings, context)

@@ -88,6 +88,7 @@ class ReportData:
     automated: dict[str, Any] | NoData = NoData("not queried")
     runs: dict[str, Any] | NoData = NoData("not queried")
     cooling: dict[str, Any] | NoData = NoData("not queried")
+    people: list[dict[str, Any]] | NoData = NoData("not queried")  # people with several addresses
 
 
 def _missing(index: str) -> NoData:
@@ -171,6 +172,22 @@ def query_top_companies(es, index: str, top: int) -> list[dict[str, Any]] | NoDa
         )
         rows = [{**row, "domain": row["organization"]} for row in _hits(response) if row.get("organization")]
         return rows or NoData(f"No data yet: no company in {index}.")
+
+    return _guarded(index, run)
+
+
+def query_people_with_addresses(es, index: str, top: int) -> list[dict[str, Any]] | NoData:
+    """The `top` people with two or more addresses, by distinct messages (then canonical address)."""
+    fields = ["canonical_address", "addresses", "addresses_count", "total_count", "accounts_count", "explanation",
+              "first_contact_date", "latest_contact_date", "best_connected_accounts"]
+
+    def run() -> list[dict[str, Any]] | NoData:
+        response = es.search(
+            index=index, size=top, source=fields, query={"range": {"addresses_count": {"gte": 2}}},
+            sort=[{"total_count": {"order": "desc", "unmapped_type": "long"}},
+                  {"canonical_address": {"order": "asc", "unmapped_type": "keyword"}}])
+        rows = [row for row in _hits(response) if row.get("canonical_address")]
+        return rows or NoData("Nobody writes from several addresses yet (no provider rule or alias joins two).")
 
     return _guarded(index, run)
 
@@ -362,8 +379,9 @@ def collect(es, settings: Settings, top: int = DEFAULT_TOP, now: dt.datetime | N
     timeline = index_name(settings, "timeline_index")
     organizations = index_name(settings, "organizations_index")
     changes = index_name(settings, "changes_index")
+    people = index_name(settings, "people_index")
     names = [settings.domains_index, contacts, relationships, timeline, settings.engagements_index, settings.runtime_stats_index,
-             changes, organizations]
+             changes, organizations, people]
     try:
         es.indices.refresh(index=",".join(names), ignore_unavailable=True, allow_no_indices=True)
     except _api_error_types() as error:  # a user allowed to read but not to refresh: the data as it is
@@ -397,6 +415,7 @@ def collect(es, settings: Settings, top: int = DEFAULT_TOP, now: dt.datetime | N
     data.automated = section(contacts, lambda: query_automated_share(es, contacts))
     data.runs = section(settings.runtime_stats_index, lambda: query_runs(es, settings.runtime_stats_index))
     data.cooling = section(changes, lambda: query_cooling(es, changes))
+    data.people = section(people, lambda: query_people_with_addresses(es, people, top))
     return data
 
 
@@ -479,6 +498,40 @@ def figure_top_contacts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "margin": {"l": 10, "r": 20, "t": 30, "b": 40},
         "barmode": "overlay",
     })
+
+
+def figure_people(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Horizontal bars: distinct messages per person with several addresses; the hover lists them."""
+    import plotly.graph_objects as go
+
+    names = [f"{row['canonical_address']} ({row.get('addresses_count', len(row.get('addresses') or []))})"
+             for row in rows]
+    values = [int(row.get("total_count") or 0) for row in rows]
+    hover = [f"<b>{html.escape(row['canonical_address'])}</b><br>{int(row.get('total_count') or 0)} messages, "
+             f"{row.get('accounts_count', '?')} mailboxes<br>"
+             + "<br>".join(html.escape(address) for address in row.get("addresses") or [])
+             for row in rows]
+    bar = go.Bar(x=values, y=names, orientation="h", name="messages", marker={"color": PALETTE["secondary"]},
+                 text=values, textposition="auto", hovertext=hover, hoverinfo="text")
+    return _figure([bar], {
+        "height": max(260, 34 * len(rows) + 70),
+        "yaxis": {"autorange": "reversed", "automargin": True, "title": None},
+        "xaxis": {"title": {"text": "distinct messages (two of their addresses: once)"}},
+        "showlegend": False,
+    })
+
+
+def people_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Each person with several addresses and why each is theirs, as an HTML table (escaped)."""
+    cells = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in (
+            row["canonical_address"], ", ".join(
+                f"{entry.get('email_address')} ({entry.get('provider_rule') or entry.get('joined_by')})"
+                for entry in row.get("explanation") or []),
+            row.get("total_count"))) + "</tr>"
+        for row in rows)
+    return ('<table class="cooling"><tr><th>person</th><th>addresses (why)</th><th>messages</th></tr>'
+            f"{cells}</table>")
 
 
 def _months_between(first: str, last: str) -> list[str]:
@@ -817,6 +870,11 @@ def build_panels(data: ReportData) -> list[Panel]:
                         data.domains, figure_top_domains))
     panels.append(panel("contacts", "Top contacts", "Which outside people (and robots) are on the most messages? Automated addresses are grey.",
                         data.contacts, figure_top_contacts))
+    panels.append(panel("people", "People with several addresses",
+                        "Who writes to us from more than one address? Addresses joined by their provider's own rules "
+                        "(Gmail ignores dots and +tags) or by the operator's alias list, a mail counted once.",
+                        data.people, figure_people,
+                        note=people_table(data.people) if isinstance(data.people, list) else ""))
     timeline_value: Any = data.timeline
     if not isinstance(timeline_value, NoData) and isinstance(data.domains, list):
         series = timeline_series(timeline_value, [row["domain"] for row in data.domains][:TIMELINE_DOMAINS])

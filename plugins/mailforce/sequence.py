@@ -20,6 +20,7 @@ from mailforce.core.summaries import FetchedWindow, RunStats
 from mailforce.es.scoring import scoring_for
 from mailforce.settings import Settings
 from mailforce.stages.compile_domain_partition import compile_domain_partition
+from mailforce.stages.compile_people import compile_people
 from mailforce.stages.extract_message_roles import extract_message_roles
 from mailforce.stages.identify_account_owners import identify_account_owners
 from mailforce.stages.index_account_statistics import index_account_statistics
@@ -31,7 +32,7 @@ from mailforce.stages.rescore_relationships import rescore_relationships
 # The task ids of the counting stages, in the order they run (the extraction and the account
 # statistics once per slice, the compile once per partition).
 COUNTING_STAGES = ("plan_extraction_slices", "extract_message_roles", "identify_account_owners", "list_domains",
-                   "rescore_relationships", "compile_domain_partition", "bulk_index_account_statistics",
+                   "rescore_relationships", "compile_domain_partition", "compile_people", "bulk_index_account_statistics",
                    "announce_outputs", "announce_changes", "publish_stats")
 
 T = TypeVar("T")
@@ -59,12 +60,13 @@ def count_window_in_process(es, settings: Settings, fetched: FetchedWindow, run_
     scoring = scoring_for(settings, date.fromisoformat(rescored.scoring_date))
     compiled = [step("compile_domain_partition", lambda partition=partition: compile_domain_partition(
         es, settings, partition, run_id, add_window=True, scoring=scoring)) for partition in partitions]
+    people = step("compile_people", lambda: compile_people(es, settings))
     accounts_written = sum(step("bulk_index_account_statistics", lambda extraction_slice=extraction_slice: (
         index_account_statistics(es, settings, [account for account in extraction.accounts
                                                 if extraction_slice.owns_account(account)]))) for extraction_slice in planned)
     step("announce_outputs", lambda: outputs_written(compiled, rescored))  # asset events exist only in Airflow
     step("announce_changes", lambda: outputs_written(compiled, rescored)[CHANGES.name])
     stats = runtime_stats(run_id, window, extraction, compiled, rescored, accounts_written, fetched.run_started,
-                          utc_now())
+                          utc_now(), people_written=people.people_written)
     step("publish_stats", lambda: publish_stats(es, settings, stats))
     return stats

@@ -34,6 +34,7 @@ class Settings:
     contacts_index: str = "search-contacts"
     timeline_index: str = "search-engagement-timeline"
     organizations_index: str = "search-organizations"
+    people_index: str = "search-people"  # one document per person (their addresses together)
     changes_index: str = "search-relationship-changes"  # the change feed: one document per band crossing
     internal_domains: tuple[str, ...] = ()
     allowed_domains: tuple[str, ...] = ()
@@ -90,6 +91,9 @@ class Settings:
     # Erasure (docs/ERASURE.md): erased addresses and domains, honoured by every run; and the audit trail
     suppressions_index: str = "search-mailforce-suppressions"
     erasure_audit_index: str = "search-mailforce-erasure-audit"
+    # People (docs/SEMANTICS.md, "People"): the operator's alias list, and the audit of its changes
+    aliases_index: str = "search-mailforce-aliases"
+    aliases_audit_index: str = "search-mailforce-aliases-audit"
 
     def __post_init__(self) -> None:
         for name in ("max_partitions", "min_partition_work", "max_extraction_slices", "min_slice_documents",

@@ -36,6 +36,15 @@ def within_angle_brackets(text: str) -> str:
     return text
 
 
+def display_name(entry: object) -> str | None:
+    """The display name of one header entry (`"Jim Smith" <jim@acme.com>` -> `jim smith`: quotes and
+    surrounding spaces gone, spaces collapsed, lower case), or None when it carries none."""
+    if not isinstance(entry, str) or "<" not in entry:
+        return None
+    name = " ".join(entry[:entry.rfind("<")].replace('"', " ").replace("'", " ").split()).lower()
+    return name or None
+
+
 def is_valid_address(address: str) -> bool:
     if not address or any(character.isspace() for character in address):
         return False

@@ -69,6 +69,7 @@ class ErasureRequest:
     requested_at: str
     erasure_id: str = ""
     organizations: tuple[str, ...] = ()
+    people: tuple[str, ...] = ()  # an address of each person erased whole (their addresses join `addresses`)
 
     @property
     def suppressions(self) -> Suppressions:
@@ -78,13 +79,15 @@ class ErasureRequest:
     def to_xcom(self) -> dict[str, Any]:
         return {"addresses": list(self.addresses), "domains": list(self.domains),
                 "organizations": list(self.organizations), "reason": self.reason,
-                "requested_by": self.requested_by, "requested_at": self.requested_at, "erasure_id": self.erasure_id}
+                "requested_by": self.requested_by, "requested_at": self.requested_at, "erasure_id": self.erasure_id,
+                "people": list(self.people)}
 
     @classmethod
     def from_xcom(cls, data: Mapping[str, Any]) -> "ErasureRequest":
         return cls(addresses=tuple(data["addresses"]), domains=tuple(data["domains"]), reason=data["reason"],
                    requested_by=data["requested_by"], requested_at=data["requested_at"],
-                   erasure_id=data.get("erasure_id", ""), organizations=tuple(data.get("organizations") or ()))
+                   erasure_id=data.get("erasure_id", ""), organizations=tuple(data.get("organizations") or ()),
+                   people=tuple(data.get("people") or ()))
 
 
 def _as_list(name: str, value: Any) -> list[Any]:
@@ -106,12 +109,12 @@ def normalised_domain(value: Any, name: str = "domains") -> str:
     return domain
 
 
-def normalised_address(value: Any) -> str:
+def normalised_address(value: Any, name: str = "addresses") -> str:
     if not isinstance(value, str):
-        raise ErasureParamsError(f"param 'addresses': {value!r} is not a string")
+        raise ErasureParamsError(f"param {name!r}: {value!r} is not a string")
     address = normalise_address(value)  # the pipeline's own normalisation: the erased form is the counted form
     if address is None:
-        raise ErasureParamsError(f"param 'addresses': {value!r} is not an e-mail address (e.g. jane@acme.com)")
+        raise ErasureParamsError(f"param {name!r}: {value!r} is not an e-mail address (e.g. jane@acme.com)")
     return address
 
 
@@ -121,8 +124,9 @@ def parse_erasure_params(params: Mapping[str, Any], requested_at: str) -> Erasur
     domains = sorted({normalised_domain(value) for value in _as_list("domains", params.get("domains"))})
     organizations = sorted({normalised_domain(value, "organizations")
                             for value in _as_list("organizations", params.get("organizations"))})
-    if not addresses and not domains and not organizations:
-        raise ErasureParamsError("nothing to erase: give at least one address, domain or organisation")
+    people = sorted({normalised_address(value, "people") for value in _as_list("people", params.get("people"))})
+    if not addresses and not domains and not organizations and not people:
+        raise ErasureParamsError("nothing to erase: give at least one address, person, domain or organisation")
     if len(addresses) + len(domains) + len(organizations) > MAX_VALUES:
         raise ErasureParamsError(f"at most {MAX_VALUES} addresses, domains and organisations per erasure, got "
                                  f"{len(addresses) + len(domains) + len(organizations)}")
@@ -133,9 +137,17 @@ def parse_erasure_params(params: Mapping[str, Any], requested_at: str) -> Erasur
             raise ErasureParamsError(f"param {name!r} is required (who asks, and why, go in the audit record)")
         texts[name] = value.strip()
     parts = (*addresses, "|", *domains) + (("|", *organizations) if organizations else ())
+    parts += ("|", "people", *people) if people else ()
     identifier = document_id("erasure", requested_at, *parts)
     return ErasureRequest(tuple(addresses), tuple(domains), texts["reason"], texts["requested_by"], requested_at,
-                          erasure_id=identifier, organizations=tuple(organizations))
+                          erasure_id=identifier, organizations=tuple(organizations), people=tuple(people))
+
+
+def with_people_addresses(request: ErasureRequest, addresses: Iterable[str]) -> ErasureRequest:
+    """The request with every address of its people added to the erased addresses."""
+    from dataclasses import replace
+
+    return replace(request, addresses=tuple(sorted({*request.addresses, *addresses})))
 
 
 def suppression_documents(request: ErasureRequest) -> list[tuple[str, dict[str, Any]]]:
@@ -205,6 +217,7 @@ def audit_document(request: ErasureRequest, removed: Mapping[str, int], rewritte
         "addresses": list(request.addresses),
         "domains": list(request.domains),
         "organizations": list(request.organizations),
+        "people": list(request.people),
         "removed": dict(removed),
         "rewritten": dict(rewritten),
         "indices": dict(indices),

@@ -169,6 +169,8 @@ TIMELINE_PROPERTIES = {
 # why an address is flagged automated.
 ROLES_PROPERTIES.update({"sender_addresses": KEYWORD, "recipient_addresses": KEYWORD, "participants": KEYWORD,
                          "audience": INTEGER})
+# The display names the header entries carried for the message's addresses (people's suggestions)
+ROLES_PROPERTIES["display_names"] = {"properties": {"email_address": KEYWORD, "name": KEYWORD}}
 ACCOUNT_STATS_PROPERTIES.update({
     "owner_addresses": KEYWORD,
     "owner_source": KEYWORD,  # "setting", "inferred" or "none"
@@ -198,6 +200,30 @@ ORGANIZATIONS_PROPERTIES = {
     "account_connections": STORED_LIST,
     "updated_at": DATE,
 }
+# One person (docs/SEMANTICS.md, "People"): the contact figures across their addresses.
+PEOPLE_PROPERTIES = {
+    "person_id": KEYWORD,
+    "canonical_address": KEYWORD,
+    "addresses": KEYWORD,
+    "addresses_count": INTEGER,
+    "domains": KEYWORD,
+    "organizations": KEYWORD,
+    "from_count": INTEGER,
+    "to_count": INTEGER,
+    "cc_count": INTEGER,
+    "total_count": INTEGER,
+    "first_contact_date": DATE,
+    "latest_contact_date": DATE,
+    "accounts": KEYWORD,
+    "accounts_count": INTEGER,
+    "automated": BOOLEAN,  # every address of theirs is
+    "best_connected_accounts": CONNECTION_ENTRY,
+    # why each address is theirs: {email_address, joined_by, provider_rule} (stored, not indexed)
+    "explanation": STORED_LIST,
+    "updated_at": DATE,
+}
+RELATIONSHIPS_PROPERTIES["person_id"] = KEYWORD
+CONTACTS_PROPERTIES["person_id"] = KEYWORD
 # The change feed (`mailforce.core.changes`): one document per crossing of a strength band.
 CHANGES_PROPERTIES = {
     "account": KEYWORD,
@@ -329,10 +355,14 @@ RUNTIME_STATS = OutputKind("runtime_stats", "runtime_stats_index", RUNTIME_STATS
                            None, _fields("run_id"), erasable=False)
 CHANGES = OutputKind("changes", "changes_index", CHANGES_PROPERTIES, "relationship change", "relationship_changes",
                      _fields("account", "email_address", "scoring_date", "from_band", "to_band"))
+# Written by the people stage after the compile (and by the erasure and the alias changes), not per domain.
+PEOPLE = OutputKind("people", "people_index", PEOPLE_PROPERTIES, "person document", "people",
+                    _fields("canonical_address"))
 
-# In the order of the seed's outputs, then the change feed and the organisations (and of `Settings.output_indices`).
+# In the order of the seed's outputs, then the change feed, the organisations and the people (and of
+# `Settings.output_indices`).
 OUTPUT_KINDS: tuple[OutputKind, ...] = (ROLES, ENGAGEMENTS, ACCOUNT_STATS, DOMAINS, RELATIONSHIPS, CONTACTS,
-                                        TIMELINE, RUNTIME_STATS, CHANGES, ORGANIZATIONS)
+                                        TIMELINE, RUNTIME_STATS, CHANGES, ORGANIZATIONS, PEOPLE)
 # What the compile writes, in the order it writes them (`DomainDocuments`).
 COMPILED_KINDS: tuple[OutputKind, ...] = (ENGAGEMENTS, RELATIONSHIPS, CONTACTS, TIMELINE, DOMAINS, ORGANIZATIONS)
 COMPILED_KIND_NAMES: tuple[str, ...] = tuple(kind.name for kind in COMPILED_KINDS)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
-from mailforce.core.addresses import address_entries, domain_of, normalise_address
+from mailforce.core.addresses import address_entries, display_name, domain_of, normalise_address
 from mailforce.core.automated import HEADER_FIELDS, header_flagged_addresses
 from mailforce.core.conversations import participation_fields
 from mailforce.core.dates import format_utc, parse_source_date
@@ -53,9 +53,12 @@ class Message:
     # wrote it and who it went to, for the mailbox's own addresses and the audience (core/conversations.py)
     senders: set[str] = field(default_factory=set)
     recipients: set[str] = field(default_factory=set)
+    # (email_address, display name) as the copies' header entries wrote them (core/people.py's suggestions)
+    names: set[tuple[str, str]] = field(default_factory=set)
 
     def merge(self, other: "Message") -> None:
         self.roles |= other.roles
+        self.names |= other.names
         self.automated |= other.automated
         self.senders |= other.senders
         self.recipients |= other.recipients
@@ -113,12 +116,16 @@ def message_from_hit(
     roles: set[tuple[str, str]] = set()
     senders: set[str] = set()
     recipients: set[str] = set()
+    names: set[tuple[str, str]] = set()
     for field_name, role in ROLE_FIELDS:
         for entry in address_entries(_field_values(source, field_name)):
             address = normalise_address(entry)
             if address is None:
                 counts.invalid_addresses += 1
                 continue
+            name = display_name(entry)
+            if name:
+                names.add((address, name))
             erased = suppressed is not None and suppressed(address)
             if not erased:
                 (senders if role == ROLE_FROM else recipients).add(address)
@@ -128,7 +135,8 @@ def message_from_hit(
                 roles.add((address, role))
     key, _ = message_key(hit)
     return Message(account=account, message_id=key, date=date, roles=roles,
-                   automated=header_flagged_addresses(source, roles), senders=senders, recipients=recipients)
+                   automated=header_flagged_addresses(source, roles), senders=senders, recipients=recipients,
+                   names=names)
 
 
 def roles_document(message: Message, updated_at: str, run_id: str = "") -> dict[str, Any]:
@@ -149,7 +157,16 @@ def roles_document(message: Message, updated_at: str, run_id: str = "") -> dict[
         "message_bucket": message_bucket(message.message_id),
         "run_id": run_id,  # the run that last changed it: its compile adds exactly these messages
         "updated_at": updated_at,
+        **display_names_field(message),
     }
+
+
+def display_names_field(message: Message) -> dict[str, Any]:
+    """`display_names` of the message's in-scope addresses, when its header entries carried any (the
+    field is left out otherwise, so a document without names is what it was before names were kept)."""
+    held = {address for address, _ in message.roles}
+    names = sorted((address, name) for address, name in message.names if address in held)
+    return {"display_names": [{"email_address": address, "name": name} for address, name in names]} if names else {}
 
 
 def message_from_roles_document(document: Mapping[str, Any]) -> Message:
@@ -165,4 +182,5 @@ def message_from_roles_document(document: Mapping[str, Any]) -> Message:
         key_date=parse_source_date(document.get("key_date")) if document.get("key_date") else None,
         senders=set(document.get("sender_addresses") or ()),
         recipients=set(document.get("recipient_addresses") or ()),
+        names={(entry["email_address"], entry["name"]) for entry in document.get("display_names") or ()},
     )

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Mapping, Sequence
 
 from mailforce.core.dates import format_utc
-from mailforce.core.kinds import ACCOUNT_STATS, OUTPUT_KINDS, ROLES
+from mailforce.core.kinds import ACCOUNT_STATS, OUTPUT_KINDS, PEOPLE, ROLES
 from mailforce.core.roles import ROLE_CC, ROLE_FROM, ROLE_TO
 from mailforce.core.summaries import WRITTEN_KINDS, CompileResult, ExtractionSummary, RescoreResult, RunStats
 from mailforce.core.window import Window
@@ -21,8 +21,9 @@ DURATION_DECIMALS = 3  # milliseconds
 # records of this version: after an upgrade that rebuilds the outputs (`mailforce.es.indices`), the
 # first run starts from the beginning and recomputes everything from the source (docs/UPGRADING.md).
 # 1: nested roles/engagement lists (no model_version field); 2: flat relationships, contacts, timeline;
-# 3: conversations (roles documents say who wrote to whom; owner addresses; direct exchange; reasons).
-MODEL_VERSION = 3
+# 3: conversations (roles documents say who wrote to whom; owner addresses; direct exchange; reasons);
+# 4: people (`person_id` on relationships and contacts; search-people).
+MODEL_VERSION = 4
 
 
 def outputs_written(compiled: Sequence[CompileResult], rescored: RescoreResult) -> dict[str, int]:
@@ -45,6 +46,7 @@ def runtime_stats(
     accounts_written: int,
     run_started: datetime,
     now: datetime,
+    people_written: int = 0,
 ) -> RunStats:
     """The record of one successful run; its id is the run id's, so a re-publish overwrites."""
     counts = extraction.counts
@@ -84,7 +86,8 @@ def runtime_stats(
         "interval_backfill": window.interval_backfill,
         "partitions": len(compiled),
         "documents_written": documents_written_by_kind(
-            {**written, ROLES.name: extraction.roles_written, ACCOUNT_STATS.name: accounts_written}),
+            {**written, ROLES.name: extraction.roles_written, ACCOUNT_STATS.name: accounts_written,
+             PEOPLE.name: people_written}),
         "scoring_date": f"{rescored.scoring_date}T00:00:00Z" if rescored.scoring_date else None,
         "relationships_rescored": rescored.relationships_written,
         "duration_seconds": round((now - run_started).total_seconds(), DURATION_DECIMALS),

@@ -211,6 +211,23 @@ class RescoreResult:
 
 
 @dataclass(frozen=True)
+class PeopleResult:
+    """What `compile_people` (or an alias change, or an erasure) did to the person documents."""
+
+    addresses_read: int = 0  # addresses whose persons were recomputed
+    people_written: int = 0
+    people_deleted: int = 0
+    addresses_relabelled: int = 0  # contacts and relationships given another `person_id`
+
+    def to_xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any] | None) -> "PeopleResult":
+        return cls(**{name.name: int(data[name.name]) for name in fields(cls) if name.name in (data or {})})
+
+
+@dataclass(frozen=True)
 class RunStats:
     """The runtime-stats record of one successful run; its XCom form is the document itself."""
 

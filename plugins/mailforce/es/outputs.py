@@ -12,10 +12,12 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from mailforce.core.batches import batched, without
 from mailforce.core.ids import document_id
-from mailforce.core.kinds import COMPILED_KINDS, natural_key
+from mailforce.core.kinds import CHANGES, COMPILED_KINDS, natural_key
 from mailforce.core.conversations import Conversations
-from mailforce.core.org_rollups import OrganizationRollup
-from mailforce.core.rollups import KINDS, DomainDocuments
+from mailforce.core.org_rollups import OrganizationRollup, finished_organizations
+from mailforce.core.people import People, label_people
+from mailforce.core.rollups import KINDS, DomainDocuments, Scoring, finished_documents
+from mailforce.es.changes import record_relationship_changes
 from mailforce.es.owners import OwnerDirectory
 from mailforce.es.reads import fetch_documents, scan_roles
 from mailforce.es.scoring import broadcast_rule
@@ -106,3 +108,23 @@ def rollup_of(es, settings: Settings, domains: Sequence[str], written_by_run: st
     for _, group in groupby(hits, key=lambda hit: hit["_source"]["message_id"]):
         rollup.add_message([hit["_source"] for hit in group])
     return rollup
+
+
+def recompute_documents(es, settings: Settings, domains: Sequence[str], scoring: Scoring, updated_at: str, *,
+                        cause: str, people: People) -> tuple[DomainDocuments, int, dict[str, int]]:
+    """Every document of these domains recomputed over all time from their roles documents (with every
+    host of their organisations among `domains`), labelled with their people; a relationship that
+    crosses a strength band gets a change-feed document with `cause`; what changed written.
+
+    What the compile's recompute and the erasure share. Returns the documents, the messages read and
+    the documents written per kind (the feed's under its own kind's name).
+    """
+    rollup = rollup_of(es, settings, domains, written_by_run=None)
+    documents = finished_documents(rollup, scoring)
+    finished_organizations(rollup, documents, scoring)
+    label_people([*documents.relationships, *documents.contacts], people)
+    stored, _ = stored_documents(es, settings, vars(documents))
+    changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
+                                          scoring_date=scoring.scoring_date, cause=cause, updated_at=updated_at)
+    written = write_documents(es, settings, documents, updated_at, stored=stored)
+    return documents, rollup.messages_read, {**written, CHANGES.name: changes}

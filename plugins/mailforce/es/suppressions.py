@@ -39,6 +39,7 @@ AUDIT_PROPERTIES = {
     "addresses": KEYWORD,
     "domains": KEYWORD,
     "organizations": KEYWORD,  # written only when the erasure names organisations
+    "people": KEYWORD,  # written only when the erasure names people (an address of each)
     "removed": PER_INDEX_COUNTS,  # output kind -> documents deleted
     "rewritten": PER_INDEX_COUNTS,  # output kind -> documents rewritten without the erased
     "indices": {"type": "object", "enabled": False},  # output kind -> its index name
@@ -75,8 +76,9 @@ def _add_missing_counts(es, index: str) -> None:
     stored = next(iter(es.indices.get_mapping(index=index).body.values()), {}).get("mappings", {}).get("properties", {})
     missing = {field: PER_INDEX_COUNTS for field in ("removed", "rewritten")
                if set(OUTPUT_KINDS) - set(stored.get(field, {}).get("properties", {}))}
-    if "organizations" not in stored:  # an audit index from before organisations could be erased
-        missing["organizations"] = AUDIT_PROPERTIES["organizations"]
+    for name in ("organizations", "people"):  # an audit index from before organisations or people
+        if name not in stored:
+            missing[name] = AUDIT_PROPERTIES[name]
     if missing:
         es.indices.put_mapping(index=index, properties=missing)
 
@@ -112,8 +114,9 @@ def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
 
 def write_audit(es, settings: Settings, document: dict[str, Any]) -> str:
     ensure_erasure_indices(es, settings, [settings.erasure_audit_index])
-    if not document.get("organizations"):  # an erasure naming no organisation reads as before them
-        document = {key: value for key, value in document.items() if key != "organizations"}
+    for name in ("organizations", "people"):  # an erasure naming none reads as before them
+        if not document.get(name):
+            document = {key: value for key, value in document.items() if key != name}
     identifier = document["erasure_id"] or document_id("erasure", document["requested_at"])
     bulk_write(es, index_actions(settings.erasure_audit_index, [(identifier, document)]), 1, "erasure audit")
     refresh(es, settings.erasure_audit_index)

@@ -3,7 +3,9 @@
 For each domain: account engagements, relationships, contacts, timeline months and the domain
 document (docs/SEMANTICS.md); for each organisation (every host of it is in the same partition and
 chunk), its document and months; and the change feed's crossings of the relationships it changes
-(recorded before the relationships are written, so a retry records them again). A domain none of
+(recorded before the relationships are written, so a retry records them again). Every relationship
+and contact carries its address's `person_id` (`mailforce.core.people`); the person documents are
+built after every partition, by `compile_people`. A domain none of
 whose window messages was counted before adds the window's new mail to the stored documents
 (reading only this run's roles documents; a copy marked `counted_elsewhere` adds to its mailbox's
 figures only, see `DomainRollup`); the others, and every domain of a retried task, are recomputed
@@ -19,13 +21,13 @@ from typing import Mapping, Sequence
 from mailforce.core.changes import CAUSE_MAIL
 from mailforce.core.dates import format_utc, utc_now
 from mailforce.core.kinds import CHANGES
-from mailforce.core.org_rollups import add_organizations, finished_organizations, window_organizations
+from mailforce.core.org_rollups import add_organizations, window_organizations
 from mailforce.core.organizations import organization_chunks
 from mailforce.core.partitions import Partition
+from mailforce.core.people import label_people
 from mailforce.core.rollups import (
     Scoring,
     add_to_stored,
-    finished_documents,
     flipped_to_automated,
     missing_from_stored,
     window_documents,
@@ -34,8 +36,10 @@ from mailforce.core.summaries import CompileResult, WrittenCounts
 from mailforce.core.wording import plural
 from mailforce.es.changes import record_relationship_changes
 from mailforce.es.organizations import delete_stale_months
+from mailforce.es.people import read_people
 from mailforce.es.outputs import (
     kind_indices,
+    recompute_documents,
     organization_hosts,
     output_id,
     rollup_of,
@@ -58,16 +62,11 @@ def recompute_domains(es, settings: Settings, domains: Sequence[str], scoring: S
                       ) -> tuple[int, dict[str, int]]:
     """Every document of these domains and of every host of their organisations, from all their
     roles documents; writes what changed."""
-    rollup = rollup_of(es, settings, organization_hosts(es, settings, domains), written_by_run=None)
-    documents = finished_documents(rollup, scoring)
-    finished_organizations(rollup, documents, scoring)
-    stored, _ = stored_documents(es, settings, vars(documents))
-    changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
-                                          scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
-    written = write_documents(es, settings, documents, updated_at, stored=stored)
+    documents, read, written = recompute_documents(es, settings, organization_hosts(es, settings, domains), scoring,
+                                                   updated_at, cause=CAUSE_MAIL, people=read_people(es, settings))
     months = {output_id("timeline", month) for month in documents.timeline if month["scope"] == "organization"}
     delete_stale_months(es, settings, [document["organization"] for document in documents.organizations], months)
-    return rollup.messages_read, {**written, CHANGES.name: changes}
+    return read, written
 
 
 def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id: str, scoring: Scoring,
@@ -104,6 +103,7 @@ def add_window_to_domains(es, settings: Settings, domains: Sequence[str], run_id
     versions["timeline"].update(organization_versions["timeline"])
     documents = add_to_stored(new, stored, scoring)
     add_organizations(new_organizations, stored_organizations, documents, organizations, scoring)
+    label_people([*documents.relationships, *documents.contacts], read_people(es, settings))
     changes = record_relationship_changes(es, settings, stored["relationships"], documents.relationships,
                                           scoring_date=scoring.scoring_date, cause=CAUSE_MAIL, updated_at=updated_at)
     written = write_documents(es, settings, documents, updated_at, versions=versions)

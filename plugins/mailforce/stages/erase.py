@@ -12,6 +12,11 @@ In order, each a plain function (client + settings + typed records -> a typed re
    engagements of erased domains, timeline months, domain documents) deleted; a remaining relationship
    whose strength the erasure moves into another band gets a change-feed document (cause `erasure`);
 4. `recompute_account_statistics`: the statistics of every affected account;
+   `recompute_people`: the person documents of every erased address, of every address of an erased
+   domain or organisation, and of every address whose documents step 3 rewrote (a person left with no
+   address loses its document; alias entries naming an erased address are removed first, so that no
+   person is named after one); a person named in `people` was resolved to all of their addresses by
+   `resolve_people` before step 1;
 5. `audit`: the audit record (who, when, why, what, and what was removed per output kind).
 
 Logs carry counts only, never the erased values; the audit record holds them (proof of erasure).
@@ -34,26 +39,35 @@ from mailforce.core.erasure import (
     audit_document,
     erased_roles_document,
     parse_erasure_params,
+    with_people_addresses,
 )
 from mailforce.core.changes import CAUSE_ERASURE
-from mailforce.core.kinds import CHANGES, ERASABLE_KIND_NAMES, KIND_BY_NAME
-from mailforce.core.org_rollups import finished_organizations
+from mailforce.core.kinds import CHANGES, ERASABLE_KIND_NAMES, KIND_BY_NAME, PEOPLE
 from mailforce.core.organizations import organization_chunks
-from mailforce.core.rollups import KINDS, finished_documents
+from mailforce.core.rollups import KINDS
 from mailforce.core.strength import calendar_date
+from mailforce.core.summaries import PeopleResult
 from mailforce.core.wording import plural
+from mailforce.es.people import (
+    CLOCK_MARGIN,
+    addresses_of_people_in,
+    addresses_of_persons_named,
+    addresses_written_since,
+    change_aliases,
+    entries_naming,
+    read_people,
+    refresh_people,
+)
 from mailforce.es.preflight import check_settings
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.accounts import write_account_statistics
 from mailforce.es.owners import identify_owners
-from mailforce.es.changes import erase_changes, record_relationship_changes
+from mailforce.es.changes import erase_changes
 from mailforce.es.outputs import (
     kind_indices,
+    recompute_documents,
     organization_hosts,
     output_id,
-    rollup_of,
-    stored_documents,
-    write_documents,
 )
 from mailforce.es.scoring import last_scoring_date, scoring_for
 from mailforce.es.suppressions import OUTPUT_KINDS, record_suppressions as record_suppressions_io, write_audit
@@ -62,8 +76,8 @@ from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ErasureParamsError", "validate_request", "record_suppressions", "erase_message_roles",
-           "recompute_outputs", "recompute_account_statistics", "audit", "erase"]
+__all__ = ["ErasureParamsError", "validate_request", "resolve_people", "record_suppressions", "erase_message_roles",
+           "recompute_outputs", "recompute_account_statistics", "recompute_people", "audit", "erase"]
 
 TERMS_PER_QUERY = 1_000  # values per terms query (far below index.max_terms_count)
 
@@ -76,6 +90,39 @@ def output_indices_by_kind(settings: Settings) -> dict[str, str]:
 def validate_request(params: Mapping[str, Any], requested_at: str | None = None) -> ErasureRequest:
     """The form's values checked (ErasureParamsError with a clear message) before any write."""
     return parse_erasure_params(params, requested_at or format_utc(utc_now()))
+
+
+def resolve_people(es, settings: Settings, request: ErasureRequest) -> ErasureRequest:
+    """Every known address of each person the request names, added to its addresses."""
+    if not request.people:
+        return request
+    addresses = addresses_of_persons_named(es, settings, read_people(es, settings), request.people)
+    log.info("Erasure: %s named resolved to %s", plural(len(request.people), "person", "people"),
+             plural(len(addresses), "address", "addresses"))
+    return with_people_addresses(request, addresses)
+
+
+def recompute_people(es, settings: Settings, request: ErasureRequest) -> PeopleResult:
+    """The alias entries naming an erased address removed (with what that relabels), then the person
+    documents the erasure changed recomputed (see the module docstring)."""
+    updated_at = format_utc(utc_now())
+    suppressions = request.suppressions.with_organizations(settings.organizations.organization_of)
+    stale = entries_naming(read_people(es, settings), suppressions.suppresses)
+    relabelled = written_first = deleted_first = 0
+    if stale:
+        audit_fields = {"change_id": request.erasure_id, "requested_by": request.requested_by,
+                        "requested_at": request.requested_at}
+        relabelled, written_first, deleted_first = change_aliases(es, settings, [], stale, audit_fields, updated_at)
+        log.info("Erasure: %s naming an erased address removed; %s relabelled",
+                 plural(len(stale), "alias entry", "alias entries"), plural(relabelled, "address", "addresses"))
+    since = format_utc(parse_source_date(request.requested_at) - CLOCK_MARGIN)
+    addresses = set(request.addresses) | addresses_written_since(es, settings, since)
+    addresses |= addresses_of_people_in(es, settings, request.domains, request.organizations)
+    written, deleted = refresh_people(es, settings, read_people(es, settings), addresses, updated_at)
+    log.info("Recomputed the people of %s: %d written, %d deleted", plural(len(addresses), "address", "addresses"),
+             written, deleted)
+    return PeopleResult(addresses_read=len(addresses), people_written=written + written_first,
+                        people_deleted=deleted + deleted_first, addresses_relabelled=relabelled)
 
 
 def record_suppressions(es, settings: Settings, request: ErasureRequest) -> int:
@@ -224,16 +271,12 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
     removed: Counter = Counter()
     organizations = settings.organizations
     hosts = organization_hosts(es, settings, domains)
+    people = read_people(es, settings)
     for chunk in organization_chunks(hosts, organizations, {}, TERMS_PER_QUERY, TERMS_PER_QUERY):
-        rollup = rollup_of(es, settings, chunk, written_by_run=None)
-        documents = finished_documents(rollup, scoring)
-        finished_organizations(rollup, documents, scoring)
+        documents, _, counts = recompute_documents(es, settings, chunk, scoring, updated_at, cause=CAUSE_ERASURE,
+                                                   people=people)
+        written.update(counts)
         names = sorted({organizations.organization_of(domain) for domain in chunk})
-        stored, _ = stored_documents(es, settings, vars(documents))
-        written[CHANGES.name] += record_relationship_changes(
-            es, settings, stored["relationships"], documents.relationships, scoring_date=scoring.scoring_date,
-            cause=CAUSE_ERASURE, updated_at=updated_at)
-        written.update(write_documents(es, settings, documents, updated_at, stored=stored))
         for kind in KINDS:
             refresh(es, indices[kind])
             expected = {output_id(kind, document) for document in getattr(documents, kind)}
@@ -266,12 +309,14 @@ def recompute_account_statistics(es, settings: Settings, accounts: Sequence[str]
 
 
 def audit(es, settings: Settings, request: ErasureRequest, roles: ErasedRoles, outputs: RecomputedOutputs,
-          accounts_changed: int, started: float | None = None) -> dict[str, Any]:
+          accounts_changed: int, started: float | None = None, people: PeopleResult | None = None) -> dict[str, Any]:
     """Write the audit record; returns it."""
+    people = people or PeopleResult()
     removed = {"roles": roles.roles_deleted, **{kind: int(outputs.removed.get(kind, 0)) for kind in KINDS},
-               "account_stats": 0, CHANGES.name: roles.changes_deleted}
+               "account_stats": 0, CHANGES.name: roles.changes_deleted, PEOPLE.name: people.people_deleted}
     rewritten = {"roles": roles.roles_rewritten, **{kind: int(outputs.written.get(kind, 0)) for kind in KINDS},
-                 "account_stats": int(accounts_changed), CHANGES.name: int(outputs.written.get(CHANGES.name, 0))}
+                 "account_stats": int(accounts_changed), CHANGES.name: int(outputs.written.get(CHANGES.name, 0)),
+                 PEOPLE.name: people.people_written}
     document = audit_document(
         request, {kind: removed[kind] for kind in OUTPUT_KINDS}, {kind: rewritten[kind] for kind in OUTPUT_KINDS},
         output_indices_by_kind(settings), len(roles.domains), len(roles.accounts), format_utc(utc_now()),
@@ -290,8 +335,10 @@ def erase(es, settings: Settings, params: Mapping[str, Any], *, requested_at: st
     started = time.monotonic()
     request = validate_request(params, requested_at)
     check_settings(es, settings, arrival=False)  # a foreign output mapping: refused before any write
+    request = resolve_people(es, settings, request)
     record_suppressions(es, settings, request)
     roles = erase_message_roles(es, settings, request)
     outputs = recompute_outputs(es, settings, roles.domains)
     changed = recompute_account_statistics(es, settings, roles.accounts)
-    return audit(es, settings, request, roles, outputs, changed, started)
+    people = recompute_people(es, settings, request)
+    return audit(es, settings, request, roles, outputs, changed, started, people)

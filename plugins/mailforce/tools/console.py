@@ -153,7 +153,7 @@ def probe(options) -> None:
 def connect(url: str | None, engine: str, conn_id: str):
     """A client from ``url`` if given, else from the Airflow Connection ``conn_id``; probed first, so
     an unreachable cluster is an error at once, not after the client's retries."""
-    from mailforce.es.client import ClientOptions, MailforceElasticsearchHook, build_client
+    from mailforce.es.client import ClientOptions, build_client
 
     if url:
         if not url.startswith(("http://", "https://")):
@@ -162,6 +162,8 @@ def connect(url: str | None, engine: str, conn_id: str):
                                 request_timeout=TOOL_REQUEST_TIMEOUT_SECONDS)
         probe(options)
         return build_client(options)
+    from mailforce.es.hook import MailforceElasticsearchHook  # imports Airflow: only for a Connection
+
     hook = MailforceElasticsearchHook(conn_id)
     probe(hook.get_options())
     logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)

@@ -3,6 +3,7 @@
     python -m mailforce.tools.who_knows acme.com          [--url URL [--engine osmem]] [--conn-id ID] [--json]
     python -m mailforce.tools.who_knows enron.com --organization   (every domain of Enron together)
     python -m mailforce.tools.who_knows jane@acme.com
+    python -m mailforce.tools.who_knows jane@gmail.com --person   (every address of Jane's together)
 
 A domain: its document's `best_connected_accounts` (up to 5, by strength, then messages), each with
 the account's engagement figures (messages, first and latest) and its relationships there (how many
@@ -10,7 +11,9 @@ addresses, how many two-way, how many automated). An organisation (`--organizati
 its `search-organizations` document, over all of its domains; a personal mail provider (gmail.com)
 ranks no one, by design. An address: its contact document's
 `best_connected_accounts`, each with the account's relationship (strength, messages, From/To/CC,
-first and latest, two-way, automated). Read-only; any cluster holding the outputs.
+first and latest, two-way, automated). A person (`--person`, given any address of theirs): their
+`search-people` document's ranking, each account with its relationships with any of their
+addresses. Read-only; any cluster holding the outputs.
 
 Exit codes: 0 found; 1 unknown (or erased) domain or address; 2 bad argument or cluster unreachable.
 """
@@ -24,6 +27,7 @@ from typing import Any, Sequence
 
 from mailforce.core.addresses import normalise_address
 from mailforce.core.ids import document_id
+from mailforce.es.people import read_people
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.suppressions import read_suppressions
 from mailforce.settings import Settings, load_settings
@@ -115,6 +119,41 @@ def organization_answer(es, settings: Settings, organization: str) -> dict[str, 
             "ranked": rows}
 
 
+def person_answer(es, settings: Settings, address: str) -> dict[str, Any]:
+    """The person of an address: their document's ranking, each account with its relationships with
+    any address of theirs."""
+    person_id = read_people(es, settings).person_of(address)
+    document = fetch_documents(es, settings.people_index, [person_id]).get(person_id)
+    if document is None:
+        erased = _suppressed(es, settings, address, True)
+        raise UnknownSubject(f"{address}: erased (see the erasure audit index)" if erased else
+                             f"{address}: no person document: no counted mail names an address of this person")
+    ranking = document.get("best_connected_accounts") or []
+    accounts = [entry["account"] for entry in ranking]
+    per_account: dict[str, dict[str, Any]] = {a: {"relationships": 0, "two_way": 0, "automated": 0, "first": None,
+                                                  "latest": None} for a in accounts}
+    if accounts:
+        query = {"bool": {"filter": [{"term": {"person_id": person_id}}, {"terms": {"account": accounts}}]}}
+        for hit in scan(es, settings.relationships_index,
+                        {"query": query, "_source": ["account", "two_way", "automated", "first_engagement_date",
+                                                     "latest_engagement_date"]},
+                        settings.scan_page_size, settings.scroll_keep_alive, "relationships of the person"):
+            source, figures = hit["_source"], per_account[hit["_source"]["account"]]
+            figures["relationships"] += 1
+            figures["two_way"] += bool(source.get("two_way"))
+            figures["automated"] += bool(source.get("automated"))
+            figures["first"] = min(filter(None, (figures["first"], source.get("first_engagement_date"))), default=None)
+            figures["latest"] = max(filter(None, (figures["latest"], source.get("latest_engagement_date"))), default=None)
+    rows = [{"rank": rank, "account": entry["account"], "strength": entry.get("strength", 0),
+             "messages": entry.get("total_count", 0), **per_account[entry["account"]]}
+            for rank, entry in enumerate(ranking, 1)]
+    return {"kind": "person", "subject": document["canonical_address"], "person_id": person_id,
+            "person_addresses": document.get("addresses", []), "messages": document.get("total_count", 0),
+            "addresses": document.get("addresses_count", 0), "accounts": document.get("accounts_count", 0),
+            "first": document.get("first_contact_date"), "latest": document.get("latest_contact_date"),
+            "ranked": rows}
+
+
 def address_answer(es, settings: Settings, address: str) -> dict[str, Any]:
     contact = fetch_documents(es, settings.contacts_index, [document_id(address)]).get(document_id(address))
     if contact is None:
@@ -141,15 +180,17 @@ def address_answer(es, settings: Settings, address: str) -> dict[str, Any]:
             "ranked": rows}
 
 
-def answer(es, settings: Settings, subject: str, organization: bool = False) -> dict[str, Any]:
-    """The ranked accounts for a domain (or the organisation of that name) or an address; raises
-    UnknownSubject, ValueError (bad subject)."""
+def answer(es, settings: Settings, subject: str, organization: bool = False, person: bool = False) -> dict[str, Any]:
+    """The ranked accounts for a domain (or the organisation of that name), an address (or the person
+    it belongs to); raises UnknownSubject, ValueError (bad subject)."""
     text = subject.strip()
     if "@" in text:
         address = normalise_address(text)
         if address is None:
             raise ValueError(f"{subject!r} is not an e-mail address")
-        return address_answer(es, settings, address)
+        return person_answer(es, settings, address) if person else address_answer(es, settings, address)
+    if person:
+        raise ValueError(f"{subject!r}: --person needs an address of the person (jane@acme.com)")
     domain = text.lower()
     if "." not in domain or any(character.isspace() for character in domain) or not all(domain.split(".")):
         raise ValueError(f"{subject!r} is neither a domain (acme.com) nor an address (jane@acme.com)")
@@ -163,7 +204,10 @@ def render(result: dict[str, Any]) -> str:
     if result["kind"] == "organization":
         lines.append(f"{result['subject']} ({result.get('organization_kind')}, {len(result['domains'])} domains: "
                      f"{', '.join(result['domains'][:5])}{' ...' if len(result['domains']) > 5 else ''})")
-    if result["kind"] in ("domain", "organization"):
+    if result["kind"] == "person":
+        lines.append(f"{result['subject']} (a person, {result['addresses']} addresses: "
+                     f"{', '.join(result['person_addresses'][:5])}{' ...' if result['addresses'] > 5 else ''})")
+    if result["kind"] in ("domain", "organization", "person"):
         lines.append(f"{result['subject']}: {result['messages']} messages, {result['addresses']} addresses, "
                      f"{result['accounts']} accounts; first {_day(result['first'])}, latest {_day(result['latest'])}")
         header = ("rank", "account", "strength", "messages", "first", "latest", "addresses", "two-way", "automated")
@@ -197,6 +241,8 @@ def argument_parser() -> argparse.ArgumentParser:
     add_connection_arguments(parser)
     parser.add_argument("--organization", action="store_true",
                         help="the subject is an organisation (enron.com: ect.enron.com, mailman.enron.com, ...)")
+    parser.add_argument("--person", action="store_true",
+                        help="the subject is an address of a person: every address of theirs together")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON (logs go to stderr)")
     return parser
 
@@ -215,7 +261,8 @@ def _answer_command(arguments: argparse.Namespace, es=None) -> int:
         if owned:
             es = connect(arguments.url, arguments.engine, arguments.conn_id or settings.conn_id)
         try:
-            result = answer(es, settings, arguments.subject, organization=arguments.organization)
+            result = answer(es, settings, arguments.subject, organization=arguments.organization,
+                            person=arguments.person)
         except UnknownSubject as error:
             print(f"{PROG}: {error}", file=sys.stderr)
             return EXIT_UNKNOWN
