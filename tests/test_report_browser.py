@@ -28,7 +28,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update", "--disable-sync",
 ]
 CHARTS = ("companies", "companies-best-connected", "domains", "contacts", "timeline", "best-connected", "strength",
-          "automated", "runs", "cooling")
+          "automated", "runs", "cooling", "people")
 
 
 def _unavailable(message: str) -> None:
@@ -111,6 +111,7 @@ def test_every_chart_renders_in_headless_chromium(es, settings, tmp_path, monkey
     assert rendered["automated"]["slices"] == 4
     assert rendered["runs"]["bars"] == 3 and rendered["runs"]["lines"] == 1
     assert rendered["cooling"]["bars"] >= 3  # to warm, to cooling, to cold
+    assert rendered["people"]["bars"] == 2  # the two people with several addresses
     assert page.locator(".no-data").count() == 0
 
     assert not problems, problems
