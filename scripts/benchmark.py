@@ -80,6 +80,7 @@ UTC = timezone.utc
 MB = 1024.0  # /proc and ru_maxrss report KiB
 COMPILE_TASK = "compile_domain_partition"
 FLOOR_PREFIX = "bench-floor-"
+CLIENT_CPU_TARGET_US = 100  # issue 25: the product's own client CPU per message over all stages, at 100k
 
 
 # ------------------------------------------------------------------------------------------------
@@ -855,6 +856,40 @@ def merged_extraction_xcoms(run: "DagRun"):
 # Client CPU per message per stage, the engine's apart, and extraction slices in parallel (--stage-cpu)
 
 
+class CpuSampler:
+    """Where this process's CPU goes, by sampling: SIGPROF every `interval` seconds of CPU (user and
+    system, this process), the Python function running then. Unlike cProfile it does not inflate Python
+    code against C code (JSON), and time spent waiting for the engine is never sampled."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval = interval
+        self.own: dict[str, int] = {}
+        self.samples = 0
+
+    def _sample(self, signum, frame) -> None:
+        if frame is None:
+            return
+        code = frame.f_code
+        name = f"{'/'.join(Path(code.co_filename).parts[-2:])}:{code.co_name}"
+        self.own[name] = self.own.get(name, 0) + 1
+        self.samples += 1
+
+    def __enter__(self) -> "CpuSampler":
+        import signal
+        signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, self.interval, self.interval)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+
+    def top(self, count: int = 12) -> list[dict[str, Any]]:
+        ranked = sorted(self.own.items(), key=lambda item: -item[1])[:count]
+        return [{"function": name, "share": round(hits / max(self.samples, 1), 3)} for name, hits in ranked]
+
+
 def cpu_by_stage(url: str, settings: Settings, cutoff: datetime | None, engine_pid: int,
                  run_id: str, slices: int | None = None) -> dict[str, Any]:
     """A full run in this process (`mailforce.sequence`, as the driver runs it): per stage, this
@@ -876,8 +911,9 @@ def cpu_by_stage(url: str, settings: Settings, cutoff: datetime | None, engine_p
         return value
 
     request = RunRequest(to_date=cutoff) if cutoff else RunRequest()
-    fetched = measured("fetch_watermark", lambda: fetch_watermark(es, settings, request, datetime.now(UTC)))
-    document = count_window_in_process(es, settings, fetched, run_id, step=measured, slices=slices).to_xcom()
+    with CpuSampler() as sampler:
+        fetched = measured("fetch_watermark", lambda: fetch_watermark(es, settings, request, datetime.now(UTC)))
+        document = count_window_in_process(es, settings, fetched, run_id, step=measured, slices=slices).to_xcom()
     # The ledger is written too (one record per counted message), though the run's record does not list it.
     es.indices.refresh(index=settings.ledger_index)
     by_index = {**(document.get("documents_written") or {}), "ledger": es.count(index=settings.ledger_index)["count"]}
@@ -901,6 +937,7 @@ def cpu_by_stage(url: str, settings: Settings, cutoff: datetime | None, engine_p
         "engine_cpu_seconds": round(sum(entry["engine"] for entry in figures.values()), 3),
         "client_us_per_message": per_message(sum(entry["client"] for entry in figures.values())),
         "engine_us_per_message": per_message(sum(entry["engine"] for entry in figures.values())),
+        "cpu_profile": sampler.top(),
     }
 
 
@@ -1003,6 +1040,10 @@ def stage_cpu_report(result: dict[str, Any]) -> str:
              "Extraction with slices in parallel processes: " + ", ".join(
                  f"{entry['slices']} slice(s) {entry['wall_seconds']:.2f} s" for entry in sweep)
              + f"; speedup 1 -> 2 slices {result['extraction_speedup_1_to_2']:.2f}x",
+             f"Client CPU over all stages: {full['client_us_per_message']:.1f} µs per message (issue 25's target: "
+             f"at most {CLIENT_CPU_TARGET_US} at 100k messages)",
+             "Where the client CPU goes (sampled, own time of the function running): " + ", ".join(
+                 f"{entry['function']} {entry['share'] * 100:.1f} %" for entry in full.get("cpu_profile", [])),
              f"Load average (1 min) before / after: {result.get('load_average_before', '-')} / "
              f"{result.get('load_average_after', '-')} on {os.cpu_count()} CPUs (wall figures need a quiet machine)"]
     return "\n".join(lines) + "\n"

@@ -45,7 +45,10 @@ def parse_source_date(value: object) -> datetime | None:
 
 def format_utc(moment: datetime) -> str:
     """`2001-05-14T23:39:00Z`: UTC, to the second, with a Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment.astimezone(UTC)
+    if 1000 <= utc.year:  # four digits: the same text as strftime, a few times faster (one per date written)
+        return (f"{utc.year}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}Z")
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")  # the platform's own rendering of years below 1000
 
 
 def parse_param_date(value: str, name: str) -> datetime:

@@ -14,6 +14,7 @@ Pure data and plain functions: no Elasticsearch, no Airflow (tests/test_layout.p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Callable, Mapping
 
 KEYWORD = {"type": "keyword"}
@@ -300,7 +301,10 @@ NaturalKey = Callable[[Mapping[str, Any]], "tuple[str, ...]"]
 
 
 def _fields(*names: str) -> NaturalKey:
-    return lambda document: tuple(document[name] for name in names)
+    if len(names) == 1:
+        name, = names
+        return lambda document: (document[name],)
+    return itemgetter(*names)  # a tuple of the values, as for one name above
 
 
 def _timeline_key(document: Mapping[str, Any]) -> tuple[str, ...]:

@@ -108,6 +108,14 @@ class DomainFigures:
     months: dict[str, MonthFigures] = field(default_factory=lambda: defaultdict(MonthFigures))
 
 
+def _entry(entries: dict[str, Any], key: str, make: Callable[[], Any]) -> Any:
+    """`entries[key]`, made and added when absent (`setdefault` would build a new one at every call)."""
+    entry = entries.get(key)
+    if entry is None:
+        entry = entries[key] = make()
+    return entry
+
+
 @dataclass(frozen=True)
 class Scoring:
     """What strength and rankings need besides the figures."""
@@ -162,7 +170,7 @@ class DomainRollup:
         touched: dict[str, set[str]] = defaultdict(set)
         for (domain, address), roles in address_roles.items():
             figures = self.domain_figures[domain]
-            contact = figures.contacts.setdefault(address, Contact())
+            contact = _entry(figures.contacts, address, Contact)
             contact.messages.add(key_date)
             contact.accounts |= address_accounts[(domain, address)]
             contact.flagged_by_headers |= address in flagged
@@ -193,7 +201,7 @@ class DomainRollup:
         for (domain, address), roles in on_message.items():
             touched_domains.add(domain)
             account_domain = self.account_domains[(account, domain)]
-            relationship = account_domain.addresses.setdefault(address, AddressInAccount())
+            relationship = _entry(account_domain.addresses, address, AddressInAccount)
             relationship.messages.add(message_date)
             exchange = direct_exchange(roles, senders, recipients, owners, address)
             if exchange.direct:
@@ -203,7 +211,7 @@ class DomainRollup:
                 direct["direct_count"] += 1
                 direct["direct_weight"] += weight
                 relationship.latest_direct = max(relationship.latest_direct or message_date, message_date)
-            contact = self.domain_figures[domain].contacts.setdefault(address, Contact())
+            contact = _entry(self.domain_figures[domain].contacts, address, Contact)
             contact.answered_count += exchange.owner_wrote
             month_figures = account_domain.months[month]
             for role in roles:
@@ -222,7 +230,7 @@ class DomainRollup:
             flagged = set(copy.get("automated_addresses") or ())
             for domain, address in self._add_per_account(copy):
                 figures = self.domain_figures[domain]
-                contact = figures.contacts.setdefault(address, Contact())
+                contact = _entry(figures.contacts, address, Contact)
                 contact.accounts.add(copy["account"])
                 contact.flagged_by_headers |= address in flagged
                 figures.accounts.add(copy["account"])

@@ -41,6 +41,12 @@ PROGRESS_STEPS = 10  # a scan logs its progress by tenths ...
 MIN_PROGRESS_EVERY = 5_000  # ... but not more often than every this many documents
 MGET_ITEM_RETRIES = 3  # tries of the ids an mget answered with an item error, before raising
 MGET_RETRY_BACKOFF_SECONDS = 0.2  # doubled at each try
+# What the client is sent back of a scroll page or an mget: the scan's and the lookups' own fields,
+# and what says whether the answer is complete. Each hit's index, score and sort values (the sort
+# repeats the sorted fields) would otherwise be decoded for every document read.
+SCAN_RESPONSE_FIELDS = "_scroll_id,_shards,timed_out,hits.total,hits.hits._id,hits.hits._source"
+MGET_RESPONSE_FIELDS = "docs._id,docs.found,docs._source,docs.error"
+MGET_VERSIONED_RESPONSE_FIELDS = MGET_RESPONSE_FIELDS + ",docs._seq_no,docs._primary_term"
 
 
 class IncompleteReadError(RuntimeError):
@@ -118,7 +124,8 @@ def scan(
 
     The scroll context is cleared at the end, also after an error (best effort).
     """
-    response = search(es, what, index=index, size=page_size, scroll=keep_alive, track_total_hits=True, **body)
+    response = search(es, what, index=index, size=page_size, scroll=keep_alive, track_total_hits=True,
+                      filter_path=SCAN_RESPONSE_FIELDS, **body)
     if on_total is not None:
         total = response["hits"]["total"]
         on_total(total["value"] if isinstance(total, dict) else int(total))
@@ -126,14 +133,14 @@ def scan(
     scroll_id = response.get("_scroll_id")
     try:
         while True:
-            hits = response["hits"]["hits"]
+            hits = response.get("hits", {}).get("hits")  # a filtered empty page has no `hits.hits`
             if not hits:
                 return
             yield from hits
             if not scroll_id:
                 raise IncompleteReadError(f"{what}: the server returned no scroll id", what=what)
             try:
-                response = pages.scroll(scroll_id=scroll_id, scroll=keep_alive)
+                response = pages.scroll(scroll_id=scroll_id, scroll=keep_alive, filter_path=SCAN_RESPONSE_FIELDS)
             except (ApiError, TransportError) as error:
                 raise IncompleteReadError(
                     f"{what}: a scroll page of {index} failed ({type(error).__name__}: {error}); a page may "
@@ -263,11 +270,12 @@ def fetch_documents(
         if attempt:
             time.sleep(MGET_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
         try:
-            response = es.mget(index=index, ids=pending)
+            response = es.mget(index=index, ids=pending, filter_path=MGET_VERSIONED_RESPONSE_FIELDS
+                               if with_versions else MGET_RESPONSE_FIELDS)
         except NotFoundError:
             return {}
         errors: dict[str, Any] = {}
-        for doc in response["docs"]:
+        for doc in response.get("docs", ()):
             if "error" in doc:
                 errors[doc["_id"]] = doc["error"]
             elif doc.get("found"):
