@@ -445,9 +445,23 @@ def _short_date(value: Any) -> str:
     return str(value)[:10] if value else "?"
 
 
+def _message_bars(names: Sequence[str], values: Sequence[int], hover: Sequence[str], color: str, axis_title: str
+                  ) -> dict[str, Any]:
+    """One trace of horizontal bars, messages per name, the first on top, each bar's hover its own."""
+    import plotly.graph_objects as go
+
+    bar = go.Bar(x=list(values), y=list(names), orientation="h", name="messages", marker={"color": color},
+                 text=list(values), textposition="auto", hovertext=list(hover), hoverinfo="text")
+    return _figure([bar], {
+        "height": max(260, 34 * len(names) + 70),
+        "yaxis": {"autorange": "reversed", "automargin": True, "title": None},
+        "xaxis": {"title": {"text": axis_title}},
+        "showlegend": False,
+    })
+
+
 def figure_top_domains(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Horizontal bars: distinct messages per domain, the largest on top."""
-    import plotly.graph_objects as go
 
     names = [row["domain"] for row in rows]
     values = [int(row.get("total_emails") or 0) for row in rows]
@@ -458,14 +472,7 @@ def figure_top_domains(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         f"{_short_date(row.get('first_contact_date'))} to {_short_date(row.get('latest_contact_date'))}"
         for row in rows
     ]
-    bar = go.Bar(x=values, y=names, orientation="h", name="messages", marker={"color": PALETTE["primary"]},
-                 text=values, textposition="auto", hovertext=hover, hoverinfo="text")
-    return _figure([bar], {
-        "height": max(260, 34 * len(rows) + 70),
-        "yaxis": {"autorange": "reversed", "automargin": True, "title": None},
-        "xaxis": {"title": {"text": "distinct messages (one mail in two mailboxes: once)"}},
-        "showlegend": False,
-    })
+    return _message_bars(names, values, hover, PALETTE["primary"], "distinct messages (one mail in two mailboxes: once)")
 
 
 def figure_top_contacts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -502,7 +509,6 @@ def figure_top_contacts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def figure_people(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Horizontal bars: distinct messages per person with several addresses; the hover lists them."""
-    import plotly.graph_objects as go
 
     names = [f"{row['canonical_address']} ({row.get('addresses_count', len(row.get('addresses') or []))})"
              for row in rows]
@@ -511,14 +517,7 @@ def figure_people(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
              f"{row.get('accounts_count', '?')} mailboxes<br>"
              + "<br>".join(html.escape(address) for address in row.get("addresses") or [])
              for row in rows]
-    bar = go.Bar(x=values, y=names, orientation="h", name="messages", marker={"color": PALETTE["secondary"]},
-                 text=values, textposition="auto", hovertext=hover, hoverinfo="text")
-    return _figure([bar], {
-        "height": max(260, 34 * len(rows) + 70),
-        "yaxis": {"autorange": "reversed", "automargin": True, "title": None},
-        "xaxis": {"title": {"text": "distinct messages (two of their addresses: once)"}},
-        "showlegend": False,
-    })
+    return _message_bars(names, values, hover, PALETTE["secondary"], "distinct messages (two of their addresses: once)")
 
 
 def people_table(rows: Sequence[dict[str, Any]]) -> str:
