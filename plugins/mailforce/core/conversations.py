@@ -55,9 +55,41 @@ class OwnerEvidence:
         return {"messages": self.messages,
                 "candidates": [{"email_address": address, "messages": count} for address, count in self.candidates]}
 
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> "OwnerEvidence":
+        return cls(messages=int(document.get("messages") or 0),
+                   candidates=tuple((entry["email_address"], int(entry["messages"]))
+                                    for entry in document.get("candidates") or ()))
+
 
 def ranked_candidates(counts: Mapping[str, int], limit: int = OWNER_CANDIDATES) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
+
+
+def evidence_with_new_mail(stored: OwnerEvidence, new_messages: int,
+                           new_counts: Mapping[str, int]) -> OwnerEvidence | None:
+    """The evidence over the stored messages plus new ones, from the stored evidence alone, or None
+    when that cannot be proven exact (then the caller counts over all the account's messages).
+
+    `stored` must be exact over the account's messages before the new ones; `new_counts` holds every
+    address on the `new_messages` (none of them among the stored messages), with its messages. A
+    stored candidate's count adds up exactly. Any other address was on no more stored messages than
+    the stored third candidate (on none, when fewer than three are stored; on as many only when it
+    sorts after it), so its total is at most that plus its new messages: when that bound could tie or
+    beat the new third place, the top addresses are not known without counting.
+    """
+    totals = {address: count + new_counts.get(address, 0) for address, count in stored.candidates}
+    messages = stored.messages + new_messages
+    if len(stored.candidates) < OWNER_CANDIDATES:  # every other address was on no stored message
+        return OwnerEvidence(messages, ranked_candidates({**new_counts, **totals}))
+    top = ranked_candidates(totals)
+    third_address, third_count = top[-1]
+    stored_third = stored.candidates[-1][1]
+    for address, count in new_counts.items():
+        bound = stored_third + count
+        if address not in totals and (bound > third_count or (bound == third_count and address < third_address)):
+            return None
+    return OwnerEvidence(messages, top)
 
 
 def inferred_owner(evidence: OwnerEvidence) -> str | None:

@@ -151,6 +151,8 @@ class ExtractionTally:
     key_dates_rewritten: int = 0  # other accounts' documents whose key_date a new copy lowered
     counted_elsewhere: int = 0  # new copies added to per-account figures only (`counted_elsewhere`)
     ledger_written: int = 0
+    # accounts with a stored roles document this run counted again or moved the key date of
+    rewritten_accounts: set[str] = field(default_factory=set)
 
     def count_late(self, message: Message, late_at_or_before: datetime | None) -> None:
         if late_at_or_before is not None and message.date <= late_at_or_before:
@@ -188,6 +190,7 @@ class ExtractionTally:
             processed_accounts_count=len(self.processed_accounts | self.accounts),
             counted_elsewhere=self.counted_elsewhere,
             unchanged_accounts=tuple(sorted(self.processed_accounts - self.accounts)) if sliced else (),
+            rewritten_accounts=tuple(sorted(self.rewritten_accounts)),
             **extra,
         )
 
@@ -289,6 +292,7 @@ def classify_messages(
                 rewritten = {**document, "key_date": format_utc(key_date), "updated_at": updated_at}
                 tally.key_dates_rewritten += 1
                 tally.recompute_domains.update(document.get("domains") or ())
+                tally.rewritten_accounts.add(document.get("account") or "")
                 yield identifier, rewritten
         other_documents = [document for _, document in others]
         for message in group:
@@ -319,6 +323,8 @@ def _classify_one(
         tally.count_unchanged(message, run.lateness_margin_end)  # an earlier successful run counted exactly this
         return
     _count(message, run)
+    if previous is not None:  # not only added to the account's messages: its owner evidence is counted again
+        tally.rewritten_accounts.add(message.account)
     # Every counted message marks its domains, changed or not: a run that died after this stage
     # left them uncompiled, and its re-run must compile them.
     for address, role in message.roles:

@@ -215,6 +215,7 @@ def merge_extractions(summaries: Sequence[ExtractionSummary]) -> ExtractionSumma
         ledger_written=total("ledger_written"),
         counted_elsewhere=total("counted_elsewhere"),
         unchanged_accounts=tuple(sorted(processed_accounts - set(accounts))),
+        rewritten_accounts=tuple(sorted({account for summary in summaries for account in summary.rewritten_accounts})),
     )
 
 

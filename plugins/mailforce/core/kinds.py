@@ -175,6 +175,8 @@ ACCOUNT_STATS_PROPERTIES.update({
     "owner_addresses": KEYWORD,
     "owner_source": KEYWORD,  # "setting", "inferred" or "none"
     "owner_run_id": KEYWORD,  # the run that last changed the owners (settled once that run succeeded)
+    # the run that wrote the evidence ("" after an erasure): a later run adds its new mail to it when that run succeeded
+    "owner_evidence_run_id": KEYWORD,
     "owner_evidence": {"properties": {"messages": INTEGER,
                                       "candidates": {"properties": {"email_address": KEYWORD, "messages": INTEGER}}}},
 })

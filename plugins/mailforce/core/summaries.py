@@ -67,6 +67,11 @@ class ExtractionSummary:
     # accounts of the window's unchanged messages that counted none (with `accounts`: the processed
     # accounts; slices' summaries unite them, `mailforce.core.extraction_slices`)
     unchanged_accounts: tuple[str, ...] = ()
+    # sorted: accounts with a roles document that was stored before this run and that it counted
+    # again (changed, or written by a run that did not succeed) or moved the key date of. Every other
+    # account's roles documents this run wrote are new ones: its owner evidence adds them
+    # (`mailforce.es.owners`); these accounts' evidence is counted over all their messages.
+    rewritten_accounts: tuple[str, ...] = ()
 
     @property
     def accounts_count(self) -> int:
@@ -100,6 +105,7 @@ class ExtractionSummary:
             "ledger_written": self.ledger_written,
             "counted_elsewhere": self.counted_elsewhere,
             "unchanged_accounts": list(self.unchanged_accounts),
+            "rewritten_accounts": list(self.rewritten_accounts),
         }
 
     @classmethod
@@ -125,6 +131,7 @@ class ExtractionSummary:
             ledger_written=data.get("ledger_written", 0),
             counted_elsewhere=data.get("counted_elsewhere", 0),
             unchanged_accounts=tuple(data.get("unchanged_accounts", ())),
+            rewritten_accounts=tuple(data.get("rewritten_accounts", ())),
         )
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from mailforce.core.batches import batched
 from mailforce.core.conversations import (
     OWNER_CANDIDATES,
     OwnerEvidence,
+    evidence_with_new_mail,
     owner_fields,
     ranked_candidates,
 )
@@ -31,7 +32,11 @@ ACCOUNTS_PER_QUERY = 100
 # with filters, so the evidence is exact whenever the owner is among them (it is on half the mail).
 CANDIDATE_SHARD_SIZE = 1_000
 CANDIDATES_ASKED = OWNER_CANDIDATES + 7
-OWNER_FIELDS = ("owner_addresses", "owner_source", "owner_evidence", "owner_run_id")
+# (account, address) pairs per page of the new mail's composite aggregation
+NEW_MAIL_PAGE = 1_000
+# the run whose evidence the statistics document holds ("" after an erasure: not to be added to)
+EVIDENCE_RUN_FIELD = "owner_evidence_run_id"
+OWNER_FIELDS = ("owner_addresses", "owner_source", "owner_evidence", "owner_run_id", EVIDENCE_RUN_FIELD)
 
 
 def owner_evidence(es, settings: Settings, accounts: Sequence[str]) -> dict[str, OwnerEvidence]:
@@ -78,6 +83,74 @@ def _exact_counts(es, settings: Settings, candidates: Mapping[str, Sequence[str]
     return {pair: int(buckets[str(position)]["doc_count"]) for position, pair in enumerate(pairs)}
 
 
+@dataclass(frozen=True)
+class NewMail:
+    """An account's roles documents written by one run: how many, and the addresses on them."""
+
+    messages: int = 0
+    counts: Mapping[str, int] = field(default_factory=dict)  # every address on them -> its messages
+
+
+def new_mail(es, settings: Settings, accounts: Sequence[str], run_id: str) -> dict[str, NewMail]:
+    """Per account, its roles documents this run wrote (`run_id`): their number, and every address on
+    them with its count (a composite aggregation, paged: exact and complete whatever the shards).
+    Reads only this run's documents, not the accounts' history."""
+    found = {account: NewMail() for account in accounts}
+    for batch in batched(sorted(accounts), ACCOUNTS_PER_QUERY):
+        query = {"bool": {"filter": [{"terms": {"account": list(batch)}}, {"term": {"run_id": run_id}}]}}
+        messages, counts, after = {}, {account: {} for account in batch}, None
+        while True:
+            composite: dict[str, Any] = {"size": NEW_MAIL_PAGE, "sources": [
+                {"account": {"terms": {"field": "account"}}}, {"address": {"terms": {"field": "participants"}}}]}
+            aggs: dict[str, Any] = {"pairs": {"composite": composite}}
+            if after is None:
+                aggs["by_account"] = {"terms": {"field": "account", "size": len(batch)}}
+            else:
+                composite["after"] = after
+            response = search(es, "owner candidates of the new mail", index=settings.roles_index, size=0,
+                              query=query, aggs=aggs)
+            if after is None:
+                messages = {bucket["key"]: int(bucket["doc_count"])
+                            for bucket in response["aggregations"]["by_account"]["buckets"]}
+            pairs = response["aggregations"]["pairs"]
+            for bucket in pairs["buckets"]:
+                counts[bucket["key"]["account"]][bucket["key"]["address"]] = int(bucket["doc_count"])
+            after = pairs.get("after_key")
+            if len(pairs["buckets"]) < NEW_MAIL_PAGE or after is None:
+                break
+        for account in batch:
+            found[account] = NewMail(messages.get(account, 0), counts[account])
+    return found
+
+
+def added_evidence(es, settings: Settings, stored: Mapping[str, Mapping[str, Any] | None], accounts: Sequence[str],
+                   run_id: str, trusted_runs: Collection[str]) -> dict[str, OwnerEvidence]:
+    """The evidence of those accounts that can be had from their stored evidence plus this run's new
+    roles documents (`evidence_with_new_mail`): the stored evidence must come from a successful run
+    (so it counted every roles document of the account up to that run; the extraction names the
+    accounts whose stored documents this run rewrote, which are not among `accounts`)."""
+    eligible = [account for account in accounts
+                if "owner_evidence" in (stored[account] or {})
+                and (stored[account] or {}).get(EVIDENCE_RUN_FIELD) in trusted_runs]
+    if not eligible or not es.indices.exists(index=settings.roles_index):
+        return {}
+    added: dict[str, OwnerEvidence] = {}
+    for account, mail in new_mail(es, settings, eligible, run_id).items():
+        evidence = evidence_with_new_mail(OwnerEvidence.from_document(stored[account]["owner_evidence"]),
+                                          mail.messages, mail.counts)
+        if evidence is not None:
+            added[account] = evidence
+    return added
+
+
+def invalidate_evidence(es, settings: Settings, accounts: Sequence[str]) -> int:
+    """Mark these accounts' stored evidence as not to be added to (before their roles documents are
+    rewritten outside a counting run: the erasure); the next counting run counts it over all time."""
+    return bulk_write(es, ({"_op_type": "update", "_index": settings.account_stats_index, "_id": document_id(account),
+                            "doc": {"account": account, EVIDENCE_RUN_FIELD: ""}, "doc_as_upsert": True}
+                           for account in sorted(accounts)), settings.bulk_chunk, "owner evidence marked stale")
+
+
 def stored_owner_fields(es, settings: Settings, accounts: Sequence[str]) -> dict[str, dict[str, Any] | None]:
     """Per account, the owner fields of its statistics document (None: no document yet)."""
     stored: dict[str, dict[str, Any] | None] = {}
@@ -98,11 +171,19 @@ class OwnerChanges:
     changed_accounts: tuple[str, ...] = ()
     domains: Mapping[str, int] = field(default_factory=dict)  # domain -> messages of those accounts there
     accounts_written: int = 0
+    evidence_added: int = 0  # accounts whose evidence added this run's new mail to the stored one
+    evidence_counted: int = 0  # accounts whose evidence was counted over all their roles documents
 
 
-def identify_owners(es, settings: Settings, accounts: Iterable[str], run_id: str | None) -> OwnerChanges:
+def identify_owners(es, settings: Settings, accounts: Iterable[str], run_id: str | None, *,
+                    rewritten_accounts: Collection[str] | None = None) -> OwnerChanges:
     """Infer (or take from the setting) the owner addresses of these accounts and of the accounts the
     setting names; write them with their evidence to the account statistics documents.
+
+    The evidence: with `rewritten_accounts` (a counting run's extraction: the accounts whose stored
+    roles documents it rewrote; every other account's documents of `run_id` are new), the stored
+    evidence of a successful run plus this run's new documents wherever that is provably exact
+    (`added_evidence`); otherwise, and always without it, counted over all the account's roles documents.
 
     An account's owners count as changed when they differ from the stored ones, when none are stored,
     or when the run that stored them did not succeed (it may have died before recomputing); then
@@ -113,12 +194,19 @@ def identify_owners(es, settings: Settings, accounts: Iterable[str], run_id: str
     stored = stored_owner_fields(es, settings, sorted(set(accounts) | set(configured)))
     # an account the setting names but that has no statistics yet gets them with its first mail
     wanted = sorted(account for account in stored if account in set(accounts) or stored[account] is not None)
-    evidence = owner_evidence(es, settings, wanted)
-    runs = successful_runs(es, settings, [(stored[account] or {}).get("owner_run_id", "") for account in wanted])
+    runs = successful_runs(es, settings, [(stored[account] or {}).get(name, "") for account in wanted
+                                          for name in ("owner_run_id", EVIDENCE_RUN_FIELD)])
+    added: dict[str, OwnerEvidence] = {}
+    if run_id and rewritten_accounts is not None:
+        rewritten = set(rewritten_accounts)
+        added = added_evidence(es, settings, stored, [account for account in wanted if account not in rewritten],
+                               run_id, runs)
+    evidence = {**owner_evidence(es, settings, [account for account in wanted if account not in added]), **added}
     changed: list[str] = []
     updates: list[tuple[str, dict[str, Any]]] = []
     for account in wanted:
         fields = owner_fields(configured.get(account, ()), evidence[account])
+        fields[EVIDENCE_RUN_FIELD] = run_id or ""
         previous = stored[account] or {}
         if (previous.get("owner_addresses") != fields["owner_addresses"]
                 or previous.get("owner_source") != fields["owner_source"]
@@ -130,7 +218,8 @@ def identify_owners(es, settings: Settings, accounts: Iterable[str], run_id: str
                                "_id": document_id(account), "doc": fields, "doc_as_upsert": True}
                               for account, fields in updates), settings.bulk_chunk, "owner addresses")
     return OwnerChanges(changed_accounts=tuple(changed), domains=domains_of_accounts(es, settings, changed),
-                        accounts_written=written)
+                        accounts_written=written, evidence_added=len(added),
+                        evidence_counted=len(wanted) - len(added))
 
 
 def domains_of_accounts(es, settings: Settings, accounts: Sequence[str]) -> dict[str, int]:

@@ -62,7 +62,7 @@ from mailforce.es.people import (
 from mailforce.es.preflight import check_settings
 from mailforce.es.reads import fetch_documents, scan
 from mailforce.es.accounts import write_account_statistics
-from mailforce.es.owners import identify_owners
+from mailforce.es.owners import identify_owners, invalidate_evidence
 from mailforce.es.changes import erase_changes
 from mailforce.es.outputs import (
     kind_indices,
@@ -207,6 +207,8 @@ def erase_message_roles(es, settings: Settings, request: ErasureRequest, *, upda
             deleted.append(hit["_id"])
         else:
             rewritten.append((hit["_id"], erased.document))
+    # their stored owner evidence no longer counts these documents: not to be added to, even if this dies
+    invalidate_evidence(es, settings, sorted(accounts))
     written = bulk_write(es, index_actions(settings.roles_index, rewritten), settings.bulk_chunk,
                          "roles documents without erased addresses")
     removed = bulk_write(es, _delete_actions(settings.roles_index, deleted), settings.bulk_chunk,
