@@ -85,12 +85,13 @@ def test_merged_summaries_add_figures_and_unite_accounts_and_days():
     one = ExtractionSummary(messages=2, accounts=("a",), work_by_domain={"x.com": 2}, recompute_domains=("x.com",),
                             role_entries={"From": 2}, counts=ExtractionCounts(source_documents=3),
                             late_messages=1, late_accounts=("a",), late_days=("2001-01-01",), late_days_count=1,
-                            processed_messages=3, processed_accounts_count=2, unchanged_accounts=("c",),
+                            processed_messages=3, processed_accounts_count=2, unchanged_accounts=("c",), rewritten_accounts=("c",),
                             undated_source_documents=4, future_dated_messages=1, future_dated_max_date="2031-01-01T00:00:00Z")
     two = ExtractionSummary(messages=1, accounts=("a", "b"), work_by_domain={"x.com": 1, "y.com": 1},
                             role_entries={"From": 1, "To": 1}, counts=ExtractionCounts(source_documents=1),
                             late_messages=1, late_accounts=("b",), late_days=("2001-01-01", "2001-01-02"),
-                            late_days_count=2, processed_messages=2, processed_accounts_count=2, unchanged_accounts=("a",))
+                            late_days_count=2, processed_messages=2, processed_accounts_count=2, unchanged_accounts=("a",),
+                            rewritten_accounts=("a",))
     merged = merge_extractions([one, two])
     assert merged.messages == 3 and merged.accounts == ("a", "b")
     assert merged.work_by_domain == {"x.com": 3, "y.com": 1} and merged.recompute_domains == ("x.com",)
@@ -98,6 +99,7 @@ def test_merged_summaries_add_figures_and_unite_accounts_and_days():
     assert merged.late_days == ("2001-01-01", "2001-01-02") and merged.late_days_count == 2
     assert merged.processed_messages == 5 and merged.processed_accounts_count == 3  # a, b and c
     assert merged.undated_source_documents == 4 and merged.future_dated_max_date == "2031-01-01T00:00:00Z"
+    assert merged.rewritten_accounts == ("a", "c")
     assert ExtractionSummary.from_xcom(merged.to_xcom()) == merged
     assert merge_extractions([one]) is one
 

@@ -66,30 +66,41 @@ def ranked_candidates(counts: Mapping[str, int], limit: int = OWNER_CANDIDATES) 
     return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
 
 
-def evidence_with_new_mail(stored: OwnerEvidence, new_messages: int,
-                           new_counts: Mapping[str, int]) -> OwnerEvidence | None:
-    """The evidence over the stored messages plus new ones, from the stored evidence alone, or None
-    when that cannot be proven exact (then the caller counts over all the account's messages).
+def _stored_plus_new(stored: OwnerEvidence, new_counts: Mapping[str, int]) -> dict[str, int]:
+    return {address: count + new_counts.get(address, 0) for address, count in stored.candidates}
+
+
+def doubtful_addresses(stored: OwnerEvidence, new_counts: Mapping[str, int]) -> tuple[str, ...]:
+    """The addresses on new messages whose totals the stored evidence does not tell well enough to
+    know whether they reach the new top three (sorted).
 
     `stored` must be exact over the account's messages before the new ones; `new_counts` holds every
-    address on the `new_messages` (none of them among the stored messages), with its messages. A
-    stored candidate's count adds up exactly. Any other address was on no more stored messages than
-    the stored third candidate (on none, when fewer than three are stored; on as many only when it
-    sorts after it), so its total is at most that plus its new messages: when that bound could tie or
-    beat the new third place, the top addresses are not known without counting.
-    """
-    totals = {address: count + new_counts.get(address, 0) for address, count in stored.candidates}
-    messages = stored.messages + new_messages
-    if len(stored.candidates) < OWNER_CANDIDATES:  # every other address was on no stored message
-        return OwnerEvidence(messages, ranked_candidates({**new_counts, **totals}))
-    top = ranked_candidates(totals)
-    third_address, third_count = top[-1]
+    address on the new messages (none of them among the stored messages), with its messages. A stored
+    candidate's total adds up exactly. When fewer than three are stored, every other address was on
+    no stored message: its total is its new count. Otherwise any other address was on no more stored
+    messages than the stored third candidate (on as many only when it sorts after it), so its total is
+    at most that plus its new messages; it is in doubt when that bound could tie or beat the new third
+    place (a tie counts when it sorts before it). An address on no new message never is (its bound is
+    the stored third's count, which no candidate's total falls below)."""
+    if len(stored.candidates) < OWNER_CANDIDATES:
+        return ()
+    third_address, third_count = ranked_candidates(_stored_plus_new(stored, new_counts))[-1]
     stored_third = stored.candidates[-1][1]
-    for address, count in new_counts.items():
-        bound = stored_third + count
-        if address not in totals and (bound > third_count or (bound == third_count and address < third_address)):
-            return None
-    return OwnerEvidence(messages, top)
+    return tuple(sorted(
+        address for address, count in new_counts.items() if address not in dict(stored.candidates)
+        and (stored_third + count > third_count or (stored_third + count == third_count and address < third_address))))
+
+
+def evidence_with_new_mail(stored: OwnerEvidence, new_messages: int, new_counts: Mapping[str, int],
+                           counted: Mapping[str, int] | None = None) -> OwnerEvidence:
+    """The evidence over the stored messages plus `new_messages` new ones (see `doubtful_addresses`),
+    from the stored evidence, the new counts and `counted`: the exact totals over all the account's
+    messages of every doubtful address. Every address left out provably ranks below the top three."""
+    totals = _stored_plus_new(stored, new_counts)
+    if len(stored.candidates) < OWNER_CANDIDATES:  # every other address was on no stored message
+        totals = {**new_counts, **totals}
+    totals.update(counted or {})
+    return OwnerEvidence(stored.messages + new_messages, ranked_candidates(totals))
 
 
 def inferred_owner(evidence: OwnerEvidence) -> str | None:

@@ -1,4 +1,5 @@
-"""Each mailbox's own (owner) addresses in Elasticsearch: the evidence from the roles index, the owner
+"""Each mailbox's own (owner) addresses in Elasticsearch: the evidence from the roles index (over all
+an account's roles documents, or the stored evidence plus one run's new documents), the owner
 fields of the account statistics documents, and the accounts whose owners changed.
 
 The owner stage (`stages/identify_account_owners.py`) and the erasure share it; the compile reads the
@@ -16,6 +17,7 @@ from mailforce.core.batches import batched
 from mailforce.core.conversations import (
     OWNER_CANDIDATES,
     OwnerEvidence,
+    doubtful_addresses,
     evidence_with_new_mail,
     owner_fields,
     ranked_candidates,
@@ -34,6 +36,8 @@ CANDIDATE_SHARD_SIZE = 1_000
 CANDIDATES_ASKED = OWNER_CANDIDATES + 7
 # (account, address) pairs per page of the new mail's composite aggregation
 NEW_MAIL_PAGE = 1_000
+# addresses in doubt counted exactly per account before its evidence is counted over all its mail instead
+MAX_DOUBTFUL = 100
 # the run whose evidence the statistics document holds ("" after an erasure: not to be added to)
 EVIDENCE_RUN_FIELD = "owner_evidence_run_id"
 OWNER_FIELDS = ("owner_addresses", "owner_source", "owner_evidence", "owner_run_id", EVIDENCE_RUN_FIELD)
@@ -74,7 +78,8 @@ def _exact_counts(es, settings: Settings, candidates: Mapping[str, Sequence[str]
         return {}
     response = search(
         es, "owner candidates' counts", index=settings.roles_index, size=0,
-        query={"bool": {"filter": [{"terms": {"account": sorted(candidates)}}]}},
+        query={"bool": {"filter": [{"terms": {"account": sorted(candidates)}},
+                                   {"terms": {"participants": sorted({address for _, address in pairs})}}]}},
         aggs={"exact": {"filters": {"filters": {
             str(position): {"bool": {"filter": [{"term": {"account": account}}, {"term": {"participants": address}}]}}
             for position, (account, address) in enumerate(pairs)}}}},
@@ -123,24 +128,38 @@ def new_mail(es, settings: Settings, accounts: Sequence[str], run_id: str) -> di
     return found
 
 
+@dataclass(frozen=True)
+class AddedEvidence:
+    """The evidence of the accounts that took the stored evidence plus this run's new mail, and how
+    many addresses in doubt were counted exactly on the way."""
+
+    evidence: Mapping[str, OwnerEvidence] = field(default_factory=dict)
+    addresses_counted: int = 0
+
+
 def added_evidence(es, settings: Settings, stored: Mapping[str, Mapping[str, Any] | None], accounts: Sequence[str],
-                   run_id: str, trusted_runs: Collection[str]) -> dict[str, OwnerEvidence]:
-    """The evidence of those accounts that can be had from their stored evidence plus this run's new
-    roles documents (`evidence_with_new_mail`): the stored evidence must come from a successful run
-    (so it counted every roles document of the account up to that run; the extraction names the
-    accounts whose stored documents this run rewrote, which are not among `accounts`)."""
+                   run_id: str, trusted_runs: Collection[str]) -> AddedEvidence:
+    """The evidence of those accounts whose stored evidence a successful run wrote (so it counted every
+    roles document of the account up to that run; the extraction names the accounts whose stored
+    documents this run rewrote, which are not among `accounts`): the stored evidence plus this run's
+    new roles documents, with the exact counts of the few addresses in doubt (`doubtful_addresses`);
+    an account with more than `MAX_DOUBTFUL` of them is left out (counted over all its mail)."""
     eligible = [account for account in accounts
                 if "owner_evidence" in (stored[account] or {})
                 and (stored[account] or {}).get(EVIDENCE_RUN_FIELD) in trusted_runs]
     if not eligible or not es.indices.exists(index=settings.roles_index):
-        return {}
-    added: dict[str, OwnerEvidence] = {}
-    for account, mail in new_mail(es, settings, eligible, run_id).items():
-        evidence = evidence_with_new_mail(OwnerEvidence.from_document(stored[account]["owner_evidence"]),
-                                          mail.messages, mail.counts)
-        if evidence is not None:
-            added[account] = evidence
-    return added
+        return AddedEvidence()
+    mail = new_mail(es, settings, eligible, run_id)
+    before = {account: OwnerEvidence.from_document(stored[account]["owner_evidence"]) for account in eligible}
+    doubtful = {account: doubtful_addresses(before[account], mail[account].counts) for account in eligible}
+    doubtful = {account: addresses for account, addresses in doubtful.items() if len(addresses) <= MAX_DOUBTFUL}
+    counted: dict[tuple[str, str], int] = {}
+    for batch in batched(sorted(account for account, addresses in doubtful.items() if addresses), ACCOUNTS_PER_QUERY):
+        counted.update(_exact_counts(es, settings, {account: doubtful[account] for account in batch}))
+    evidence = {account: evidence_with_new_mail(
+        before[account], mail[account].messages, mail[account].counts,
+        {address: counted[(account, address)] for address in addresses}) for account, addresses in doubtful.items()}
+    return AddedEvidence(evidence, sum(len(addresses) for addresses in doubtful.values()))
 
 
 def invalidate_evidence(es, settings: Settings, accounts: Sequence[str]) -> int:
@@ -173,6 +192,7 @@ class OwnerChanges:
     accounts_written: int = 0
     evidence_added: int = 0  # accounts whose evidence added this run's new mail to the stored one
     evidence_counted: int = 0  # accounts whose evidence was counted over all their roles documents
+    doubtful_addresses_counted: int = 0  # of the added accounts, addresses in doubt counted exactly
 
 
 def identify_owners(es, settings: Settings, accounts: Iterable[str], run_id: str | None, *,
@@ -182,8 +202,9 @@ def identify_owners(es, settings: Settings, accounts: Iterable[str], run_id: str
 
     The evidence: with `rewritten_accounts` (a counting run's extraction: the accounts whose stored
     roles documents it rewrote; every other account's documents of `run_id` are new), the stored
-    evidence of a successful run plus this run's new documents wherever that is provably exact
-    (`added_evidence`); otherwise, and always without it, counted over all the account's roles documents.
+    evidence of a successful run plus this run's new documents, with exact counts of the addresses in
+    doubt (`added_evidence`); otherwise, and always without it, counted over all the account's roles
+    documents.
 
     An account's owners count as changed when they differ from the stored ones, when none are stored,
     or when the run that stored them did not succeed (it may have died before recomputing); then
@@ -196,12 +217,13 @@ def identify_owners(es, settings: Settings, accounts: Iterable[str], run_id: str
     wanted = sorted(account for account in stored if account in set(accounts) or stored[account] is not None)
     runs = successful_runs(es, settings, [(stored[account] or {}).get(name, "") for account in wanted
                                           for name in ("owner_run_id", EVIDENCE_RUN_FIELD)])
-    added: dict[str, OwnerEvidence] = {}
+    added = AddedEvidence()
     if run_id and rewritten_accounts is not None:
         rewritten = set(rewritten_accounts)
         added = added_evidence(es, settings, stored, [account for account in wanted if account not in rewritten],
                                run_id, runs)
-    evidence = {**owner_evidence(es, settings, [account for account in wanted if account not in added]), **added}
+    evidence = {**owner_evidence(es, settings, [account for account in wanted if account not in added.evidence]),
+                **added.evidence}
     changed: list[str] = []
     updates: list[tuple[str, dict[str, Any]]] = []
     for account in wanted:
@@ -218,8 +240,9 @@ def identify_owners(es, settings: Settings, accounts: Iterable[str], run_id: str
                                "_id": document_id(account), "doc": fields, "doc_as_upsert": True}
                               for account, fields in updates), settings.bulk_chunk, "owner addresses")
     return OwnerChanges(changed_accounts=tuple(changed), domains=domains_of_accounts(es, settings, changed),
-                        accounts_written=written, evidence_added=len(added),
-                        evidence_counted=len(wanted) - len(added))
+                        accounts_written=written, evidence_added=len(added.evidence),
+                        evidence_counted=len(wanted) - len(added.evidence),
+                        doubtful_addresses_counted=added.addresses_counted)
 
 
 def domains_of_accounts(es, settings: Settings, accounts: Sequence[str]) -> dict[str, int]:

@@ -4,7 +4,8 @@ For every account the window counted mail of (and every account the setting `acc
 names): its owner addresses, from the setting or inferred from its mail (the address on most of its
 messages), written with the evidence to its statistics document (docs/SEMANTICS.md, "Conversations").
 An account this run only added new roles documents to gets its evidence from the stored one plus
-those documents when that is provably exact; otherwise it is counted over all its roles documents.
+those documents (and exact counts of the few addresses that could reach its top three); otherwise it
+is counted over all its roles documents.
 When an account's owners changed, every direct figure of its relationships changes: the domains it
 has mail with join the partitions, to be recomputed over all time.
 """
@@ -26,9 +27,10 @@ def identify_account_owners(es, settings: Settings, extraction: ExtractionSummar
     """The extraction's summary, with the domains of accounts whose owners changed to recompute."""
     changes = identify_owners(es, settings, extraction.accounts, run_id,
                               rewritten_accounts=extraction.rewritten_accounts)
-    log.info("Owner evidence of %s: %s added this run's new mail to the stored evidence, %s counted over all "
-             "their mail", plural(changes.evidence_added + changes.evidence_counted, "account"),
-             f"{changes.evidence_added:,}", f"{changes.evidence_counted:,}")
+    log.info("Owner evidence of %s: %s added this run's new mail to the stored evidence (counting %s in doubt "
+             "exactly), %s counted over all their mail", plural(changes.evidence_added + changes.evidence_counted, "account"),
+             f"{changes.evidence_added:,}", plural(changes.doubtful_addresses_counted, "address", "addresses"),
+             f"{changes.evidence_counted:,}")
     if not changes.changed_accounts:
         log.info("The owner addresses of %s are unchanged", plural(changes.accounts_written, "account"))
         return extraction
