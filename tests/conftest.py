@@ -136,6 +136,15 @@ def enron(es, settings, enron_documents) -> list[dict]:
 
 
 @pytest.fixture
+def harvest(es, settings, enron) -> list:
+    """(id, source, arrival time) of the seeded harvester simulation (tests/harvester.py) on a few
+    hundred Enron messages; the source index is left empty for the test to fill as they arrive."""
+    from harvester import harvested
+
+    return harvested(es, settings, enron)
+
+
+@pytest.fixture
 def closed_port() -> int:
     """A local port nobody listens on: a wrong URL that is refused at once."""
     import socket

@@ -54,7 +54,7 @@ def test_benchmark_prints_every_figure(tmp_path):
     figures_file = tmp_path / "figures.json"
     env = {key: value for key, value in os.environ.items() if not key.startswith("MAILFORCE_")}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--messages", "300", "--partitions", "1,2",
+        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--messages", "200", "--partitions", "1,2",
          "--in-process", "--json", str(figures_file)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )

@@ -19,9 +19,9 @@ from mailforce.stages.erase import erase
 from mailforce.stages.reconcile import reconcile_window
 from mailforce.tools.synthetic import dirty_corpus
 from oracle import Coverage, FeedStep, assert_changes_equal, expected_changes, read_changes
+from harvester import T0
 from support import load_source, read_source, run, utc
 from test_erasure import REQUEST, chosen_erasures, new_mail_from
-from test_late_mail import T0, harvest  # noqa: F401 (a fixture: the seeded harvester simulation)
 
 UTC = timezone.utc
 
@@ -164,7 +164,7 @@ def test_late_mail_counted_by_a_reconciliation_crosses_bands_as_the_oracle_says(
 
 
 def test_arrival_windows_over_a_harvest_with_lags_record_what_the_oracle_finds(es, settings, harvest):
-    """Hourly runs windowed on the arrival stamp (tests/test_late_mail.py's harvester): a run counts
+    """Hourly runs windowed on the arrival stamp (tests/harvester.py, as the late-mail tests): a run counts
     every message that has arrived and is dated by its end, so the oracle's run k covers exactly
     that; a run four months later decays what they built."""
     settings = replace(settings, arrival_field="indexed_at")

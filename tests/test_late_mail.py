@@ -9,9 +9,8 @@ over the whole source.
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from elasticsearch import helpers
@@ -24,14 +23,8 @@ from mailforce.stages.fetch_watermark import fetch_watermark
 from mailforce.stages.reconcile import reconcile_window
 from oracle import Coverage
 from driver import run_stages
+from harvester import RUNS, T0
 from support import assert_matches_oracle, load_source, raw_outputs, read_source
-
-UTC = timezone.utc
-T0 = datetime(2024, 3, 1, tzinfo=UTC)
-RUNS = 16  # hourly
-MESSAGES = 250
-COPIES = 25
-FUTURE = 6
 
 
 def stages_once(es, settings, fetched, run_id: str) -> dict:
@@ -42,39 +35,6 @@ def stages_once(es, settings, fetched, run_id: str) -> dict:
 def reconcile_once(es, settings, run_id: str) -> dict:
     """The reconciliation DAG's path: its window, then the same stages as a normal run."""
     return stages_once(es, settings, reconcile_window(es, settings), run_id)
-
-
-def _lag(rng: random.Random) -> timedelta:
-    """Seconds to two days, most of them short (log-uniform)."""
-    return timedelta(seconds=int(10 ** rng.uniform(0, 5.24)))  # 1 s .. ~2 days
-
-
-@pytest.fixture
-def harvest(es, settings, enron):
-    """(documents with their arrival time) of a seeded simulation on a few hundred Enron messages."""
-    rng = random.Random(9)
-    originals = sorted(enron, key=lambda doc: doc["_id"])
-    es.indices.delete(index=settings.source_index)
-    chosen = rng.sample([doc for doc in originals if doc["_source"].get("messageId")], MESSAGES)
-    span = timedelta(hours=RUNS + 24)
-    documents = []
-    for doc in chosen:
-        date = T0 - timedelta(hours=24) + timedelta(seconds=rng.randrange(int(span.total_seconds())))
-        documents.append((doc["_id"], dict(doc["_source"], date=format_utc(date)), date + _lag(rng)))
-    accounts = sorted({source["account"] for _, source, _ in documents})
-    for number, (identifier, source, arrival) in enumerate(documents[:COPIES]):
-        other = next(account for account in accounts if account != source["account"])
-        date = datetime.fromisoformat(source["date"].replace("Z", "+00:00"))
-        if number % 3 == 0:
-            date -= timedelta(minutes=1)  # the second mailbox's copy is stamped earlier
-        copy_arrival = arrival + timedelta(hours=rng.randint(20, 44))
-        copy_arrival = min(copy_arrival, date + timedelta(hours=47))
-        documents.append((f"{identifier}-copy", dict(source, account=other, date=format_utc(date)), copy_arrival))
-    for identifier, source, arrival in documents[COPIES:COPIES + FUTURE]:
-        # a sender's clock ahead: dated hours after it arrived (some after the last run)
-        source["date"] = format_utc(arrival + timedelta(hours=rng.randint(2, 30)))
-    rng.shuffle(documents)
-    return documents
 
 
 def simulate(es, settings, documents, *, reconcile: bool = False) -> list[dict]:

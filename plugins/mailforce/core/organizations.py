@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 
+from mailforce.core.batches import batched_groups_by_work
 from mailforce.core.partitions import Partition, plan_partitions
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -137,17 +138,7 @@ def organization_chunks(domains: Sequence[str], organizations: Organizations, wo
                         budget: int, size: int) -> Iterator[list[str]]:
     """The domains in lists of whole organisations (every domain of an organisation in one list),
     each up to about `budget` work and `size` domains; one heavier organisation makes a list alone."""
-    batch: list[str] = []
-    load = 0
-    for hosts in organizations.group(domains).values():
-        weight = sum(max(work.get(host, 1), 1) for host in hosts)
-        if batch and (load + weight > budget or len(batch) + len(hosts) > size):
-            yield batch
-            batch, load = [], 0
-        batch.extend(hosts)
-        load += weight
-    if batch:
-        yield batch
+    return batched_groups_by_work(organizations.group(domains).values(), work, budget, size)
 
 
 def partitions_by_organization(work_by_domain: Mapping[str, int], organizations: Organizations, max_partitions: int,
