@@ -11,10 +11,10 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "bootstrap: installing pinned requirements into $venv" >&2
   "$python" -m venv "$venv"
   log="$venv/install.log"
-  # pip's output goes to a log, shown only when the install fails. --no-compile: Python compiles a
-  # module when it is first imported, instead of pip compiling all 7,400 up front (the install took
-  # 37 s of CPU instead of 58 s here; the suite imports only a fraction of them).
-  if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-compile \
+  # pip's output goes to a log, shown only when the install fails. pip compiles every module once, up
+  # front: with `--no-compile` (37 s of CPU instead of 58 s for the install) the suite's first Airflow
+  # processes, starting together, each compiled the same modules again, and `.ci/run` took longer (docs/DEVELOPMENT.md).
+  if ! "$venv/bin/python" -m pip install --disable-pip-version-check \
       -r "$root/requirements.txt" -c "$root/requirements-lock.txt" > "$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "bootstrap: pip install failed (full log: $log)" >&2
