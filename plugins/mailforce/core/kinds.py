@@ -135,11 +135,8 @@ RELATIONSHIPS_PROPERTIES = {
     "strength": INTEGER,
     "updated_at": DATE,
 }
-CONTACTS_PROPERTIES = {
-    "email_address": KEYWORD,
-    "domain": KEYWORD,
-    "organization": KEYWORD,
-    "organization_kind": KEYWORD,
+# The figures of one outside address across mailboxes, which a person has too, over their addresses.
+ADDRESS_FIGURES = {
     "from_count": INTEGER,
     "to_count": INTEGER,
     "cc_count": INTEGER,
@@ -150,6 +147,13 @@ CONTACTS_PROPERTIES = {
     "accounts_count": INTEGER,
     "automated": BOOLEAN,
     "best_connected_accounts": CONNECTION_ENTRY,
+}
+CONTACTS_PROPERTIES = {
+    "email_address": KEYWORD,
+    "domain": KEYWORD,
+    "organization": KEYWORD,
+    "organization_kind": KEYWORD,
+    **ADDRESS_FIGURES,
     "updated_at": DATE,
 }
 TIMELINE_PROPERTIES = {
@@ -210,16 +214,7 @@ PEOPLE_PROPERTIES = {
     "addresses_count": INTEGER,
     "domains": KEYWORD,
     "organizations": KEYWORD,
-    "from_count": INTEGER,
-    "to_count": INTEGER,
-    "cc_count": INTEGER,
-    "total_count": INTEGER,
-    "first_contact_date": DATE,
-    "latest_contact_date": DATE,
-    "accounts": KEYWORD,
-    "accounts_count": INTEGER,
-    "automated": BOOLEAN,  # every address of theirs is
-    "best_connected_accounts": CONNECTION_ENTRY,
+    **ADDRESS_FIGURES,  # automated: every address of theirs is
     # why each address is theirs: {email_address, joined_by, provider_rule} (stored, not indexed)
     "explanation": STORED_LIST,
     "updated_at": DATE,
