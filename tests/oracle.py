@@ -297,6 +297,20 @@ def domain_of(address: str) -> str:
     return address.split("@", 1)[1]
 
 
+def contact_counts(roles_on_keys: Mapping[Any, set], dates: Iterable[datetime]) -> dict[str, Any]:
+    """An address's (or a person's) figures over the messages it is on: roles counted per message,
+    first and latest dates."""
+    dates = list(dates)
+    return {
+        "from_count": sum(ROLE_FROM in roles for roles in roles_on_keys.values()),
+        "to_count": sum(ROLE_TO in roles for roles in roles_on_keys.values()),
+        "cc_count": sum(ROLE_CC in roles for roles in roles_on_keys.values()),
+        "total_count": len(roles_on_keys),
+        "first_contact_date": format_date(min(dates)),
+        "latest_contact_date": format_date(max(dates)),
+    }
+
+
 def format_month(moment: datetime) -> str:
     """The first day of the UTC month of ``moment``, ``YYYY-MM-01T00:00:00Z``."""
     moment = moment.astimezone(UTC)
@@ -971,12 +985,7 @@ def expected_domains(messages: list[Message]) -> dict[str, dict[str, Any]]:
         dates = date_by_key[address].values()
         entries_by_domain[domain_of(address)].append({
             "email_address": address,
-            "from_count": sum(ROLE_FROM in roles for roles in roles_on_keys.values()),
-            "to_count": sum(ROLE_TO in roles for roles in roles_on_keys.values()),
-            "cc_count": sum(ROLE_CC in roles for roles in roles_on_keys.values()),
-            "total_count": len(roles_on_keys),
-            "first_contact_date": format_date(min(dates)),
-            "latest_contact_date": format_date(max(dates)),
+            **contact_counts(roles_on_keys, dates),
         })
         keys_by_domain[domain_of(address)].update(roles_on_keys)
 
@@ -1187,12 +1196,7 @@ class _World:
         dates = [self.key_date[key] for key in roles_on_keys]
         return {
             "email_address": address,
-            "from_count": sum(ROLE_FROM in roles for roles in roles_on_keys.values()),
-            "to_count": sum(ROLE_TO in roles for roles in roles_on_keys.values()),
-            "cc_count": sum(ROLE_CC in roles for roles in roles_on_keys.values()),
-            "total_count": len(roles_on_keys),
-            "first_contact_date": format_date(min(dates)),
-            "latest_contact_date": format_date(max(dates)),
+            **contact_counts(roles_on_keys, dates),
         }
 
     def contacts(self) -> dict[str, dict[str, Any]]:
@@ -1397,12 +1401,7 @@ class _World:
                 "addresses_count": len(addresses),
                 "domains": sorted({domain_of(address) for address in addresses}),
                 "organizations": sorted({organizations.organization(domain_of(address)) for address in addresses}),
-                "from_count": sum(ROLE_FROM in roles for roles in roles_on_key.values()),
-                "to_count": sum(ROLE_TO in roles for roles in roles_on_key.values()),
-                "cc_count": sum(ROLE_CC in roles for roles in roles_on_key.values()),
-                "total_count": len(roles_on_key),
-                "first_contact_date": format_date(min(dates)),
-                "latest_contact_date": format_date(max(dates)),
+                **contact_counts(roles_on_key, dates),
                 "accounts": accounts,
                 "accounts_count": len(accounts),
                 "automated": all(address in self.automated for address in addresses),
