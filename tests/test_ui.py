@@ -134,6 +134,14 @@ def test_engine_daemon_outlives_its_command_until_stopped(tmp_path):
     assert engine("status").returncode == 3
 
 
+def test_the_embedded_engine_trades_memory_for_cpu_unless_told_otherwise():
+    from mailforce.tools.embedded import engine_environment
+
+    assert engine_environment({"PATH": "/bin"}) == {"PATH": "/bin", "GOGC": "400"}
+    assert engine_environment({"GOGC": "100"})["GOGC"] == "100"
+    assert engine_environment({"GOGC": ""})["GOGC"] == "400"
+
+
 # --- in the browser ---------------------------------------------------------------------------
 
 PARAM_TITLES = ("From date", "To date", "Backfilled accounts", "Excluded accounts")

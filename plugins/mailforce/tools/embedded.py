@@ -15,6 +15,9 @@ Two ways to run it:
 
   The engine's output goes to a log next to the pid file (``engine.pid`` -> ``engine.log``); its
   first line holds the URL, which is how ``status`` finds it again.
+
+The engine runs with ``GOGC=400`` unless the environment sets GOGC: about a fifth less CPU for
+about twice the memory (:data:`ENGINE_GOGC`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from mailforce.tools.console import configure_console_logging
 
@@ -100,6 +103,17 @@ def _ready_message(log_file: Path) -> dict[str, Any] | None:
     return None
 
 
+# Go's garbage collector runs when the heap has grown by GOGC percent since the last collection. At
+# Go's default (100) a full Enron run cost the engine about 22 % more CPU than at 400 (paired runs,
+# 8.7 against 6.8 s and 11.7 against 9.0 s), for about twice the memory (350 against 700-900 MB).
+ENGINE_GOGC = "400"
+
+
+def engine_environment(environment: Mapping[str, str]) -> dict[str, str]:
+    """The engine's environment: the caller's, with GOGC at ENGINE_GOGC unless the caller set it."""
+    return {**environment, "GOGC": environment.get("GOGC") or ENGINE_GOGC}
+
+
 class EmbeddedEngine:
     """One osmem-server process: ``start()`` waits until it answers; ``url``; ``stop()``.
 
@@ -159,6 +173,7 @@ class EmbeddedEngine:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=self.daemon,
+                env=engine_environment(os.environ),
             )
         try:
             ready = self._wait_until_ready()
