@@ -432,7 +432,7 @@ _APPLIES: dict[str, frozenset[str] | None] = {
     SEARCH_503: frozenset({"search", "count", "scroll", "msearch", "open_pit"}),
     DROP_AFTER_FORWARD: None,  # any operation; by default scroll pages and searches opening a scroll
     MGET_ITEM_ERROR: frozenset({"mget"}),
-    PARTIAL_SHARDS: frozenset({"search", "count", "scroll"}),
+    PARTIAL_SHARDS: frozenset({"search", "count", "scroll", "msearch"}),
     LATENCY: None,
 }
 
@@ -896,6 +896,20 @@ class _Handler(BaseHTTPRequestHandler):
                         "index_uuid": "_na_", "shard": "0", "index": index}}
                 p._log(seq, kind, rule_no, method, path, op, indices, positions=positions,
                        ids=[docs[i]["_id"] for i in positions])
+        elif kind == PARTIAL_SHARDS and op == "msearch":
+            # One search of the batch lost a shard. Each search of an _msearch says in its header
+            # whether it accepts partial results; one that refuses them is answered with the error
+            # Elasticsearch gives (the other searches are answered as usual).
+            answers = doc.get("responses") or []
+            if answers:
+                with p._lock:
+                    position = p._random.randrange(len(answers))
+                first = indices[0] if indices else "_all"
+                answers[position] = {"error": {
+                    "root_cause": [_shard_failure(first)["reason"]], "type": "search_phase_execution_exception",
+                    "reason": "Partial shards failure", "phase": "query", "grouped": True,
+                    "failed_shards": [_shard_failure(first)]}, "status": 503}
+                p._log(seq, kind, rule_no, method, path, op, indices, positions=[position], refused=True)
         elif kind == PARTIAL_SHARDS:
             first = indices[0] if indices else "_all"
             doc["_shards"] = {"total": 2, "successful": 1, "skipped": 0, "failed": 1,

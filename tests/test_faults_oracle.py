@@ -66,7 +66,7 @@ def fault_plan(seed: int) -> FaultPlan:
         Rule(BULK_ITEM_429, probability=0.3, item_probability=0.2),
         Rule(SEARCH_503, op=("search", "count", "msearch", "open_pit"), probability=0.08),
         Rule(MGET_ITEM_ERROR, probability=0.1),
-        Rule(PARTIAL_SHARDS, op=("search", "count"), probability=0.08, drop_hits=0.5),
+        Rule(PARTIAL_SHARDS, op=("search", "count", "msearch"), probability=0.08, drop_hits=0.5),
         Rule(LATENCY, probability=0.03, latency_ms=20),
     ])
 

@@ -158,6 +158,41 @@ def test_bulk_requests_are_bounded_by_documents_and_bytes(es, es_url):
     assert es.count(index="chunks")["count"] == 60
 
 
+def test_many_searches_in_one_request_are_asked_again_when_one_loses_a_shard_then_raise(es, es_url):
+    """`search_each` sends its searches as one _msearch; a search of it that lost a shard (refused
+    partial results: an error answer) asks the batch again, and one that keeps failing raises with
+    the errors by position as payload."""
+    from esproxy import PARTIAL_SHARDS, Rule, FaultPlan
+    from mailforce.es import reads
+    from mailforce.es.reads import IncompleteReadError, search_each
+
+    es.indices.create(index="kept", mappings={"properties": {"n": {"type": "integer"}, "even": {"type": "boolean"}}})
+    bulk_write(es, index_actions("kept", [(f"d{n}", {"n": n, "even": n % 2 == 0}) for n in range(6)]), 10, "seed")
+    refresh(es, "kept")
+    bodies = [{"query": {"term": {"even": even}}, "sort": [{"n": "asc"}], "size": 10} for even in (True, False)]
+    original = reads.MGET_RETRY_BACKOFF_SECONDS
+    reads.MGET_RETRY_BACKOFF_SECONDS = 0.01
+    try:
+        with EsProxy(es_url, flavour="es9", faults=FaultPlan([Rule(PARTIAL_SHARDS, op="msearch", nth=1)])) as proxy:
+            client = product_client(proxy)
+            answers = search_each(client, "evens and odds", "kept", bodies)
+            client.close()
+            assert [fault.kind for fault in proxy.faults] == [PARTIAL_SHARDS]
+            assert [record.op for record in proxy.records if record.op != "info"] == ["msearch", "msearch"]  # one retry
+        assert [[hit["_id"] for hit in answer["hits"]["hits"]] for answer in answers] == [["d0", "d2", "d4"],
+                                                                                          ["d1", "d3", "d5"]]
+        with EsProxy(es_url, flavour="es9", faults=FaultPlan([Rule(PARTIAL_SHARDS, op="msearch")])) as proxy:
+            client = product_client(proxy)
+            with pytest.raises(IncompleteReadError, match="answered with an error") as failed:
+                search_each(client, "evens and odds", "kept", bodies)
+            client.close()
+    finally:
+        reads.MGET_RETRY_BACKOFF_SECONDS = original
+    assert failed.value.what == "evens and odds" and len(failed.value.item_errors) == 1
+    [error] = failed.value.item_errors.values()
+    assert error["type"] == "search_phase_execution_exception"
+
+
 def test_incomplete_reads_raise_with_the_shards_and_the_item_errors_as_payload(es, es_url):
     from esproxy import MGET_ITEM_ERROR, PARTIAL_SHARDS, Rule, FaultPlan
     from mailforce.es import reads

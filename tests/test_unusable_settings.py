@@ -144,6 +144,28 @@ def test_an_output_index_with_a_field_of_another_type_fails_the_first_task_of_ea
     assert cluster_state(es, Settings()) == before and not es.indices.exists(index="search-mailforce-suppressions")
 
 
+def test_an_output_index_named_by_an_alias_is_checked_through_it(es, settings):
+    """The mappings of every output index are read in one request; a name that is an alias answers
+    under its index's name, and is still checked (here: another tool's field type behind it)."""
+    from mailforce.es.indices import check_output_mappings, stored_mappings
+
+    load_source(es, settings, dirty_corpus()[:20])
+    es.indices.create(index="domains-2029", mappings={"properties": {**DOMAINS_PROPERTIES, "total_emails": {"type": "keyword"}}})
+    es.indices.put_alias(index="domains-2029", name=settings.domains_index)
+    stored = stored_mappings(es, [settings.contacts_index, settings.domains_index])
+    assert list(stored) == [settings.domains_index] and list(stored[settings.domains_index]) == ["domains-2029"]
+    with pytest.raises(ForeignMapping) as caught:
+        check_output_mappings(es, settings)
+    assert (caught.value.index, caught.value.field, caught.value.found) == ("domains-2029", "total_emails", "keyword")
+
+    es.indices.delete(index="domains-2029")
+    es.indices.create(index="domains-2030", mappings={"properties": DOMAINS_PROPERTIES})
+    es.indices.put_alias(index="domains-2030", name=settings.domains_index)
+    run(es, settings, "through-the-alias", RUN_END)
+    assert settings.domains_index in check_output_mappings(es, settings)
+    assert es.count(index="domains-2030")["count"] > 0  # written through the alias, not beside it
+
+
 def test_a_strict_output_index_of_another_tool_fails_the_first_task(es, first_task):
     load_source(es, Settings(), dirty_corpus()[:20])
     es.indices.create(index="search-relationships", mappings={

@@ -24,7 +24,7 @@ from mailforce.core.conversations import (
 )
 from mailforce.core.ids import document_id
 from mailforce.es.reads import fetch_documents, scan, search, successful_runs
-from mailforce.es.writes import bulk_write
+from mailforce.es.writes import bulk_write, refresh
 from mailforce.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,8 @@ def identify_owners(es, settings: Settings, accounts: Iterable[str], run_id: str
     written = bulk_write(es, ({"_op_type": "update", "_index": settings.account_stats_index,
                                "_id": document_id(account), "doc": fields, "doc_as_upsert": True}
                               for account, fields in updates), settings.bulk_chunk, "owner addresses")
+    if written:
+        refresh(es, settings.account_stats_index)  # the compile's `OwnerDirectory` searches them
     return OwnerChanges(changed_accounts=tuple(changed), domains=domains_of_accounts(es, settings, changed),
                         accounts_written=written, evidence_added=len(added.evidence),
                         evidence_counted=len(wanted) - len(added.evidence),
@@ -259,20 +261,28 @@ def domains_of_accounts(es, settings: Settings, accounts: Sequence[str]) -> dict
 
 
 class OwnerDirectory:
-    """account -> its owner addresses, as the account statistics documents hold them (looked up once
-    per account); an account without stored owners is identified on the spot, without writing."""
+    """account -> its owner addresses, as the account statistics documents hold them (all of them read
+    by one scan at the first question: one document per account, its owner fields only); an account
+    without stored owners is identified on the spot, without writing."""
 
     def __init__(self, es, settings: Settings) -> None:
         self.es, self.settings = es, settings
-        self.known: dict[str, frozenset[str]] = {}
+        self.known: dict[str, frozenset[str]] | None = None
+
+    def _stored(self) -> dict[str, frozenset[str]]:
+        index = self.settings.account_stats_index
+        if not self.es.indices.exists(index=index):
+            return {}
+        return {hit["_source"]["account"]: frozenset(hit["_source"]["owner_addresses"] or ())
+                for hit in scan(self.es, index, {"query": {"match_all": {}}, "_source": ["account", "owner_addresses"]},
+                                self.settings.scan_page_size, self.settings.scroll_keep_alive, "stored owner addresses")
+                if "owner_addresses" in hit["_source"]}
 
     def __call__(self, account: str) -> frozenset[str]:
+        if self.known is None:
+            self.known = self._stored()
         if account not in self.known:
-            stored = stored_owner_fields(self.es, self.settings, [account])[account] or {}
-            if "owner_addresses" in stored:
-                self.known[account] = frozenset(stored["owner_addresses"] or ())
-            else:
-                configured = self.settings.owner_addresses_by_account.get(account, ())
-                fields = owner_fields(configured, owner_evidence(self.es, self.settings, [account])[account])
-                self.known[account] = frozenset(fields["owner_addresses"])
+            configured = self.settings.owner_addresses_by_account.get(account, ())
+            fields = owner_fields(configured, owner_evidence(self.es, self.settings, [account])[account])
+            self.known[account] = frozenset(fields["owner_addresses"])
         return self.known[account]

@@ -236,9 +236,7 @@ def refresh_people(es, settings: Settings, people: People, addresses: Iterable[s
     addresses = set(addresses)
     if not addresses or not es.indices.exists(index=settings.people_index):
         return 0, 0  # no run created the outputs yet: the first one builds every person
-    for index in (settings.contacts_index, settings.relationships_index, settings.people_index):
-        if es.indices.exists(index=index):
-            refresh(es, index)
+    refresh(es, settings.contacts_index, settings.relationships_index, settings.people_index, missing_ok=True)
     person_ids = {people.person_of(address) for address in addresses}
     person_ids |= {hit["_source"]["person_id"] for hit in _scan_terms(
         es, settings, settings.people_index, "addresses", addresses, ["person_id"], "people listing addresses")}

@@ -14,7 +14,9 @@ Reads never accept less than the whole answer (docs/REAL_CLUSTERS.md):
   a client with no retries, and any error ends the scan with `IncompleteReadError`, so the task
   fails and its retry starts the scan from scratch; the first request (which opens the scroll) is
   retried by the client as usual, with backoff;
-- an mget item `error` is retried a few times with backoff, then raises: it is never "not found".
+- an mget item `error` is retried a few times with backoff, then raises: it is never "not found";
+- many small searches go in one `_msearch` request (`search_each`); an answer that is an error or
+  incomplete asks its batch again a few times, then raises.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Iterator, Sequence
 
 from elasticsearch import ApiError, NotFoundError, TransportError
 
+from mailforce.core.batches import batched
 from mailforce.core.dates import format_utc, parse_source_date
 from mailforce.core.extraction import StoredCopies, ledger_document_id, roles_document_id
 from mailforce.core.extraction_slices import MESSAGE_ID_FIELD, WHOLE_WINDOW, ExtractionSlice
@@ -46,6 +49,7 @@ MGET_RETRY_BACKOFF_SECONDS = 0.2  # doubled at each try
 # repeats the sorted fields) would otherwise be decoded for every document read.
 SCAN_RESPONSE_FIELDS = "_scroll_id,_shards,timed_out,hits.total,hits.hits._id,hits.hits._source"
 MGET_RESPONSE_FIELDS = "docs._id,docs.found,docs._source,docs.error"
+SEARCHES_PER_REQUEST = 100  # `search_each`: searches sent in one _msearch request
 MGET_VERSIONED_RESPONSE_FIELDS = MGET_RESPONSE_FIELDS + ",docs._seq_no,docs._primary_term"
 
 
@@ -88,10 +92,24 @@ def check_complete(response: Any, what: str) -> Any:
 INCOMPLETE_RETRIES = 3  # an idempotent read (count, search without scroll) answered incompletely is asked again
 
 
-def _complete(call: Any, what: str, retries: int = INCOMPLETE_RETRIES) -> Any:
+def check_each_complete(responses: Sequence[Any], what: str) -> Sequence[Any]:
+    """An _msearch's answers, unless one is an error (IncompleteReadError, `item_errors` by position)
+    or covered fewer than all shards (`check_complete`)."""
+    errors = {str(position): answer["error"] for position, answer in enumerate(responses) if "error" in answer}
+    if errors:
+        first = next(iter(errors.values()))
+        reason = f"{first.get('type', '?')}: {first.get('reason', '')}" if isinstance(first, dict) else str(first)
+        raise IncompleteReadError(f"{what}: {len(errors)} of {len(responses)} searches answered with an error: {reason}",
+                                  what=what, item_errors=errors)
+    for answer in responses:
+        check_complete(answer, what)
+    return responses
+
+
+def _complete(call: Any, what: str, retries: int = INCOMPLETE_RETRIES, check: Any = check_complete) -> Any:
     for attempt in range(retries + 1):
         try:
-            return check_complete(call(), what)
+            return check(call(), what)
         except IncompleteReadError:
             if attempt == retries:
                 raise
@@ -109,6 +127,18 @@ def search(es, what: str, **kwargs: Any) -> Any:
     (a search without scroll is asked again a few times; one opening a scroll is not)."""
     kwargs.setdefault("allow_partial_search_results", False)
     return _complete(lambda: es.search(**kwargs), what, 0 if "scroll" in kwargs else INCOMPLETE_RETRIES)
+
+
+def search_each(es, what: str, index: str, bodies: Sequence[dict[str, Any]]) -> list[Any]:
+    """The answer of each search body on `index`, over every shard, `SEARCHES_PER_REQUEST` of them per
+    `_msearch` request (one round trip instead of one per search); a batch with an error or an
+    incomplete answer is asked again a few times, then raises IncompleteReadError."""
+    answers: list[Any] = []
+    header = {"index": index, "allow_partial_search_results": False}
+    for batch in batched(bodies, SEARCHES_PER_REQUEST):
+        searches = [part for body in batch for part in (header, body)]
+        answers += _complete(lambda: es.msearch(searches=searches)["responses"], what, check=check_each_complete)
+    return answers
 
 
 def scan(

@@ -11,7 +11,8 @@ from mailforce.core.automated import AddressClassifier
 from mailforce.core.conversations import BroadcastRule
 from mailforce.core.rollups import Scoring
 from mailforce.core.strength import BEST_CONNECTED_LIMIT, calendar_date
-from mailforce.es.reads import search
+from mailforce.core.wording import plural
+from mailforce.es.reads import search, search_each
 from mailforce.settings import Settings
 
 
@@ -43,17 +44,11 @@ def last_scoring_date(es, settings: Settings) -> date | None:
 
 def best_connected_by_engagement(es, settings: Settings, domains: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """Per domain, its top accounts by their strongest relationship there (engagement documents)."""
-    result: dict[str, list[dict[str, Any]]] = {}
-    for domain in domains:
-        response = search(
-            es, f"best-connected accounts of {domain}", index=settings.engagements_index, size=BEST_CONNECTED_LIMIT,
-            query={"bool": {"filter": [{"term": {"domain": domain}}]}},
-            sort=[{"strength_max": "desc"}, {"total_count": "desc"}, {"account": "asc"}],
-            source=["account", "strength_max", "total_count"],
-        )
-        result[domain] = [
-            {"account": hit["_source"]["account"], "strength": int(hit["_source"].get("strength_max", 0)),
-             "total_count": hit["_source"]["total_count"]}
-            for hit in response["hits"]["hits"]
-        ]
-    return result
+    bodies = [{"size": BEST_CONNECTED_LIMIT, "query": {"bool": {"filter": [{"term": {"domain": domain}}]}},
+               "sort": [{"strength_max": "desc"}, {"total_count": "desc"}, {"account": "asc"}],
+               "_source": ["account", "strength_max", "total_count"]} for domain in domains]
+    answers = search_each(es, f"best-connected accounts of {plural(len(domains), 'domain')}",
+                          settings.engagements_index, bodies)
+    return {domain: [{"account": hit["_source"]["account"], "strength": int(hit["_source"].get("strength_max", 0)),
+                      "total_count": hit["_source"]["total_count"]} for hit in answer["hits"]["hits"]]
+            for domain, answer in zip(domains, answers)}

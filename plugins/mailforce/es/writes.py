@@ -54,11 +54,14 @@ class ConcurrentUpdateError(BulkWriteError):
     wrote it concurrently (HTTP 409). The task fails; its retry recomputes."""
 
 
-def refresh(es, index: str) -> None:
-    """Make what was written to `index` visible to search (an explicit refresh: works whatever the
-    index's `refresh_interval`, also -1). Every stage calls it on each index it wrote, at its end."""
-    response = es.indices.refresh(index=index)
-    check_complete(response, f"refresh of {index}")
+def refresh(es, *indices: str, missing_ok: bool = False) -> None:
+    """Make what was written to `indices` visible to search, in one request (an explicit refresh: works
+    whatever an index's `refresh_interval`, also -1). Every stage calls it on the indices it wrote, at
+    its end. `missing_ok`: an index that does not exist (yet) is skipped instead of failing."""
+    names = ",".join(indices)
+    options = {"ignore_unavailable": True, "allow_no_indices": True} if missing_ok else {}
+    response = es.indices.refresh(index=names, **options)
+    check_complete(response, f"refresh of {names}")
 
 
 def index_actions(

@@ -159,8 +159,7 @@ def compile_domain_partition(
         written += compile_domains(es, settings, added, run_id, add_window=True, scoring=scoring,
                                    work_by_domain=work)
     # later stages (and the digest) search what was written
-    for index in [*kind_indices(settings).values(), settings.changes_index]:
-        refresh(es, index)
+    refresh(es, *kind_indices(settings).values(), settings.changes_index)
     how = []
     if added:
         how.append(f"added this run's new mail to {plural(len(added), 'domain')}")

@@ -294,8 +294,7 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
             stale = sorted(_stored_ids(es, settings, indices[kind], chunk, names) - expected)
             removed[kind] += bulk_write(es, _delete_actions(indices[kind], stale), settings.bulk_chunk,
                                         f"erased {kind}")
-    for index in [*indices.values(), settings.changes_index]:
-        refresh(es, index)
+    refresh(es, *indices.values(), settings.changes_index)
     log.info("Recomputed %s over all time: wrote %s; deleted %s", plural(len(domains), "domain"),
              dict(written), dict(removed))
     return RecomputedOutputs(written={kind: written[kind] for kind in KINDS + (CHANGES.name,)},

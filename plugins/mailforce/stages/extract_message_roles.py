@@ -92,8 +92,7 @@ def extract_message_roles(
     roles_written = written - tally.ledger_written
     # Searches see a write only after a refresh: the compile's scans, and the next runs' lookups of
     # other accounts' copies and reconciliation's ledger counts, search what was just written.
-    refresh(es, settings.roles_index)
-    refresh(es, settings.ledger_index)
+    refresh(es, settings.roles_index, settings.ledger_index)
     undated, future_count, future_max = 0, 0, None
     if extraction_slice.number == 1:  # window-wide counts: once per run
         undated = count_undated(es, settings.source_index, window)

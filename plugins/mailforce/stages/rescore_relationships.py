@@ -116,9 +116,7 @@ def rescore_relationships(es, settings: Settings, window_end: datetime) -> Resco
         settings.bulk_chunk, "rescored domains")
     organizations_written = rescore_organizations(
         es, settings, sorted({organizations.organization_of(domain) for domain in changed_domains}), updated_at)
-    for index in (settings.relationships_index, settings.contacts_index, settings.domains_index,
-                  settings.changes_index):
-        refresh(es, index)
+    refresh(es, settings.relationships_index, settings.contacts_index, settings.domains_index, settings.changes_index)
     log.info(
         "Rescored %s for %s (last scored %s) in %.1f s: time changed %s (%s), "
         "the best-connected accounts of %s, %s and %s",
