@@ -19,7 +19,7 @@ from mailforce.core.people import People, label_people
 from mailforce.core.rollups import KINDS, DomainDocuments, Scoring, finished_documents
 from mailforce.es.changes import record_relationship_changes
 from mailforce.es.owners import OwnerDirectory
-from mailforce.es.reads import fetch_documents, scan_roles
+from mailforce.es.reads import fetch_documents, fetch_from_indices, scan_roles
 from mailforce.es.scoring import broadcast_rule
 from mailforce.es.writes import bulk_write, index_actions, version_of
 from mailforce.settings import Settings
@@ -43,21 +43,20 @@ def stored_documents(
     """Per kind, the stored documents of the same natural keys (by id: real time, never a search),
     and the version each was read at (None: absent), for conditional writes."""
     indices = kind_indices(settings)
-    stored: dict[str, dict] = {}
-    versions: Versions = {}
-    for kind in KINDS:
-        found: dict[tuple, dict] = {}
-        kind_versions: dict[str, tuple[int, int] | None] = {}
-        for batch in batched(documents.get(kind, ()), settings.lookup_batch_size):
-            by_id = {output_id(kind, document): natural_key(kind, document) for document in batch}
-            fetched = fetch_documents(es, indices[kind], list(by_id), with_versions=True)
-            for identifier, key in by_id.items():
-                entry = fetched.get(identifier)
-                kind_versions[identifier] = version_of(entry)
-                if entry is not None:
-                    found[key] = without(dict(entry["_source"]), "updated_at")
-        stored[kind] = found
-        versions[kind] = kind_versions
+    stored: dict[str, dict] = {kind: {} for kind in KINDS}
+    versions: Versions = {kind: {} for kind in KINDS}
+    wanted = ((kind, output_id(kind, document), natural_key(kind, document))
+              for kind in KINDS for document in documents.get(kind, ()))
+    for batch in batched(wanted, settings.lookup_batch_size):  # the kinds share each lookup request
+        by_index: dict[str, list[str]] = {}
+        for kind, identifier, _ in batch:
+            by_index.setdefault(indices[kind], []).append(identifier)
+        fetched = fetch_from_indices(es, by_index, with_versions=True)
+        for kind, identifier, key in batch:
+            entry = fetched[indices[kind]].get(identifier)
+            versions[kind][identifier] = version_of(entry)
+            if entry is not None:
+                stored[kind][key] = without(dict(entry["_source"]), "updated_at")
     return stored, versions
 
 

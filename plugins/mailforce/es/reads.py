@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
-from elasticsearch import ApiError, NotFoundError, TransportError
+from elasticsearch import ApiError, TransportError
 
 from mailforce.core.batches import batched
 from mailforce.core.dates import format_utc, parse_source_date
@@ -48,7 +48,7 @@ MGET_RETRY_BACKOFF_SECONDS = 0.2  # doubled at each try
 # and what says whether the answer is complete. Each hit's index, score and sort values (the sort
 # repeats the sorted fields) would otherwise be decoded for every document read.
 SCAN_RESPONSE_FIELDS = "_scroll_id,_shards,timed_out,hits.total,hits.hits._id,hits.hits._source"
-MGET_RESPONSE_FIELDS = "docs._id,docs.found,docs._source,docs.error"
+MGET_RESPONSE_FIELDS = "docs._index,docs._id,docs.found,docs._source,docs.error"
 SEARCHES_PER_REQUEST = 100  # `search_each`: searches sent in one _msearch request
 MGET_VERSIONED_RESPONSE_FIELDS = MGET_RESPONSE_FIELDS + ",docs._seq_no,docs._primary_term"
 
@@ -290,38 +290,49 @@ def fetch_documents(
     for conditional writes (`writes.conditional_actions`).
 
     An item answered with an `error` (e.g. a shard relocating) is asked again a few times with
-    backoff, then raises RuntimeError: an error is never read as "not stored".
+    backoff, then raises IncompleteReadError: an error is never read as "not stored".
     """
-    if not ids:
-        return {}
-    found: dict[str, dict[str, Any]] = {}
-    pending = list(dict.fromkeys(ids))
+    return fetch_from_indices(es, {index: ids}, with_versions=with_versions)[index]
+
+
+def fetch_from_indices(
+    es, wanted: Mapping[str, Sequence[str]], *, with_versions: bool = False
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """index -> (id -> _source, as `fetch_documents` gives) for the ids of several indices, in one
+    mget request (a round trip per lookup instead of one per index); same retries and errors."""
+    found: dict[str, dict[str, dict[str, Any]]] = {index: {} for index in wanted}
+    pending = [(index, identifier) for index, ids in wanted.items() for identifier in dict.fromkeys(ids)]
+    what = f"mget of {', '.join(wanted)}"
+    errors: dict[str, Any] = {}
     for attempt in range(MGET_ITEM_RETRIES + 1):
+        if not pending:
+            return found
         if attempt:
             time.sleep(MGET_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
-        try:
-            response = es.mget(index=index, ids=pending, filter_path=MGET_VERSIONED_RESPONSE_FIELDS
-                               if with_versions else MGET_RESPONSE_FIELDS)
-        except NotFoundError:
-            return {}
-        errors: dict[str, Any] = {}
-        for doc in response.get("docs", ()):
-            if "error" in doc:
-                errors[doc["_id"]] = doc["error"]
+        response = es.mget(docs=[{"_index": index, "_id": identifier} for index, identifier in pending],
+                           filter_path=MGET_VERSIONED_RESPONSE_FIELDS if with_versions else MGET_RESPONSE_FIELDS)
+        errors, retry = {}, []
+        for (index, identifier), doc in zip(pending, response.get("docs", ())):
+            error = doc.get("error")
+            if error is not None:
+                if isinstance(error, dict) and error.get("type") == "index_not_found_exception":
+                    continue  # a missing index holds none of the ids
+                errors[identifier] = error
+                retry.append((index, identifier))
             elif doc.get("found"):
-                found[doc["_id"]] = (
+                found[index][identifier] = (
                     {"_source": doc["_source"], "_seq_no": doc.get("_seq_no"), "_primary_term": doc.get("_primary_term")}
                     if with_versions else doc["_source"]
                 )
-        if not errors:
-            return found
-        pending = list(errors)
+        pending = retry
+    if not pending:
+        return found
     first_id, error = next(iter(errors.items()))
     kind = error.get("type") if isinstance(error, dict) else error
     reason = error.get("reason") if isinstance(error, dict) else ""
     raise IncompleteReadError(
-        f"mget of {index}: {len(errors)} documents answered with an error after {MGET_ITEM_RETRIES + 1} tries "
-        f"(first: id={first_id} {kind}: {reason}); not read as 'not stored'", what=f"mget of {index}",
+        f"{what}: {len(errors)} documents answered with an error after {MGET_ITEM_RETRIES + 1} tries "
+        f"(first: id={first_id} {kind}: {reason}); not read as 'not stored'", what=what,
         item_errors=errors,
     )
 
