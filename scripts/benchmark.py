@@ -71,6 +71,7 @@ from mailforce.tools.loader import ensure_source_index  # noqa: E402
 from mailforce.core.roles import SOURCE_FIELDS  # noqa: E402
 from mailforce.core.summaries import WRITTEN_KINDS  # noqa: E402
 from mailforce.settings import Settings  # noqa: E402
+from mailforce.tools.embedded import engine_environment  # noqa: E402
 from mailforce.tools.synthetic import CorpusSpec, iter_corpus  # noqa: E402
 from mailforce.core.window import Window  # noqa: E402
 from mailforce import DAG_ID  # noqa: E402
@@ -1649,6 +1650,9 @@ def comparison(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     configure_console_logging()
+    # The engines it starts (and their clones) collect garbage as the product's embedded engine does.
+    os.environ["GOGC"] = engine_environment(os.environ)["GOGC"]
+    print(f"Engine GOGC={os.environ['GOGC']} (the embedded engine's default unless GOGC is set)", file=sys.stderr)
     workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="mailforce-benchmark-"))
     airflow = Airflow(workdir / "airflow")
     results = []
