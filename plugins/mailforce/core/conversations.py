@@ -86,8 +86,9 @@ def doubtful_addresses(stored: OwnerEvidence, new_counts: Mapping[str, int]) -> 
         return ()
     third_address, third_count = ranked_candidates(_stored_plus_new(stored, new_counts))[-1]
     stored_third = stored.candidates[-1][1]
+    candidates = {address for address, _ in stored.candidates}
     return tuple(sorted(
-        address for address, count in new_counts.items() if address not in dict(stored.candidates)
+        address for address, count in new_counts.items() if address not in candidates
         and (stored_third + count > third_count or (stored_third + count == third_count and address < third_address))))
 
 

@@ -48,9 +48,9 @@ MGET_RETRY_BACKOFF_SECONDS = 0.2  # doubled at each try
 # and what says whether the answer is complete. Each hit's index, score and sort values (the sort
 # repeats the sorted fields) would otherwise be decoded for every document read.
 SCAN_RESPONSE_FIELDS = "_scroll_id,_shards,timed_out,hits.total,hits.hits._id,hits.hits._source"
-MGET_RESPONSE_FIELDS = "docs._index,docs._id,docs.found,docs._source,docs.error"
-SEARCHES_PER_REQUEST = 100  # `search_each`: searches sent in one _msearch request
+MGET_RESPONSE_FIELDS = "docs._id,docs.found,docs._source,docs.error"  # answers come in the order asked
 MGET_VERSIONED_RESPONSE_FIELDS = MGET_RESPONSE_FIELDS + ",docs._seq_no,docs._primary_term"
+SEARCHES_PER_REQUEST = 100  # `search_each`: searches sent in one _msearch request
 
 
 class IncompleteReadError(RuntimeError):

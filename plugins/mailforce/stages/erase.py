@@ -288,8 +288,8 @@ def recompute_outputs(es, settings: Settings, domains: Sequence[str], *, updated
                                                    people=people)
         written.update(counts)
         names = sorted({organizations.organization_of(domain) for domain in chunk})
+        refresh(es, *(indices[kind] for kind in KINDS))
         for kind in KINDS:
-            refresh(es, indices[kind])
             expected = {output_id(kind, document) for document in getattr(documents, kind)}
             stale = sorted(_stored_ids(es, settings, indices[kind], chunk, names) - expected)
             removed[kind] += bulk_write(es, _delete_actions(indices[kind], stale), settings.bulk_chunk,
