@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 from elastic_transport import ApiResponseMeta, HttpHeaders, Urllib3HttpNode
 
+from mailforce.es.codec import SERIALIZERS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "elasticsearch_default"
@@ -196,6 +198,7 @@ def _client_kwargs(options: ClientOptions) -> dict[str, Any]:
         "retry_on_status": RETRY_ON_STATUS,
         "retry_backoff_base": options.retry_backoff_base,
         "retry_backoff_cap": options.retry_backoff_cap,
+        "serializers": SERIALIZERS,
     }
     if options.api_key:
         kwargs["api_key"] = options.api_key

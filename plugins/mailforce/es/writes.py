@@ -3,14 +3,13 @@ what is stored (only what changed, or added to what is there)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, Iterable, Iterator, Mapping
 
 from elasticsearch import helpers
-from elasticsearch.serializer import JsonSerializer
 
+from mailforce.es.codec import dumps
 from mailforce.es.reads import check_complete
 
 log = logging.getLogger(__name__)
@@ -28,10 +27,6 @@ DEFAULT_CHUNK_BYTES = 10 * 1024 * 1024
 # The rest (index, version, shards, sequence numbers) is most of the answer's bytes and would be
 # decoded for every document written (docs/BENCHMARK.md, "Client CPU").
 BULK_RESPONSE_FIELDS = "errors,items.*.status,items.*.error,items.*._id"
-# The client's own JSON settings (compact, UTF-8 as is, dates as ISO strings), built once: the
-# client's serializer makes a new encoder for every line of a bulk body.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
-                            default=JsonSerializer().default)
 
 class BulkWriteError(RuntimeError):
     """Some documents were not written. The message lists the first failures; the attributes keep
@@ -85,10 +80,6 @@ def index_actions(
         yield action
 
 
-def _encoded(value: Any) -> bytes:
-    return _ENCODER.encode(value).encode("utf-8", "surrogatepass")
-
-
 # The actions `index_actions` makes: their header is built here without the helper's general expansion.
 _PLAIN_ACTION_KEYS = frozenset({"_op_type", "_index", "_id", "_source", "if_seq_no", "if_primary_term"})
 _PLAIN_HEADER_KEYS = ("_id", "_index", "if_seq_no", "if_primary_term")  # in `expand_action`'s order
@@ -96,14 +87,14 @@ _PLAIN_HEADER_KEYS = ("_id", "_index", "if_seq_no", "if_primary_term")  # in `ex
 
 def encoded_action(action: dict[str, Any]) -> tuple[bytes, bytes | None]:
     """A bulk action's two lines as the helper's `expand_action` makes them, already JSON: the helper
-    sends bytes as they are, so each line is encoded once, by one encoder."""
+    sends bytes as they are, so each line is encoded once (`mailforce.es.codec`)."""
     operation = action.get("_op_type", "index")
     if operation in ("index", "create") and action.keys() <= _PLAIN_ACTION_KEYS and isinstance(
             action.get("_source"), Mapping):
         header = {operation: {key: action[key] for key in _PLAIN_HEADER_KEYS if key in action}}
-        return _encoded(header), _encoded(action["_source"])
+        return dumps(header), dumps(action["_source"])
     header, body = helpers.expand_action(action)
-    return _encoded(header), None if body is None else _encoded(body)
+    return dumps(header), None if body is None else dumps(body)
 
 
 def version_of(stored: Mapping[str, Any] | None) -> tuple[int, int] | None:
