@@ -5,11 +5,12 @@ every address of theirs. The oracle (tests/oracle.py) computes people on its own
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from elasticsearch import helpers
 
+from mailforce.core.dates import format_utc, parse_source_date
 from mailforce.core.ids import document_id
 from mailforce.core.people import (
     AliasChangeError,
@@ -19,6 +20,7 @@ from mailforce.core.people import (
     parse_alias_change,
     suggest_aliases,
 )
+from mailforce.es import people as people_io
 from mailforce.stages.change_aliases import apply_alias_change, list_suggestions, validate_change
 from mailforce.stages.erase import erase
 from mailforce.stages.reconcile import reconcile_window
@@ -219,6 +221,28 @@ def test_windows_late_mail_and_a_failed_run_keep_people_exact(es, settings):
     run_stages(es, settings, reconcile_window(es, settings), "reconcile-1")
     assert_matches_oracle(es, settings, MAIL, [EVERYTHING])
     assert person(es, settings, "jdoe@gmail.com")["total_count"] == 6
+
+
+def test_the_people_stage_rereads_from_the_last_runs_end_and_needs_no_more_without_clock_skew(
+        es, settings, monkeypatch):
+    """With no clock margin at all (one process, one clock), re-reading only what was written after the
+    last successful run ended still keeps people exact through a run that dies between partitions:
+    that run's own people stage came after everything it wrote."""
+    monkeypatch.setattr(people_io, "CLOCK_MARGIN", timedelta(0))
+    apply_alias_change(es, settings, validate_change({"add": ["jim.smith@acme.com=jdoe@gmail.com"], **WHO}))
+    early = MAIL[:-2]
+    load_source(es, settings, early[:3])
+    first = run(es, settings, "w1", run_end=datetime(2001, 5, 2, 12, tzinfo=UTC))
+    assert people_io.people_since(es, settings) == format_utc(parse_source_date(first["run_date"]))
+    load_source(es, settings, early[3:])
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        run_once(es, settings, parse_run_params({}, {}), FAR_FUTURE_RUN_END, "w2-dies", stop_after_partitions=1)
+    assert people_io.people_since(es, settings) == format_utc(parse_source_date(first["run_date"]))  # a failed run publishes nothing
+    second = run(es, settings, "w2")
+    assert_matches_oracle(es, settings, early, [EVERYTHING])
+    assert person(es, settings, "jdoe@gmail.com")["total_count"] == 5
+    monkeypatch.setattr(people_io, "CLOCK_MARGIN", timedelta(hours=1))
+    assert people_io.people_since(es, settings) == format_utc(parse_source_date(second["run_date"]) - timedelta(hours=1))
 
 
 def test_erasing_a_person_erases_every_address_of_theirs(es, settings):

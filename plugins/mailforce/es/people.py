@@ -58,7 +58,7 @@ ALIASES_AUDIT_PROPERTIES = {
     "finished_at": DATE,
 }
 # Clock differences between workers: a run's people stage re-reads what was written this long before
-# the last successful run started (re-reading is harmless: a person's document is recomputed whole).
+# the last successful run ended (re-reading is harmless: a person's document is recomputed whole).
 CLOCK_MARGIN = timedelta(hours=1)
 TERMS_PER_QUERY = 1_000
 
@@ -142,20 +142,24 @@ def _delete_quietly(es, actions: list[dict[str, Any]]) -> int:
 
 
 def people_since(es, settings: Settings) -> str | None:
-    """What the people stage re-reads from: `CLOCK_MARGIN` before the last successful run started
-    (None on a fresh cluster: everything)."""
+    """What the people stage re-reads from: `CLOCK_MARGIN` before the last successful run ended (None
+    on a fresh cluster: everything).
+
+    That run's own people stage came after every contact and relationship it wrote (nothing after it
+    writes either), so what is left is what later runs wrote: failed ones (runs never overlap: the
+    lease) and this one. The margin covers clocks of different workers; it is counted from the end,
+    not the start, so the run after a long one (a history load of hours) re-reads that run's last hour
+    at most, not everything it wrote."""
     try:
-        response = search(es, "the last run's start", index=settings.runtime_stats_index, size=1,
-                          source=["run_date", "duration_seconds"], sort=[{"run_date": {"order": "desc"}}])
+        response = search(es, "the last run's end", index=settings.runtime_stats_index, size=1,
+                          source=["run_date"], sort=[{"run_date": {"order": "desc"}}])
     except NotFoundError:
         return None
     hits = response["hits"]["hits"]
     if not hits:
         return None
-    source = hits[0]["_source"]
-    ended: datetime = parse_source_date(source["run_date"])
-    started = ended - timedelta(seconds=float(source.get("duration_seconds") or 0))
-    return format_utc(started - CLOCK_MARGIN)
+    ended: datetime = parse_source_date(hits[0]["_source"]["run_date"])
+    return format_utc(ended - CLOCK_MARGIN)
 
 
 def addresses_written_since(es, settings: Settings, since: str | None) -> set[str]:

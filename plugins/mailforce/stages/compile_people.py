@@ -4,8 +4,8 @@ A person's addresses may lie in domains of different partitions (an alias joins 
 company's), so their document is built here, once every partition is written, from the stored
 contacts (`person_id` on each) and, for a person with several addresses, from the roles documents
 naming any of them (docs/ARCHITECTURE.md, "People after the compile"). The persons are those of
-every address whose contact or relationship was written since the last successful run started
-(less a clock margin), by this run or by a failed one; their documents are recomputed whole, so
+every address whose contact or relationship was written since the last successful run ended
+(less a clock margin), by this run or by a failed one (`people_since`); their documents are recomputed whole, so
 reading more than needed changes nothing. Outputs from before people (contacts without
 `person_id`) are labelled and every person is built.
 """
