@@ -17,34 +17,34 @@ Only this module knows which encoder runs: `dumps`/`loads` for the product's own
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import orjson
 from elasticsearch.serializer import JsonSerializer, NdjsonSerializer
 
-_DEFAULT = JsonSerializer().default
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-# The client's own JSON settings (compact, UTF-8 as is), built once: the fallback.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False, default=_DEFAULT)
+# The client's own serializer: its conversions of non-JSON values, and the fallback whole.
+_CLIENT = JsonSerializer()
 
 
 def dumps(value: Any) -> bytes:
     """`value` as compact UTF-8 JSON."""
     try:
-        return orjson.dumps(value, default=_DEFAULT, option=_OPTIONS)
+        return orjson.dumps(value, default=_CLIENT.default, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: a lone surrogate, a huge integer
-        return _ENCODER.encode(value).encode("utf-8", "surrogatepass")
+        return _CLIENT.json_dumps(value)
 
 
 def loads(data: bytes | str) -> Any:
     try:
         return orjson.loads(data)
     except ValueError:  # orjson.JSONDecodeError: e.g. a surrogate written through by `dumps`
-        return json.loads(data)
+        return _CLIENT.json_loads(data)
 
 
-class _Json(JsonSerializer):
+class _Orjson:
+    """The client's serializers with this module's `dumps` and `loads`."""
+
     def json_dumps(self, data: Any) -> bytes:
         return dumps(data)
 
@@ -52,12 +52,12 @@ class _Json(JsonSerializer):
         return loads(data)
 
 
-class _Ndjson(NdjsonSerializer):
-    def json_dumps(self, data: Any) -> bytes:
-        return dumps(data)
+class _Json(_Orjson, JsonSerializer):
+    pass
 
-    def json_loads(self, data: bytes) -> Any:
-        return loads(data)
+
+class _Ndjson(_Orjson, NdjsonSerializer):
+    pass
 
 
 # The client's serializers by media type (the compatibility types follow these: elasticsearch-py).

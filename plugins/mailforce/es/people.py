@@ -167,10 +167,11 @@ def addresses_written_since(es, settings: Settings, since: str | None) -> set[st
     (None: every address)."""
     query = {"match_all": {}} if since is None else {"range": {"updated_at": {"gte": since}}}
     addresses: set[str] = set()
-    for index in (settings.contacts_index, settings.relationships_index):
+    indices = (settings.contacts_index, settings.relationships_index)
+    refresh(es, *indices, missing_ok=True)
+    for index in indices:
         if not es.indices.exists(index=index):
             continue
-        refresh(es, index)
         for hit in scan(es, index, {"query": query, "_source": ["email_address"]}, settings.scan_page_size,
                         settings.scroll_keep_alive, f"addresses written in {index}"):
             addresses.add(hit["_source"]["email_address"])
